@@ -1,0 +1,1 @@
+namespace Serving.Client; internal static class AssemblyMarker { }

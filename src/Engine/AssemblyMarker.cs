@@ -1,0 +1,1 @@
+namespace Serving.Engine; internal static class AssemblyMarker { }

@@ -1,0 +1,72 @@
+namespace Serving.Engine.Models;
+
+/// <summary>
+/// The tokens of one forward step, from one or more sequences (continuous batching: prefill chunks and
+/// decode tokens mixed). Legend: T = tokens in the step, S = sequences in the step.
+/// All arrays are owned by the caller and may be reused between steps; only the first
+/// <see cref="TokenCount"/> / <see cref="SequenceCount"/> entries are read.
+/// </summary>
+public sealed class StepBatch
+{
+    /// <summary>Creates a batch with room for <paramref name="maxTokens"/> tokens and <paramref name="maxSequences"/> sequences.</summary>
+    public StepBatch(int maxTokens, int maxSequences, int maxBlocksPerSequence)
+    {
+        Tokens = new int[maxTokens];
+        Positions = new int[maxTokens];
+        SequenceRows = new int[maxTokens];
+        Slots = new int[maxTokens];
+        LogitRows = new int[maxTokens];
+        BlockTables = new int[maxSequences * maxBlocksPerSequence];
+        MaxBlocksPerSequence = maxBlocksPerSequence;
+    }
+
+    /// <summary>T: tokens used in this step.</summary>
+    public int TokenCount { get; set; }
+
+    /// <summary>S: sequences (rows of <see cref="BlockTables"/>) used in this step.</summary>
+    public int SequenceCount { get; set; }
+
+    /// <summary>[T] token ids.</summary>
+    public int[] Tokens { get; }
+
+    /// <summary>[T] absolute position of each token in its sequence.</summary>
+    public int[] Positions { get; }
+
+    /// <summary>[T] which row of <see cref="BlockTables"/> (which sequence) each token belongs to.</summary>
+    public int[] SequenceRows { get; }
+
+    /// <summary>[T] KV slot (block · blockSize + offset) each token's k/v is written to.</summary>
+    public int[] Slots { get; }
+
+    /// <summary>[S, MaxBlocksPerSequence] block ids of each sequence, in position order.</summary>
+    public int[] BlockTables { get; }
+
+    /// <summary>Columns of <see cref="BlockTables"/>.</summary>
+    public int MaxBlocksPerSequence { get; }
+
+    /// <summary>Number of entries of <see cref="LogitRows"/> in use (R).</summary>
+    public int LogitCount { get; set; }
+
+    /// <summary>[R] token rows whose logits the caller wants (usually the last token of each sequence's chunk), ascending.</summary>
+    public int[] LogitRows { get; }
+
+    /// <summary>Appends one token. Returns its row.</summary>
+    public int AddToken(int token, int position, int sequenceRow, int slot, bool wantLogits)
+    {
+        int t = TokenCount++;
+        Tokens[t] = token;
+        Positions[t] = position;
+        SequenceRows[t] = sequenceRow;
+        Slots[t] = slot;
+        if (wantLogits) LogitRows[LogitCount++] = t;
+        return t;
+    }
+
+    /// <summary>Empties the batch for reuse.</summary>
+    public void Clear()
+    {
+        TokenCount = 0;
+        SequenceCount = 0;
+        LogitCount = 0;
+    }
+}

@@ -1,0 +1,1 @@
+namespace Serving.Protocol; internal static class AssemblyMarker { }
