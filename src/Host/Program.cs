@@ -1,10 +1,33 @@
+using System.CommandLine;
+using Serving.Engine.Gguf;
+using Serving.Engine.Models;
+using Serving.Engine.Tokenizers;
+using Serving.Host.Commands;
+using Serving.Host.Plugins;
+
 namespace Serving.Host;
 
+/// <summary>The composition root: one sub-command per user task, each in Commands/.</summary>
 internal static class Program
 {
     private static int Main(string[] args)
     {
-        Console.WriteLine("serving: skeleton");
-        return 0;
+        var root = new RootCommand("Serving: an accelerator-agnostic LLM inference server (GGUF, Llama family).");
+        root.Options.Add(CommonOptions.Plugins);
+        foreach (var command in CommandSet.All())
+            root.Subcommands.Add(command);
+        try
+        {
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            // Expected failures (a bad file, a missing device) get one clear line, never a stack trace.
+            return CliErrors.Fail(e.Message);
+        }
     }
+
+    private static bool IsUserError(Exception e) => e is GgufFormatException or ModelLoadException or TokenizerException
+        or DeviceNotFoundException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException
+        or ArgumentException or Abstractions.AcceleratorException or OperationCanceledException;
 }

@@ -1,0 +1,36 @@
+namespace Serving.Engine.Models;
+
+/// <summary>How a model is placed on a device.</summary>
+public sealed record ModelOptions
+{
+    /// <summary>Most tokens in one forward step (the prefill chunk budget). Default 256.</summary>
+    public int MaxBatchTokens { get; init; } = 256;
+
+    /// <summary>Most sequences in one forward step. Default 32.</summary>
+    public int MaxBatchSequences { get; init; } = 32;
+
+    /// <summary>Context length per sequence; 0 = the model's, capped at 4096 to keep the KV cache small.</summary>
+    public int ContextLength { get; init; }
+
+    /// <summary>Token slots in the KV cache over all sequences; 0 = 4 full contexts, capped by a quarter of free device memory.</summary>
+    public int KvCacheTokens { get; init; }
+
+    /// <summary>Token slots per KV block. Default 16.</summary>
+    public int KvBlockSize { get; init; } = 16;
+
+    /// <summary>
+    /// Serve weights straight from the memory-mapped file where the device can (zero copy). False reads them
+    /// into device memory (for the CPU: resident process memory, immune to page-cache eviction).
+    /// </summary>
+    public bool UseMmap { get; init; } = true;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
+    public void Validate()
+    {
+        if (MaxBatchTokens is < 1 or > 65536) throw new ArgumentException($"MaxBatchTokens {MaxBatchTokens} out of range [1, 65536]");
+        if (MaxBatchSequences is < 1 or > 4096) throw new ArgumentException($"MaxBatchSequences {MaxBatchSequences} out of range [1, 4096]");
+        if (ContextLength is < 0 or > 1 << 20) throw new ArgumentException($"ContextLength {ContextLength} out of range");
+        if (KvCacheTokens < 0) throw new ArgumentException($"KvCacheTokens {KvCacheTokens} must be ≥ 0");
+        if (KvBlockSize is < 1 or > 1024) throw new ArgumentException($"KvBlockSize {KvBlockSize} out of range [1, 1024]");
+    }
+}

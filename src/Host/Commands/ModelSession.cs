@@ -1,0 +1,46 @@
+using System.CommandLine;
+using Serving.Abstractions;
+using Serving.Engine.Models;
+using Serving.Host.Cli;
+
+namespace Serving.Host.Commands;
+
+/// <summary>A device opened from --device/--threads and a model loaded on it with a progress bar; disposes both.</summary>
+internal sealed class ModelSession : IDisposable
+{
+    private ModelSession(IAccelerator device, LoadedModel loaded)
+    {
+        Device = device;
+        Loaded = loaded;
+    }
+
+    public IAccelerator Device { get; }
+    public LoadedModel Loaded { get; }
+
+    public static ModelSession Open(ParseResult parse, Option<string?> model, Option<string?> device, Option<int> threads, Option<bool> noMmap, ModelOptions options)
+    {
+        string path = ModelOption.Resolve(parse.GetValue(model));
+        var registry = CommonOptions.Registry(parse);
+        var accelerator = registry.Open(parse.GetValue(device), new DeviceOptions(parse.GetValue(threads)));
+        try
+        {
+            LoadedModel loaded;
+            using (var bar = new ProgressBar($"loading {Path.GetFileName(path)}"))
+                loaded = LoadedModel.Open(path, accelerator, options with { UseMmap = !parse.GetValue(noMmap) }, bar);
+            Console.Error.WriteLine($"model: {loaded.Name} ({loaded.Model.Config.Architecture}, {loaded.Model.Config.Layers} layers, dim {loaded.Model.Config.Dim}, " +
+                                    $"{Units.Bytes(loaded.Model.WeightBytes)} weights{(loaded.Model.WeightsMapped ? ", memory-mapped" : ", resident")}) on {accelerator.Descriptor.Id} ({accelerator.Descriptor.Name})");
+            return new ModelSession(accelerator, loaded);
+        }
+        catch
+        {
+            accelerator.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Loaded.Dispose();
+        Device.Dispose();
+    }
+}

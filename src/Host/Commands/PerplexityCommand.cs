@@ -1,0 +1,99 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Serving.Engine.Models;
+
+namespace Serving.Host.Commands;
+
+/// <summary>
+/// <c>perplexity</c>: perplexity over non-overlapping windows of --ctx tokens, scored as llama.cpp's
+/// llama-perplexity does: the file is tokenized once (with BOS when the model adds one), each window's first
+/// token is replaced by BOS, and only the second half of each window is scored (each of those tokens then has at
+/// least ctx/2 tokens of context), so the two tools can be compared on the same file.
+/// </summary>
+internal static class PerplexityCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("perplexity", "Perplexity of a model over a text file (llama-perplexity windowing)");
+        var model = ModelOption.Create();
+        var file = new Option<string>("--file", "-f") { Description = "UTF-8 text file", Required = true };
+        var ctx = new Option<int>("--ctx", "-c") { Description = "Window length in tokens", DefaultValueFactory = _ => 128 };
+        var chunks = new Option<int>("--chunks") { Description = "Score at most this many windows (0 = all)", DefaultValueFactory = _ => 0 };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var noMmap = CommonOptions.NoMmap();
+        foreach (var o in new Option[] { model, file, ctx, chunks, device, threads, noMmap }) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            int n = parse.GetValue(ctx);
+            if (n < 4 || n > 1 << 16) return CliErrors.Fail($"--ctx {n} out of range [4, 65536]");
+            string path = parse.GetValue(file)!;
+            if (!File.Exists(path)) return CliErrors.Fail($"text file not found: {path}");
+            string text = File.ReadAllText(path);
+
+            using var session = ModelSession.Open(parse, model, device, threads, noMmap,
+                new ModelOptions { ContextLength = n, MaxBatchTokens = Math.Min(n, 512), MaxBatchSequences = 1, KvCacheTokens = n });
+            var lm = session.Loaded;
+            var tok = lm.Tokenizer;
+            int[] tokens = tok.Encode(text, tok.AddBos);
+            int windows = tokens.Length / n;
+            if (parse.GetValue(chunks) > 0) windows = Math.Min(windows, parse.GetValue(chunks));
+            if (windows == 0)
+                return CliErrors.Fail($"the file has {tokens.Length} tokens; at least --ctx {n} are needed");
+            Console.Error.WriteLine($"perplexity: {tokens.Length} tokens, {windows} windows of {n}, scoring the second half of each");
+
+            var m = lm.Model;
+            int V = m.VocabSize, first = n / 2, step = m.MaxBatchTokens;
+            var batch = new StepBatch(step, 1, m.MaxBlocksPerSequence);
+            var logits = new float[step * V];
+            double nll = 0, nll2 = 0;
+            long count = 0;
+            var sw = Stopwatch.StartNew();
+            for (int w = 0; w < windows; w++)
+            {
+                int start = w * n;
+                for (int chunkStart = 0; chunkStart < n; chunkStart += step)
+                {
+                    int len = Math.Min(step, n - chunkStart);
+                    batch.Clear();
+                    batch.SequenceCount = 1;
+                    for (int b = 0; b < m.MaxBlocksPerSequence; b++) batch.BlockTables[b] = b;
+                    for (int i = 0; i < len; i++)
+                    {
+                        int pos = chunkStart + i;
+                        int token = pos == 0 && tok.AddBos ? tok.BosId : tokens[start + pos];
+                        // Rows first..n-2 predict the next token of the window; the last row has no target.
+                        batch.AddToken(token, pos, 0, pos, wantLogits: pos >= first && pos < n - 1);
+                    }
+                    m.Forward(batch, logits);
+                    for (int r = 0; r < batch.LogitCount; r++)
+                    {
+                        int pos = chunkStart + batch.LogitRows[r];
+                        double lp = LogSoftmaxAt(logits.AsSpan(r * V, V), tokens[start + pos + 1]);
+                        nll -= lp;
+                        nll2 += lp * lp;
+                        count++;
+                    }
+                }
+                Console.Write($"[{w + 1}]{Math.Exp(nll / count):0.0000},");
+            }
+            Console.WriteLine();
+            double mean = nll / count;
+            double variance = nll2 / count - mean * mean;
+            double stderr = Math.Sqrt(Math.Max(0, variance) / Math.Max(1, count - 1)) * Math.Exp(mean);
+            Console.WriteLine($"Final estimate: PPL = {Math.Exp(mean):0.0000} +/- {stderr:0.00000}");
+            Console.WriteLine($"scored {count} tokens in {sw.Elapsed.TotalSeconds:0.00} s ({windows * n / sw.Elapsed.TotalSeconds:0.0} tokens/s evaluated)");
+            return 0;
+        });
+        return command;
+    }
+
+    private static double LogSoftmaxAt(ReadOnlySpan<float> logits, int index)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float v in logits) max = Math.Max(max, v);
+        double sum = 0;
+        foreach (float v in logits) sum += Math.Exp(v - max);
+        return logits[index] - max - Math.Log(sum);
+    }
+}

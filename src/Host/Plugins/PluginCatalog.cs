@@ -1,0 +1,107 @@
+using System.Reflection;
+using Serving.Abstractions;
+
+namespace Serving.Host.Plugins;
+
+/// <summary>What happened to one plugin folder during discovery.</summary>
+/// <param name="Folder">The plugin's folder.</param>
+/// <param name="Name">Backend name, or the folder name when the plugin did not load.</param>
+/// <param name="Plugin">The loaded plugin; null when it was skipped.</param>
+/// <param name="Probe">Its probe result; null when it was skipped before probing.</param>
+/// <param name="Error">Why it was skipped or unusable; null when usable.</param>
+internal sealed record PluginEntry(string Folder, string Name, IBackendPlugin? Plugin, ProbeResult? Probe, string? Error)
+{
+    /// <summary>True when the plugin loaded and has at least one device.</summary>
+    public bool Usable => Plugin is not null && Probe is { Usable: true } && Error is null;
+}
+
+/// <summary>
+/// Finds backend plugins: every sub-folder of the plugins folder holding a <c>&lt;folder&gt;.dll</c> (or exactly
+/// one Serving.Backends.*.dll). Each is loaded into its own <see cref="PluginLoadContext"/>, its
+/// <see cref="IBackendPlugin"/> instantiated, its contract version checked and its Probe called. Nothing a
+/// plugin does can stop discovery: every failure becomes a skipped entry with its reason.
+/// </summary>
+internal static class PluginCatalog
+{
+    /// <summary>The default plugins folder: <c>plugins/</c> beside the host, or <c>$SERVING_PLUGINS</c>.</summary>
+    public static string DefaultFolder =>
+        Environment.GetEnvironmentVariable("SERVING_PLUGINS") is { Length: > 0 } env
+            ? env
+            : Path.Combine(AppContext.BaseDirectory, "plugins");
+
+    /// <summary>Discovers every plugin under <paramref name="pluginsFolder"/>. A missing folder gives no entries and an error line.</summary>
+    public static IReadOnlyList<PluginEntry> Discover(string pluginsFolder, out string? folderError)
+    {
+        folderError = null;
+        if (!Directory.Exists(pluginsFolder))
+        {
+            folderError = $"plugins folder not found: {pluginsFolder}";
+            return [];
+        }
+        var entries = new List<PluginEntry>();
+        foreach (string dir in Directory.GetDirectories(pluginsFolder).Order(StringComparer.Ordinal))
+            entries.Add(LoadOne(dir));
+        return entries;
+    }
+
+    private static PluginEntry LoadOne(string dir)
+    {
+        string folderName = Path.GetFileName(dir);
+        string? dll = FindEntryAssembly(dir);
+        if (dll is null)
+            return new(dir, folderName, null, null, $"no plugin assembly in {dir} (expected {folderName}.dll)");
+        IBackendPlugin plugin;
+        try
+        {
+            var context = new PluginLoadContext(dll);
+            Assembly assembly = context.LoadFromAssemblyPath(dll);
+            Type[] types = assembly.GetExportedTypes()
+                .Where(t => t is { IsClass: true, IsAbstract: false } && typeof(IBackendPlugin).IsAssignableFrom(t))
+                .ToArray();
+            if (types.Length != 1)
+                return new(dir, folderName, null, null,
+                    types.Length == 0
+                        ? $"{Path.GetFileName(dll)} has no public IBackendPlugin implementation (built against another contract assembly?)"
+                        : $"{Path.GetFileName(dll)} has {types.Length} IBackendPlugin implementations; expected one");
+            plugin = (IBackendPlugin)Activator.CreateInstance(types[0])!;
+        }
+        catch (Exception e)
+        {
+            return new(dir, folderName, null, null, $"failed to load {Path.GetFileName(dll)}: {Unwrap(e).Message}");
+        }
+
+        string name;
+        int version;
+        try
+        {
+            name = plugin.Name;
+            version = plugin.ContractVersion;
+        }
+        catch (Exception e)
+        {
+            return new(dir, folderName, null, null, $"plugin in {folderName} threw while describing itself: {Unwrap(e).Message}");
+        }
+        if (version != ContractVersion.Current)
+            return new(dir, name, null, null,
+                $"contract version mismatch: plugin implements {version}, host expects {ContractVersion.Current}");
+        try
+        {
+            ProbeResult probe = plugin.Probe();
+            return new(dir, name, plugin, probe, probe.Usable ? null : probe.Reason);
+        }
+        catch (Exception e)
+        {
+            return new(dir, name, null, null, $"Probe threw {Unwrap(e).GetType().Name}: {Unwrap(e).Message}");
+        }
+    }
+
+    private static string? FindEntryAssembly(string dir)
+    {
+        string named = Path.Combine(dir, Path.GetFileName(dir) + ".dll");
+        if (File.Exists(named)) return named;
+        string[] candidates = Directory.GetFiles(dir, "Serving.Backends.*.dll");
+        return candidates.Length == 1 ? candidates[0] : null;
+    }
+
+    private static Exception Unwrap(Exception e) => e is TargetInvocationException { InnerException: { } inner } ? inner : e;
+}

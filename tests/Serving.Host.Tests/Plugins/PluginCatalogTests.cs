@@ -1,0 +1,93 @@
+using Serving.Abstractions;
+using Serving.Host.Plugins;
+
+namespace Serving.Host.Tests.Plugins;
+
+/// <summary>Discovery survives every way a plugin can be broken, and says why it skipped it.</summary>
+public sealed class PluginCatalogTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "serving-plugins-" + Guid.NewGuid().ToString("N"));
+    private static string TestPlugins => Path.Combine(AppContext.BaseDirectory, "test-plugins");
+    private static string RealPlugins => Path.Combine(AppContext.BaseDirectory, "plugins");
+
+    public PluginCatalogTests() => Directory.CreateDirectory(_root);
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    private void Install(string sourceRoot, string name)
+    {
+        string src = Path.Combine(sourceRoot, name);
+        Assert.True(Directory.Exists(src), $"test plugin not built: {src}");
+        string dst = Path.Combine(_root, name);
+        Directory.CreateDirectory(dst);
+        foreach (string f in Directory.GetFiles(src))
+            File.Copy(f, Path.Combine(dst, Path.GetFileName(f)));
+    }
+
+    [Fact]
+    public void MissingFolder_GivesNoEntriesAndAReason()
+    {
+        var entries = PluginCatalog.Discover(Path.Combine(_root, "nope"), out string? error);
+        Assert.Empty(entries);
+        Assert.Contains("plugins folder not found", error);
+    }
+
+    [Fact]
+    public void WrongContractVersion_IsSkippedWithBothNumbers()
+    {
+        Install(TestPlugins, "Serving.Backends.TestWrongVersion");
+        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+        Assert.False(entry.Usable);
+        Assert.Null(entry.Plugin);
+        Assert.Contains($"plugin implements {ContractVersion.Current + 41}", entry.Error);
+        Assert.Contains($"host expects {ContractVersion.Current}", entry.Error);
+    }
+
+    [Fact]
+    public void ThrowingProbe_IsSkippedWithTheExceptionMessage()
+    {
+        Install(TestPlugins, "Serving.Backends.TestThrowingProbe");
+        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+        Assert.False(entry.Usable);
+        Assert.Contains("Probe threw DllNotFoundException", entry.Error);
+        Assert.Contains("libvendor.so.3", entry.Error);
+    }
+
+    [Fact]
+    public void FolderWithoutAssembly_AndCorruptAssembly_AreSkipped()
+    {
+        Directory.CreateDirectory(Path.Combine(_root, "Empty"));
+        Directory.CreateDirectory(Path.Combine(_root, "Corrupt"));
+        File.WriteAllBytes(Path.Combine(_root, "Corrupt", "Corrupt.dll"), [0x4d, 0x5a, 1, 2, 3]);
+        var entries = PluginCatalog.Discover(_root, out _);
+        Assert.Equal(2, entries.Count);
+        Assert.All(entries, e => Assert.False(e.Usable));
+        Assert.Contains(entries, e => e.Error!.Contains("no plugin assembly"));
+        Assert.Contains(entries, e => e.Error!.Contains("failed to load Corrupt.dll"));
+    }
+
+    [Fact]
+    public void BrokenPlugins_DoNotHideTheCpuBackend()
+    {
+        Install(TestPlugins, "Serving.Backends.TestWrongVersion");
+        Install(TestPlugins, "Serving.Backends.TestThrowingProbe");
+        Install(RealPlugins, "Serving.Backends.Cpu");
+        var entries = PluginCatalog.Discover(_root, out _);
+        Assert.Equal(3, entries.Count);
+        var cpu = Assert.Single(entries, e => e.Name == "cpu");
+        Assert.True(cpu.Usable, cpu.Error);
+        Assert.Equal("cpu:0", cpu.Probe!.Devices[0].Id);
+    }
+
+    [Fact]
+    public void Registry_UnknownDevice_ListsWhatIsAvailable()
+    {
+        Install(RealPlugins, "Serving.Backends.Cpu");
+        var registry = DeviceRegistry.Discover(_root);
+        var e = Assert.Throws<DeviceNotFoundException>(() => registry.Open("vulkan:0"));
+        Assert.Contains("no backend 'vulkan'", e.Message);
+        Assert.Contains("cpu:0", e.Message);
+        Assert.Throws<DeviceNotFoundException>(() => registry.Open("cpu:7"));
+        Assert.Throws<DeviceNotFoundException>(() => registry.Open("cpu:x"));
+    }
+}
