@@ -12,5 +12,6 @@ internal static class CommandSet
         GenerateCommand.Create(),
         TokenizeCommand.Create(),
         PerplexityCommand.Create(),
+        BenchCommand.Create(),
     ];
 }

@@ -1,0 +1,114 @@
+using System.CommandLine;
+using System.Text.Json;
+using Serving.Engine.Models;
+using Serving.Engine.Sampling;
+using Serving.Engine.Scheduling;
+using Serving.Engine.Tuning;
+using Serving.Host.Cli;
+
+namespace Serving.Host.Commands;
+
+/// <summary>
+/// <c>bench</c>: measurements users compare across devices. <c>bench bandwidth</c> measures memory bandwidth with
+/// the device's Copy op; <c>bench decode</c> measures single-stream decode speed against its floor
+/// (weight bytes ÷ measured bandwidth: every decoded token must stream all weights once).
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Benchmarks: memory bandwidth, decode speed against its bandwidth floor");
+        bench.Subcommands.Add(Bandwidth());
+        bench.Subcommands.Add(Decode());
+        return bench;
+    }
+
+    private static Command Bandwidth()
+    {
+        var command = new Command("bandwidth", "Measure device memory bandwidth with the Copy op");
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var size = new Option<int>("--mib") { Description = "Size of each buffer in MiB", DefaultValueFactory = _ => 512 };
+        command.Options.Add(device);
+        command.Options.Add(threads);
+        command.Options.Add(size);
+        command.SetAction(parse =>
+        {
+            using var accelerator = CommonOptions.Registry(parse).Open(parse.GetValue(device), new(parse.GetValue(threads)));
+            var r = BandwidthProbe.Measure(accelerator, (long)parse.GetValue(size) << 20);
+            Console.WriteLine($"{accelerator.Descriptor.Id} ({accelerator.Descriptor.Name}): {r.GBps:0.0} GB/s " +
+                              $"(copy of {Units.Bytes(r.BufferBytes)}, read+write, median of {r.Samples.Count}; " +
+                              $"samples {string.Join(" ", r.Samples.Select(s => (s / 1e9).ToString("0.0")))})");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Decode()
+    {
+        var command = new Command("decode", "Single-stream decode speed against the bandwidth floor (weights resident)");
+        var model = ModelOption.Create();
+        var tokens = new Option<int>("--tokens", "-n") { Description = "Tokens to decode (after a warm-up run)", DefaultValueFactory = _ => 64 };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text", DefaultValueFactory = _ => "Once upon a time" };
+        var json = new Option<string?>("--json") { Description = "Also write the results as JSON to this file" };
+        var mmap = new Option<bool>("--mmap") { Description = "Serve weights from the mapped file instead of resident memory" };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        foreach (var o in new Option[] { model, tokens, prompt, json, mmap, device, threads }) command.Options.Add(o);
+        command.SetAction(async (parse, cancel) =>
+        {
+            int n = parse.GetValue(tokens);
+            if (n is < 2 or > 100_000) return CliErrors.Fail($"--tokens {n} out of range [2, 100000]");
+            string path = ModelOption.Resolve(parse.GetValue(model));
+            using var accelerator = CommonOptions.Registry(parse).Open(parse.GetValue(device), new(parse.GetValue(threads)));
+            var bw = BandwidthProbe.Measure(accelerator);
+            Console.Error.WriteLine($"bandwidth: {bw.GBps:0.0} GB/s");
+            LoadedModel lm;
+            using (var bar = new ProgressBar($"loading {Path.GetFileName(path)}"))
+                lm = LoadedModel.Open(path, accelerator, new ModelOptions { MaxBatchSequences = 1, UseMmap = parse.GetValue(mmap) }, bar);
+            using (lm)
+            {
+                int[] promptIds = lm.Tokenizer.Encode(parse.GetValue(prompt)!, lm.Tokenizer.AddBos);
+                await using var scheduler = new Scheduler(lm.Model, new TokenizerDecoder(lm.Tokenizer, ignoreEos: true), new SchedulerOptions { MaxBatchSequences = 1 });
+                async Task<GenerationResult> Run(int count)
+                {
+                    var h = scheduler.Submit(new GenerationRequest("bench", promptIds, count, SamplingParams.Greedy), cancel);
+                    await foreach (var _ in h.Chunks.ReadAllAsync(CancellationToken.None)) { }
+                    return await h.Completion;
+                }
+                await Run(Math.Min(16, n)); // warm-up: JIT tiers up, pages fault in
+                var result = await Run(n);
+                if (result.FinishReason == FinishReason.Error) return CliErrors.Fail(result.Error?.Message ?? "decode failed");
+                double tpot = result.Usage.TimePerOutputToken?.TotalSeconds ?? double.NaN;
+                double tokensPerSecond = 1 / tpot;
+                long bytes = lm.Model.WeightBytes;
+                double floorSeconds = bytes / bw.BytesPerSecond;
+                var report = new
+                {
+                    device = accelerator.Descriptor.Id,
+                    deviceName = accelerator.Descriptor.Name,
+                    model = lm.Name,
+                    file = Path.GetFileName(path),
+                    weightBytes = bytes,
+                    bandwidthGBps = Math.Round(bw.GBps, 2),
+                    decodeTokensPerSecond = Math.Round(tokensPerSecond, 2),
+                    floorTokensPerSecond = Math.Round(1 / floorSeconds, 2),
+                    fractionOfFloor = Math.Round(floorSeconds / tpot, 3),
+                    achievedGBps = Math.Round(bytes / tpot / 1e9, 2),
+                    promptTokens = result.Usage.PromptTokens,
+                    generatedTokens = result.Usage.CompletionTokens,
+                    ttftMs = Math.Round(result.Usage.TimeToFirstToken?.TotalMilliseconds ?? double.NaN, 2),
+                    tpotMs = Math.Round(tpot * 1000, 3),
+                };
+                var table = new TextTable("model", "weights", "bandwidth", "decode", "floor", "of floor", "achieved");
+                table.Add(report.file, Units.Bytes(bytes), $"{bw.GBps:0.0} GB/s", $"{tokensPerSecond:0.0} tok/s",
+                    $"{1 / floorSeconds:0.0} tok/s", $"{floorSeconds / tpot:P0}", $"{report.achievedGBps:0.0} GB/s");
+                table.Write(Console.Out);
+                if (parse.GetValue(json) is { } jsonPath)
+                    File.WriteAllText(jsonPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+            }
+            return 0;
+        });
+        return command;
+    }
+}
