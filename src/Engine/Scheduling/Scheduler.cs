@@ -1,0 +1,614 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Serving.Engine.KvCache;
+using Serving.Engine.Models;
+using Serving.Engine.Sampling;
+
+namespace Serving.Engine.Scheduling;
+
+/// <summary>
+/// Runs generation requests on one <see cref="IStepModel"/> with iteration-level continuous batching: a
+/// background loop thread builds one forward step at a time from every running sequence, and new requests join
+/// between steps.
+/// <para>Each step, under <see cref="SchedulerOptions.MaxBatchTokens"/>: (1) one decode token per running sequence,
+/// oldest first; (2) prefill chunks of running sequences still reading their prompt, oldest first; (3) new
+/// requests from the front of the waiting queue, as far as the token budget, the sequence limit and free KV
+/// blocks allow (a request whose first chunk does not fit waits; later ones do not overtake it).</para>
+/// <para>KV: a paged cache managed by a <see cref="KvBlockManager"/> with prefix caching, so repeated prompt
+/// prefixes are not recomputed. When a running sequence needs a block and none is free, the newest running
+/// sequence not yet in the step is preempted by recompute: its blocks are freed and it goes back to the front
+/// of the queue, keeping its generated tokens (nothing already streamed is repeated). If no newer sequence
+/// exists, a decode preempts itself and a prefill takes a smaller chunk or waits.</para>
+/// <para>Failures: a request whose own processing throws (e.g. the decoder) ends with
+/// <see cref="FinishReason.Error"/> alone. If the model throws in <see cref="IStepModel.Forward"/>, the KV cache
+/// may hold partial writes and the device state is unknown, so no retry is attempted: every request in flight or
+/// waiting ends with a <see cref="ModelStepException"/>, and the scheduler becomes
+/// <see cref="SchedulerState.Faulted"/> (new submissions throw <see cref="SchedulerUnavailableException"/>).</para>
+/// Legend: V = vocabulary size, R = logit rows in a step.
+/// </summary>
+public sealed class Scheduler : IAsyncDisposable
+{
+    private readonly IStepModel _model;
+    private readonly ITokenDecoder _decoder;
+    private readonly KvBlockManager _kv;
+    private readonly int _vocab, _blockSize, _contextLength, _maxBlocksPerSequence, _maxBatchTokens, _maxSequences;
+    private readonly int _maxQueuedRequests;
+    private readonly long _maxQueuedPromptTokens;
+
+    // Reused every step so the loop allocates nothing per step.
+    private readonly StepBatch _batch;
+    private readonly float[] _logits;         // [MaxSequences, V]
+    private readonly Sequence?[] _logitOwners; // [MaxSequences]: sequence of logit row r
+    private readonly List<Sequence> _scheduled = [];
+
+    // Loop-thread state.
+    private readonly List<Sequence> _running = [];        // admission order, oldest first
+    private readonly LinkedList<Sequence> _waiting = new(); // front is admitted next
+
+    // Shared state: _incoming and the queue counters change under _gate together with the state check.
+    private readonly ConcurrentQueue<Sequence> _incoming = new();
+    private readonly Lock _gate = new();
+    private readonly ManualResetEventSlim _wake = new(false);
+    private readonly Thread _thread;
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _loopExited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private SchedulerState _state = SchedulerState.Accepting;
+    private Exception? _fault;
+    private int _queuedRequests;
+    private long _queuedPromptTokens;
+    private long _drainDeadline = long.MaxValue; // Stopwatch timestamp
+    private volatile bool _cancelPending;
+    private volatile bool _stop;
+
+    // Metrics: written by the loop thread (Refused by submitters), read by any thread.
+    private long _completed, _failed, _cancelled, _preemptions, _refused, _promptTokens, _generatedTokens;
+    private long _prefixHitTokens, _computedTokens, _steps, _stepSequences;
+    private int _runningCount, _waitingCount, _kvUsed, _kvCached;
+    private long _kvEvictions;
+
+    /// <summary>
+    /// Creates the scheduler and starts its loop thread. The scheduler does not own <paramref name="model"/> or
+    /// <paramref name="decoder"/>; it must be the only user of the model's KV cache.
+    /// </summary>
+    public Scheduler(IStepModel model, ITokenDecoder decoder, SchedulerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(decoder);
+        options ??= new SchedulerOptions();
+        options.Validate();
+        if (model.VocabSize < 1 || model.ContextLength < 2 || model.KvBlockSize < 1 || model.KvBlockCount < 1
+            || model.MaxBatchTokens < 1 || model.MaxBatchSequences < 1)
+            throw new ArgumentException(
+                $"The model reports unusable limits: vocab {model.VocabSize}, context {model.ContextLength}, KV blocks {model.KvBlockCount}×{model.KvBlockSize}, batch {model.MaxBatchTokens} tokens / {model.MaxBatchSequences} sequences.",
+                nameof(model));
+
+        _model = model;
+        _decoder = decoder;
+        _vocab = model.VocabSize;
+        _blockSize = model.KvBlockSize;
+        // One sequence can never hold more positions than the whole cache.
+        _contextLength = (int)Math.Min(model.ContextLength, (long)model.KvBlockCount * model.KvBlockSize);
+        _maxBlocksPerSequence = (_contextLength + _blockSize - 1) / _blockSize;
+        _maxBatchTokens = Math.Min(options.MaxBatchTokens, model.MaxBatchTokens);
+        _maxSequences = Math.Min(Math.Min(options.MaxBatchSequences, model.MaxBatchSequences), _maxBatchTokens);
+        _maxQueuedRequests = options.MaxQueuedRequests;
+        _maxQueuedPromptTokens = options.MaxQueuedPromptTokens;
+        _kv = new KvBlockManager(model.KvBlockCount, model.KvBlockSize, options.EnablePrefixCaching);
+        _batch = new StepBatch(_maxBatchTokens, _maxSequences, _maxBlocksPerSequence);
+        _logits = new float[(long)_maxSequences * _vocab];
+        _logitOwners = new Sequence?[_maxSequences];
+        _kvUsed = 0;
+
+        _thread = new Thread(Loop) { IsBackground = true, Name = "Serving.Scheduler" };
+        _thread.Start();
+    }
+
+    /// <summary>Positions one sequence may hold: the model's context length, capped by the KV cache size.</summary>
+    public int ContextLength => _contextLength;
+
+    /// <summary>Tokens per step actually used (options capped by the model).</summary>
+    public int MaxBatchTokens => _maxBatchTokens;
+
+    /// <summary>Sequences per step actually used (options capped by the model and the token budget).</summary>
+    public int MaxBatchSequences => _maxSequences;
+
+    /// <summary>Whether new requests are taken, and if not, why.</summary>
+    public SchedulerState State { get { lock (_gate) return _state; } }
+
+    /// <summary>
+    /// Queues a request and returns at once. Throws <see cref="ArgumentException"/> for a bad request (empty
+    /// prompt, token id outside [0, V), MaxTokens &lt; 1, bad sampling parameters, empty stop string),
+    /// <see cref="ContextLengthExceededException"/> when the prompt leaves no room to generate,
+    /// <see cref="SchedulerOverloadedException"/> (retriable) when the waiting queue is full, and
+    /// <see cref="SchedulerUnavailableException"/> when draining, faulted or disposed.
+    /// Cancelling <paramref name="cancellationToken"/> cancels the request like <see cref="GenerationHandle.Cancel"/>.
+    /// </summary>
+    public GenerationHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Id is null) throw new ArgumentException("The request needs an Id.", nameof(request));
+        IReadOnlyList<int>? prompt = request.PromptTokens;
+        if (prompt is null || prompt.Count == 0)
+            throw new ArgumentException("The prompt must hold at least one token.", nameof(request));
+        if (request.MaxTokens < 1)
+            throw new ArgumentException($"MaxTokens must be ≥ 1; got {request.MaxTokens}.", nameof(request));
+        int promptLength = prompt.Count;
+        if (promptLength >= _contextLength) throw new ContextLengthExceededException(promptLength, _contextLength);
+
+        var sampler = new Sampler(request.Sampling ?? SamplingParams.Greedy);
+        var stop = new StopMatcher(request.StopStrings ?? []);
+        // Sized by what the context can back, never by the caller's MaxTokens alone.
+        var tokens = new int[(int)Math.Min((long)promptLength + request.MaxTokens, _contextLength)];
+        for (int i = 0; i < promptLength; i++)
+        {
+            int t = prompt[i];
+            if ((uint)t >= (uint)_vocab)
+                throw new ArgumentException($"Prompt token {i} is {t}, outside the vocabulary [0, {_vocab}).", nameof(request));
+            tokens[i] = t;
+        }
+        var sequence = new Sequence(this, request, tokens, promptLength, _maxBlocksPerSequence, sampler, stop,
+            new IncrementalDetokenizer(_decoder, promptLength));
+
+        // Registered before queueing so the loop owns (and disposes) the registration once it sees the request;
+        // a token that is already cancelled marks the request, and the loop finishes it as cancelled.
+        if (cancellationToken.CanBeCanceled)
+            sequence.Registration = cancellationToken.UnsafeRegister(static s => ((Sequence)s!).RequestCancel(), sequence);
+        try
+        {
+            Enqueue(sequence);
+        }
+        catch
+        {
+            sequence.Registration.Dispose();
+            throw;
+        }
+        _wake.Set();
+        return sequence.Handle;
+    }
+
+    private void Enqueue(Sequence sequence)
+    {
+        lock (_gate)
+        {
+            if (_state != SchedulerState.Accepting) throw new SchedulerUnavailableException(_state, _fault);
+            if (_queuedRequests >= _maxQueuedRequests)
+            {
+                Interlocked.Increment(ref _refused);
+                throw new SchedulerOverloadedException(QueueLimit.Requests, _maxQueuedRequests);
+            }
+            // A prompt bigger than the whole token bound may still wait alone, or it could never run.
+            if (_queuedPromptTokens > 0 && _queuedPromptTokens + sequence.PromptLength > _maxQueuedPromptTokens)
+            {
+                Interlocked.Increment(ref _refused);
+                throw new SchedulerOverloadedException(QueueLimit.PromptTokens, _maxQueuedPromptTokens);
+            }
+            _queuedRequests++;
+            _queuedPromptTokens += sequence.PromptLength;
+            _incoming.Enqueue(sequence);
+        }
+    }
+
+    /// <summary>A consistent-enough snapshot of the counters (each field is read atomically; fields may be a step apart).</summary>
+    public SchedulerMetrics GetMetrics()
+    {
+        long steps = Interlocked.Read(ref _steps);
+        long computed = Interlocked.Read(ref _computedTokens);
+        return new SchedulerMetrics(
+            Running: Volatile.Read(ref _runningCount),
+            Waiting: Volatile.Read(ref _waitingCount),
+            Completed: Interlocked.Read(ref _completed),
+            Failed: Interlocked.Read(ref _failed),
+            Cancelled: Interlocked.Read(ref _cancelled),
+            Preemptions: Interlocked.Read(ref _preemptions),
+            Refused: Interlocked.Read(ref _refused),
+            PromptTokens: Interlocked.Read(ref _promptTokens),
+            GeneratedTokens: Interlocked.Read(ref _generatedTokens),
+            PrefixCacheHitTokens: Interlocked.Read(ref _prefixHitTokens),
+            ComputedTokens: computed,
+            KvBlocksUsed: Volatile.Read(ref _kvUsed),
+            KvBlocksTotal: _kv.BlockCount,
+            KvBlocksCached: Volatile.Read(ref _kvCached),
+            KvEvictions: Interlocked.Read(ref _kvEvictions),
+            Steps: steps,
+            MeanBatchSequences: steps == 0 ? 0 : (double)Interlocked.Read(ref _stepSequences) / steps,
+            MeanBatchTokens: steps == 0 ? 0 : (double)computed / steps);
+    }
+
+    /// <summary>
+    /// Stops taking requests, lets accepted ones (running and waiting) finish for up to <paramref name="grace"/>,
+    /// then cancels what is left. Completes when nothing is in flight. Calling it again can only shorten the grace.
+    /// </summary>
+    public Task DrainAsync(TimeSpan grace)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(grace, TimeSpan.Zero);
+        long deadline = grace >= TimeSpan.FromDays(1)
+            ? long.MaxValue
+            : Stopwatch.GetTimestamp() + (long)(grace.TotalSeconds * Stopwatch.Frequency);
+        lock (_gate)
+        {
+            if (_state == SchedulerState.Accepting) _state = SchedulerState.Draining;
+            if (deadline < _drainDeadline) _drainDeadline = deadline;
+        }
+        _wake.Set();
+        return _drained.Task;
+    }
+
+    /// <summary>Cancels everything still in flight (a drain with no grace), then stops the loop thread.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await DrainAsync(TimeSpan.Zero).ConfigureAwait(false);
+        _stop = true;
+        _wake.Set();
+        await _loopExited.Task.ConfigureAwait(false);
+        lock (_gate)
+        {
+            if (_state != SchedulerState.Faulted) _state = SchedulerState.Disposed;
+        }
+    }
+
+    internal void NotifyCancel()
+    {
+        _cancelPending = true;
+        _wake.Set();
+    }
+
+    private void Loop()
+    {
+        try
+        {
+            while (true)
+            {
+                _wake.Reset(); // before looking at the queues, so a wake-up that races with the checks is not lost
+                TakeIncoming();
+                if (_cancelPending)
+                {
+                    _cancelPending = false;
+                    SweepCancelled();
+                }
+                if (Stopwatch.GetTimestamp() >= Volatile.Read(ref _drainDeadline)) CancelAll();
+
+                if (_running.Count == 0 && _waiting.Count == 0)
+                {
+                    PublishGauges();
+                    lock (_gate)
+                    {
+                        if (_state != SchedulerState.Accepting && _incoming.IsEmpty) _drained.TrySetResult();
+                    }
+                    if (_stop) return;
+                    _wake.Wait();
+                    continue;
+                }
+                RunStep();
+            }
+        }
+        catch (Exception ex)
+        {
+            Fault(ex is ModelStepException ? ex : new InvalidOperationException($"Internal scheduler error: {ex.Message}", ex));
+        }
+        finally
+        {
+            _drained.TrySetResult();
+            _loopExited.TrySetResult();
+        }
+    }
+
+    private void TakeIncoming()
+    {
+        while (_incoming.TryDequeue(out Sequence? s))
+        {
+            _waiting.AddLast(s);
+            // Its cancel may have fired before it was queued, while an earlier sweep cleared the flag.
+            if (s.CancelRequested) _cancelPending = true;
+        }
+    }
+
+    private void SweepCancelled()
+    {
+        for (int i = _running.Count - 1; i >= 0; i--)
+        {
+            Sequence s = _running[i];
+            if (!s.CancelRequested) continue;
+            _running.RemoveAt(i);
+            Finish(s, FinishReason.Cancelled);
+        }
+        for (LinkedListNode<Sequence>? node = _waiting.First; node is not null;)
+        {
+            LinkedListNode<Sequence>? next = node.Next;
+            if (node.Value.CancelRequested)
+            {
+                _waiting.Remove(node);
+                Finish(node.Value, FinishReason.Cancelled);
+            }
+            node = next;
+        }
+    }
+
+    private void CancelAll()
+    {
+        foreach (Sequence s in _running) Finish(s, FinishReason.Cancelled);
+        _running.Clear();
+        foreach (Sequence s in _waiting) Finish(s, FinishReason.Cancelled);
+        _waiting.Clear();
+    }
+
+    private void RunStep()
+    {
+        _batch.Clear();
+        _scheduled.Clear();
+        int budget = _maxBatchTokens;
+
+        // (1) Decodes first: they are what users are waiting on, one token each.
+        for (int i = 0; i < _running.Count && budget > 0; i++)
+        {
+            Sequence s = _running[i];
+            if (s.Pending != 1) continue;
+            if (Plan(s, 1, isDecode: true) == 0) { i--; continue; } // preempted itself: the list shifted left
+            AddToStep(s, 1, ref budget);
+        }
+        // (2) Prefill chunks of running sequences (prompts longer than a budget, recomputes after preemption).
+        for (int i = 0; i < _running.Count && budget > 0; i++)
+        {
+            Sequence s = _running[i];
+            if (s.InStep || s.Pending <= 1) continue;
+            int granted = Plan(s, Math.Min(s.Pending, budget), isDecode: false);
+            if (granted > 0) AddToStep(s, granted, ref budget);
+        }
+        // (3) Admissions, in queue order.
+        while (_waiting.First is { } node && _running.Count < _maxSequences && budget > 0)
+        {
+            Sequence s = node.Value;
+            // Match at most all-but-one token: the last one must run to produce logits.
+            int matched = _kv.MatchPrefix(s.Table, s.Tokens.AsSpan(0, s.Count - 1));
+            s.Computed = matched;
+            int chunk = Math.Min(s.Pending, budget);
+            if (!_kv.TryReserve(s.Table, s.Computed + chunk))
+            {
+                _kv.Release(s.Table);
+                s.Computed = 0;
+                break;
+            }
+            _waiting.RemoveFirst();
+            Admit(s, matched);
+            AddToStep(s, chunk, ref budget);
+        }
+
+        if (_scheduled.Count == 0)
+            throw new InvalidOperationException($"No sequence could be scheduled ({_running.Count} running, {_waiting.Count} waiting, {_kv.FreeBlockCount} free KV blocks).");
+
+        int rows = _batch.LogitCount;
+        try
+        {
+            _model.Forward(_batch, _logits.AsSpan(0, rows * _vocab));
+        }
+        catch (Exception ex)
+        {
+            throw new ModelStepException(Interlocked.Read(ref _steps), _batch.SequenceCount, _batch.TokenCount, ex);
+        }
+        Interlocked.Increment(ref _steps);
+        Interlocked.Add(ref _stepSequences, _batch.SequenceCount);
+        Interlocked.Add(ref _computedTokens, _batch.TokenCount);
+
+        foreach (Sequence s in _scheduled)
+        {
+            s.InStep = false;
+            s.Computed += s.StepTokens;
+            _kv.CommitFullBlocks(s.Table, s.Tokens.AsSpan(0, s.Computed));
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            Sequence s = _logitOwners[r]!;
+            _logitOwners[r] = null;
+            Accept(s, _logits.AsSpan(r * _vocab, _vocab));
+        }
+        _running.RemoveAll(static s => s.Finished);
+        PublishGauges();
+    }
+
+    /// <summary>
+    /// Reserves KV blocks for <paramref name="want"/> more tokens of <paramref name="s"/>, preempting newer
+    /// sequences not in this step if needed. Returns the tokens granted, or 0 (preempted itself, or must wait).
+    /// </summary>
+    private int Plan(Sequence s, int want, bool isDecode)
+    {
+        while (true)
+        {
+            if (_kv.TryReserve(s.Table, s.Computed + want)) return want;
+            if (FindVictim(s) is { } victim)
+            {
+                Preempt(victim);
+                continue;
+            }
+            if (!isDecode)
+            {
+                int fit = (s.Table.Count + _kv.FreeBlockCount) * _blockSize - s.Computed;
+                if (fit >= 1 && fit < want)
+                {
+                    want = fit;
+                    continue;
+                }
+                return 0; // blocks are held by sequences in this step; they will finish or move on
+            }
+            Preempt(s);
+            return 0;
+        }
+    }
+
+    /// <summary>The newest running sequence admitted after <paramref name="s"/> and not in the step being built.</summary>
+    private Sequence? FindVictim(Sequence s)
+    {
+        for (int j = _running.Count - 1; j >= 0; j--)
+        {
+            Sequence r = _running[j];
+            if (ReferenceEquals(r, s)) return null;
+            if (!r.InStep) return r;
+        }
+        return null;
+    }
+
+    private void Preempt(Sequence s)
+    {
+        // Recompute strategy: its KV is dropped (cached full blocks may still be matched when it returns),
+        // its tokens, sampler state and streamed text are kept.
+        _kv.Release(s.Table);
+        s.Computed = 0;
+        s.Preemptions++;
+        _running.Remove(s);
+        _waiting.AddFirst(s);
+        Interlocked.Increment(ref _preemptions);
+    }
+
+    private void Admit(Sequence s, int matched)
+    {
+        if (!s.Admitted)
+        {
+            s.Admitted = true;
+            s.AdmittedAt = Stopwatch.GetTimestamp();
+            s.CachedPromptTokens = matched;
+            Interlocked.Add(ref _promptTokens, s.PromptLength);
+        }
+        if (s.CountsInQueue) LeaveQueue(s);
+        Interlocked.Add(ref _prefixHitTokens, matched);
+        _running.Add(s);
+    }
+
+    private void LeaveQueue(Sequence s)
+    {
+        s.CountsInQueue = false;
+        lock (_gate)
+        {
+            _queuedRequests--;
+            _queuedPromptTokens -= s.PromptLength;
+        }
+    }
+
+    private void AddToStep(Sequence s, int tokens, ref int budget)
+    {
+        int row = _batch.SequenceCount++;
+        ReadOnlySpan<int> blocks = s.Table.Blocks;
+        blocks.CopyTo(_batch.BlockTables.AsSpan(row * _batch.MaxBlocksPerSequence, _batch.MaxBlocksPerSequence));
+        for (int i = 0; i < tokens; i++)
+        {
+            int pos = s.Computed + i;
+            int slot = blocks[pos / _blockSize] * _blockSize + pos % _blockSize;
+            bool wantLogits = pos == s.Count - 1; // only the sequence's last token yields a new one
+            if (wantLogits) _logitOwners[_batch.LogitCount] = s;
+            _batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits);
+        }
+        s.InStep = true;
+        s.StepTokens = tokens;
+        budget -= tokens;
+        _scheduled.Add(s);
+    }
+
+    /// <summary>Samples the next token of <paramref name="s"/> from its logits ([V]) and streams it; failures end only this request.</summary>
+    private void Accept(Sequence s, ReadOnlySpan<float> logits)
+    {
+        try
+        {
+            int token = s.Sampler.Sample(logits, s.Tokens.AsSpan(0, s.Count));
+            if (_decoder.IsEndOfGeneration(token))
+            {
+                FinishWithFlush(s, FinishReason.EndOfGeneration);
+                return;
+            }
+            long now = Stopwatch.GetTimestamp();
+            if (s.Generated == 0) s.FirstTokenAt = now;
+            s.LastTokenAt = now;
+            s.Tokens[s.Count++] = token;
+            Interlocked.Increment(ref _generatedTokens);
+
+            string piece = s.Detokenizer.Next(s.Tokens.AsSpan(0, s.Count));
+            StopResult stop = s.Stop.Push(piece);
+            s.Emit(token, stop.Emit);
+            if (stop.Stopped) Finish(s, FinishReason.Stop, matchedStop: stop.MatchedStop);
+            else if (s.Generated >= s.Request.MaxTokens || s.Count >= _contextLength) FinishWithFlush(s, FinishReason.Length);
+        }
+        catch (Exception ex)
+        {
+            Finish(s, FinishReason.Error, error: ex);
+        }
+    }
+
+    /// <summary>Ends <paramref name="s"/> after releasing held-back text (which may still complete a stop string).</summary>
+    private void FinishWithFlush(Sequence s, FinishReason reason)
+    {
+        StopResult tail = s.Stop.Push(s.Detokenizer.Flush(s.Tokens.AsSpan(0, s.Count)));
+        string text = tail.Stopped ? tail.Emit : tail.Emit + s.Stop.Flush();
+        if (text.Length > 0) s.Emit(GenerationChunk.NoToken, text);
+        Finish(s, tail.Stopped ? FinishReason.Stop : reason, matchedStop: tail.MatchedStop);
+    }
+
+    /// <summary>Frees the request's blocks and publishes its result. The caller removes it from its list.</summary>
+    private void Finish(Sequence s, FinishReason reason, string? matchedStop = null, Exception? error = null)
+    {
+        if (s.Finished) return;
+        s.Finished = true;
+        _kv.Release(s.Table);
+        if (s.CountsInQueue) LeaveQueue(s);
+        s.Registration.Dispose();
+
+        long now = Stopwatch.GetTimestamp();
+        int generated = s.Generated;
+        var usage = new GenerationUsage(
+            PromptTokens: s.PromptLength,
+            CompletionTokens: generated,
+            CachedPromptTokens: s.CachedPromptTokens,
+            TimeToFirstToken: generated > 0 ? Stopwatch.GetElapsedTime(s.SubmittedAt, s.FirstTokenAt) : null,
+            TimePerOutputToken: generated > 1 ? Stopwatch.GetElapsedTime(s.FirstTokenAt, s.LastTokenAt) / (generated - 1) : null,
+            TotalTime: Stopwatch.GetElapsedTime(s.SubmittedAt, now),
+            QueueTime: s.Admitted ? Stopwatch.GetElapsedTime(s.SubmittedAt, s.AdmittedAt) : null,
+            Preemptions: s.Preemptions);
+        var result = new GenerationResult(s.Request.Id, reason, s.Tokens.AsSpan(s.PromptLength, generated).ToArray(),
+            s.Text.ToString(), matchedStop, s.Sampler.Seed, usage, error);
+        // Gauges now, so a caller awaiting this result sees the freed blocks.
+        Volatile.Write(ref _kvUsed, _kv.UsedBlockCount);
+        Volatile.Write(ref _kvCached, _kv.CachedBlockCount);
+        switch (reason)
+        {
+            case FinishReason.Cancelled: Interlocked.Increment(ref _cancelled); break;
+            case FinishReason.Error: Interlocked.Increment(ref _failed); break;
+            default: Interlocked.Increment(ref _completed); break;
+        }
+        s.Complete(result);
+    }
+
+    private void Fault(Exception error)
+    {
+        lock (_gate)
+        {
+            _state = SchedulerState.Faulted;
+            _fault = error;
+        }
+        // No submission can enqueue after the state change, so this sees every request there will be.
+        TakeIncoming();
+        foreach (Sequence s in _running) FinishQuietly(s, error);
+        _running.Clear();
+        foreach (Sequence s in _waiting) FinishQuietly(s, error);
+        _waiting.Clear();
+        PublishGauges();
+    }
+
+    private void FinishQuietly(Sequence s, Exception error)
+    {
+        try
+        {
+            Finish(s, FinishReason.Error, error: error);
+        }
+        catch (Exception)
+        {
+            // The block manager may be inconsistent after an internal error; the result must still be delivered.
+            s.Finished = true;
+            s.Complete(new GenerationResult(s.Request.Id, FinishReason.Error, [], s.Text.ToString(), null, s.Sampler.Seed,
+                new GenerationUsage(s.PromptLength, s.Generated, s.CachedPromptTokens, null, null, TimeSpan.Zero, null, s.Preemptions), error));
+        }
+    }
+
+    private void PublishGauges()
+    {
+        Volatile.Write(ref _runningCount, _running.Count);
+        Volatile.Write(ref _waitingCount, _waiting.Count);
+        Volatile.Write(ref _kvUsed, _kv.UsedBlockCount);
+        Volatile.Write(ref _kvCached, _kv.CachedBlockCount);
+        Interlocked.Exchange(ref _kvEvictions, _kv.Counters.Evictions);
+    }
+}

@@ -1,0 +1,30 @@
+namespace Serving.Engine.Scheduling;
+
+/// <summary>Limits of a <see cref="Scheduler"/>. Batch limits are further capped by the model's own.</summary>
+public sealed record SchedulerOptions
+{
+    /// <summary>Most tokens per forward step (decode tokens plus prefill chunks). Default 256.</summary>
+    public int MaxBatchTokens { get; init; } = 256;
+
+    /// <summary>Most sequences running at once (one step carries at most this many). Default 16.</summary>
+    public int MaxBatchSequences { get; init; } = 16;
+
+    /// <summary>Most requests waiting for admission; more are refused with <see cref="SchedulerOverloadedException"/>. Default 64.</summary>
+    public int MaxQueuedRequests { get; init; } = 64;
+
+    /// <summary>Most prompt tokens summed over waiting requests; more are refused. Default 65 536.</summary>
+    public long MaxQueuedPromptTokens { get; init; } = 65_536;
+
+    /// <summary>Reuse cached KV blocks of repeated prompt prefixes. Default true.</summary>
+    public bool EnablePrefixCaching { get; init; } = true;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
+    public void Validate()
+    {
+        if (MaxBatchTokens < 1) throw new ArgumentException($"MaxBatchTokens must be ≥ 1; got {MaxBatchTokens}.", nameof(MaxBatchTokens));
+        if (MaxBatchSequences < 1) throw new ArgumentException($"MaxBatchSequences must be ≥ 1; got {MaxBatchSequences}.", nameof(MaxBatchSequences));
+        // Every request passes through the queue (for a moment at least), so a zero bound would refuse everything.
+        if (MaxQueuedRequests < 1) throw new ArgumentException($"MaxQueuedRequests must be ≥ 1; got {MaxQueuedRequests}.", nameof(MaxQueuedRequests));
+        if (MaxQueuedPromptTokens < 1) throw new ArgumentException($"MaxQueuedPromptTokens must be ≥ 1; got {MaxQueuedPromptTokens}.", nameof(MaxQueuedPromptTokens));
+    }
+}
