@@ -1,1 +1,0 @@
-namespace Serving.Protocol; internal static class AssemblyMarker { }

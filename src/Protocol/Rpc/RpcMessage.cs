@@ -1,0 +1,203 @@
+using System.Buffers;
+using Serving.Protocol.MessagePack;
+
+namespace Serving.Protocol.Rpc;
+
+/// <summary>The first element of every MessagePack-RPC message.</summary>
+public enum RpcMessageType
+{
+    /// <summary><c>[0, msgid, method, params]</c></summary>
+    Request = 0,
+    /// <summary><c>[1, msgid, error, result]</c></summary>
+    Response = 1,
+    /// <summary><c>[2, method, params]</c></summary>
+    Notification = 2,
+}
+
+/// <summary>
+/// One classified MessagePack-RPC message. Framing only: it checks the shape the spec requires (array length,
+/// type, msgid a uint32, method a str, params an array) and knows nothing of method semantics.
+/// </summary>
+public readonly struct RpcMessage
+{
+    private RpcMessage(RpcMessageType type, uint messageId, string? method, MsgValue @params, MsgValue error, MsgValue result)
+    {
+        Type = type;
+        MessageId = messageId;
+        Method = method;
+        Params = @params;
+        Error = error;
+        Result = result;
+    }
+
+    /// <summary>Request, response or notification.</summary>
+    public RpcMessageType Type { get; }
+
+    /// <summary>The msgid (requests and responses; 0 for notifications).</summary>
+    public uint MessageId { get; }
+
+    /// <summary>The method name (requests and notifications; null for responses).</summary>
+    public string? Method { get; }
+
+    /// <summary>The params array (requests and notifications; nil for responses).</summary>
+    public MsgValue Params { get; }
+
+    /// <summary>The error field of a response: nil on success.</summary>
+    public MsgValue Error { get; }
+
+    /// <summary>The result field of a response.</summary>
+    public MsgValue Result { get; }
+
+    /// <summary>Classifies a decoded message.</summary>
+    /// <exception cref="RpcProtocolException">The message breaks the framing rules; its MessageId is set when known.</exception>
+    public static RpcMessage Parse(MsgValue message)
+    {
+        if (message.Kind != MsgValueKind.Array)
+        {
+            throw new RpcProtocolException($"A message must be an array, not {message.Kind}");
+        }
+        var items = message.AsArray();
+        if (items.Length == 0)
+        {
+            throw new RpcProtocolException("A message must not be an empty array");
+        }
+        if (!items[0].TryGetInt64(out long type) || type is < 0 or > 2)
+        {
+            throw new RpcProtocolException($"Unknown message type {items[0]}");
+        }
+        switch ((RpcMessageType)type)
+        {
+            case RpcMessageType.Request:
+            {
+                uint? id = items.Length > 1 && TryGetMessageId(items[1], out uint v) ? v : null;
+                if (items.Length != 4)
+                {
+                    throw new RpcProtocolException($"A request must have 4 elements, not {items.Length}", id);
+                }
+                if (id is null)
+                {
+                    throw new RpcProtocolException($"msgid must be an unsigned 32-bit integer, not {items[1]}");
+                }
+                string method = ReadMethod(items[2], id);
+                RequireParamsArray(items[3], id);
+                return new RpcMessage(RpcMessageType.Request, id.Value, method, items[3], default, default);
+            }
+            case RpcMessageType.Response:
+            {
+                uint? id = items.Length > 1 && TryGetMessageId(items[1], out uint v) ? v : null;
+                if (items.Length != 4)
+                {
+                    throw new RpcProtocolException($"A response must have 4 elements, not {items.Length}", id);
+                }
+                if (id is null)
+                {
+                    throw new RpcProtocolException($"msgid must be an unsigned 32-bit integer, not {items[1]}");
+                }
+                return new RpcMessage(RpcMessageType.Response, id.Value, null, default, items[2], items[3]);
+            }
+            default:
+            {
+                if (items.Length != 3)
+                {
+                    throw new RpcProtocolException($"A notification must have 3 elements, not {items.Length}");
+                }
+                string method = ReadMethod(items[1], null);
+                RequireParamsArray(items[2], null);
+                return new RpcMessage(RpcMessageType.Notification, 0, method, items[2], default, default);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads the msgid of a request straight from its bytes (header tokens only), for replying to a request whose
+    /// body failed to decode (e.g. invalid UTF-8 in the method). False unless the bytes start like a request.
+    /// </summary>
+    public static bool TryPeekRequestId(ReadOnlySpan<byte> message, out uint messageId)
+    {
+        messageId = 0;
+        try
+        {
+            if (!MsgPackToken.TryParse(message, 0, out var head) || head.Kind != TokenKind.Array || head.Length != 4)
+            {
+                return false;
+            }
+            message = message[head.HeaderLength..];
+            if (!MsgPackToken.TryParse(message, 0, out var type) || type.Kind != TokenKind.Int || type.Bits != 0)
+            {
+                return false;
+            }
+            message = message[type.HeaderLength..];
+            if (!MsgPackToken.TryParse(message, 0, out var id) || id.Kind != TokenKind.Int || id.Bits > uint.MaxValue)
+            {
+                return false;
+            }
+            messageId = (uint)id.Bits;
+            return true;
+        }
+        catch (MsgPackException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Gets a msgid: an integer in 0..2^32−1.</summary>
+    public static bool TryGetMessageId(MsgValue value, out uint messageId)
+    {
+        if (value.TryGetInt64(out long v) && v is >= 0 and <= uint.MaxValue)
+        {
+            messageId = (uint)v;
+            return true;
+        }
+        messageId = 0;
+        return false;
+    }
+
+    private static string ReadMethod(MsgValue value, uint? id) =>
+        value.TryGetString(out var method) && method.Length > 0
+            ? method
+            : throw new RpcProtocolException($"The method must be a non-empty str, not {value.Kind}", id);
+
+    private static void RequireParamsArray(MsgValue value, uint? id)
+    {
+        if (value.Kind != MsgValueKind.Array)
+        {
+            throw new RpcProtocolException($"params must be an array, not {value.Kind}", id);
+        }
+    }
+
+    /// <summary>Writes <c>[0, msgid, method, [args]]</c> (named arguments in a one-element params array).</summary>
+    public static void WriteRequest(IBufferWriter<byte> output, uint messageId, string method, MsgValue args)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        var w = new MsgPackWriter(output);
+        w.WriteArrayHeader(4);
+        w.WriteUInt64((byte)RpcMessageType.Request);
+        w.WriteUInt64(messageId);
+        w.WriteString(method);
+        w.WriteArrayHeader(1);
+        w.Write(args);
+    }
+
+    /// <summary>Writes <c>[1, msgid, error, result]</c>; pass nil <paramref name="error"/> for success.</summary>
+    public static void WriteResponse(IBufferWriter<byte> output, uint messageId, MsgValue error, MsgValue result)
+    {
+        var w = new MsgPackWriter(output);
+        w.WriteArrayHeader(4);
+        w.WriteUInt64((byte)RpcMessageType.Response);
+        w.WriteUInt64(messageId);
+        w.Write(error);
+        w.Write(result);
+    }
+
+    /// <summary>Writes <c>[2, method, [args]]</c>.</summary>
+    public static void WriteNotification(IBufferWriter<byte> output, string method, MsgValue args)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        var w = new MsgPackWriter(output);
+        w.WriteArrayHeader(3);
+        w.WriteUInt64((byte)RpcMessageType.Notification);
+        w.WriteString(method);
+        w.WriteArrayHeader(1);
+        w.Write(args);
+    }
+}

@@ -1,0 +1,55 @@
+using System.Net;
+using Serving.Protocol.MessagePack;
+using Serving.Protocol.Rpc;
+
+namespace Serving.Server;
+
+/// <summary>
+/// One incoming request (or notification) handed to a method handler. Valid for the duration of the handler;
+/// the handler's CancellationToken fires on <c>cancel {msgid}</c>, on disconnect and on shutdown.
+/// </summary>
+public sealed class RpcCall
+{
+    private readonly RpcConnection _connection;
+    private RpcArgs? _args;
+
+    internal RpcCall(RpcConnection connection, string method, uint? messageId, MsgValue @params)
+    {
+        _connection = connection;
+        Method = method;
+        MessageId = messageId;
+        Params = @params;
+    }
+
+    /// <summary>The method name.</summary>
+    public string Method { get; }
+
+    /// <summary>The request's msgid; null for a notification (no reply is sent).</summary>
+    public uint? MessageId { get; }
+
+    /// <summary>The raw params array.</summary>
+    public MsgValue Params { get; }
+
+    /// <summary>
+    /// The named arguments (the map in the one-element params array, or none for <c>[]</c>).
+    /// </summary>
+    /// <exception cref="RpcException">bad_request when params has another shape (the caller gets that error).</exception>
+    public RpcArgs Args => _args ??= RpcArgs.FromParams(Params);
+
+    /// <summary>Server-unique id of the connection the call came on (for logs and per-connection state).</summary>
+    public long ConnectionId => _connection.Id;
+
+    /// <summary>The client's address.</summary>
+    public EndPoint? RemoteEndPoint => _connection.RemoteEndPoint;
+
+    /// <summary>
+    /// Sends <c>[2, method, [args]]</c> on this call's connection (e.g. <c>generate.token</c> while streaming).
+    /// Frames never interleave with other writers. Returns false when the connection is already closed (the
+    /// notification is dropped); a client that does not read gets its connection closed, not unbounded buffering.
+    /// </summary>
+    public ValueTask<bool> NotifyAsync(string method, MsgValue args)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        return _connection.SendNotificationAsync(method, args);
+    }
+}

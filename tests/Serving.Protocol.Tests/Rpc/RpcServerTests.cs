@@ -1,0 +1,320 @@
+using Serving.Protocol.MessagePack;
+using Serving.Protocol.Rpc;
+using Serving.Server;
+
+namespace Serving.Protocol.Tests.Rpc;
+
+/// <summary>Dispatch, auth, cancellation and limits of the RPC server on real sockets (127.0.0.1, port 0).</summary>
+public class RpcServerTests
+{
+    [Fact]
+    public async Task BindsLoopbackOnAnEphemeralPortByDefault()
+    {
+        await using var server = new TestServer();
+        Assert.Equal(System.Net.IPAddress.Loopback, server.Server.LocalEndPoint.Address);
+        Assert.NotEqual(0, server.Server.LocalEndPoint.Port);
+    }
+
+    [Fact]
+    public void RegisteringABuiltInOrDuplicateMethod_Throws()
+    {
+        var server = new RpcServer(new RpcServerOptions());
+        Assert.Throws<ArgumentException>(() => server.Register("auth", (_, _) => default));
+        Assert.Throws<ArgumentException>(() => server.Register("cancel", (_, _) => default));
+        server.Register("x", (_, _) => default);
+        Assert.Throws<InvalidOperationException>(() => server.Register("x", (_, _) => default));
+    }
+
+    [Fact]
+    public async Task RepliesComeInCompletionOrder_NotRequestOrder()
+    {
+        await using var server = new TestServer();
+        await using var client = await server.ConnectAsync();
+        await client.RequestAsync(1, "sleep", MsgValue.Map(("ms", 400)));
+        await client.RequestAsync(2, "echo", MsgValue.Map(("value", "fast")));
+        var first = await client.ReadResponseAsync();
+        var second = await client.ReadResponseAsync();
+        Assert.Equal(2u, first.MessageId);
+        Assert.Equal("fast", first.Result.AsString());
+        Assert.Equal(1u, second.MessageId);
+        Assert.Equal(400, second.Result.AsInt64());
+    }
+
+    [Fact]
+    public async Task ManyConcurrentRequests_OnSeveralConnections_AllGetTheirOwnReply()
+    {
+        await using var server = new TestServer();
+        var clients = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => server.ConnectAsync()));
+        await Task.WhenAll(clients.Select(async (client, c) =>
+        {
+            for (uint i = 0; i < 50; i++)
+            {
+                await client.RequestAsync(i, "echo", MsgValue.Map(("value", $"{c}:{i}")));
+            }
+            var seen = new HashSet<uint>();
+            for (int i = 0; i < 50; i++)
+            {
+                var r = await client.ReadResponseAsync();
+                Assert.Equal($"{c}:{r.MessageId}", r.Result.AsString());
+                Assert.True(seen.Add(r.MessageId));
+            }
+        }));
+        foreach (var c in clients)
+        {
+            await c.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task StreamingNotifications_PrecedeTheFinalReply_WithoutInterleaving()
+    {
+        await using var server = new TestServer();
+        await using var client = await server.ConnectAsync();
+        await client.RequestAsync(9, "stream", MsgValue.Map(("n", 20)));
+        await client.RequestAsync(10, "blob", MsgValue.Map(("bytes", 100_000))); // a big frame racing the stream
+        int items = 0;
+        bool sawFinal = false, sawBlob = false;
+        while (!(sawFinal && sawBlob))
+        {
+            var message = RpcMessage.Parse((await client.ReadAsync())!.Value);
+            if (message.Type == RpcMessageType.Notification)
+            {
+                Assert.False(sawFinal);
+                Assert.Equal("stream.item", message.Method);
+                var args = RpcArgs.FromParams(message.Params);
+                Assert.Equal(9, args.GetInt64("msgid"));
+                Assert.Equal(items++, args.GetInt64("i"));
+            }
+            else if (message.MessageId == 9)
+            {
+                sawFinal = true;
+                Assert.Equal(20, message.Result.AsInt64());
+            }
+            else
+            {
+                sawBlob = true;
+                Assert.Equal(100_000, message.Result.Count);
+            }
+        }
+        Assert.Equal(20, items);
+    }
+
+    [Fact]
+    public async Task Cancel_CancelsOnlyTheCallersOwnRequest()
+    {
+        await using var server = new TestServer();
+        await using var owner = await server.ConnectAsync();
+        await using var stranger = await server.ConnectAsync();
+        await owner.RequestAsync(1, "wait", MsgValue.EmptyMap);
+        Assert.Equal(1u, await server.Started.Reader.ReadAsync());
+
+        // Another connection cannot cancel it, even knowing the msgid.
+        Assert.Equal(RpcErrorCodes.NotFound, RpcAssert.ErrorCode(await stranger.CallAsync(5, "cancel", MsgValue.Map(("msgid", 1)))));
+        Assert.Equal(RpcErrorCodes.NotFound, RpcAssert.ErrorCode(await owner.CallAsync(2, "cancel", MsgValue.Map(("msgid", 99)))));
+        Assert.Equal(RpcErrorCodes.BadRequest, RpcAssert.ErrorCode(await owner.CallAsync(3, "cancel", MsgValue.Map(("msgid", -1)))));
+
+        await owner.RequestAsync(4, "cancel", MsgValue.Map(("msgid", 1)));
+        var replies = new[] { await owner.ReadResponseAsync(), await owner.ReadResponseAsync() }.ToDictionary(r => r.MessageId);
+        RpcAssert.Success(replies[4]);
+        Assert.Equal(RpcErrorCodes.Cancelled, RpcAssert.ErrorCode(replies[1]));
+        Assert.Equal(1u, await server.Cancelled.Reader.ReadAsync());
+    }
+
+    [Fact]
+    public async Task Disconnect_CancelsTheConnectionsRequests()
+    {
+        await using var server = new TestServer();
+        var client = await server.ConnectAsync();
+        await client.RequestAsync(7, "wait", MsgValue.EmptyMap);
+        Assert.Equal(7u, await server.Started.Reader.ReadAsync());
+        await client.DisposeAsync();
+        Assert.Equal(7u, await server.Cancelled.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task DuplicateMsgidInFlight_IsRefused()
+    {
+        await using var server = new TestServer();
+        await using var client = await server.ConnectAsync();
+        await client.RequestAsync(1, "wait", MsgValue.EmptyMap);
+        await server.Started.Reader.ReadAsync();
+        Assert.Equal(RpcErrorCodes.BadRequest, RpcAssert.ErrorCode(await client.CallAsync(1, "echo", MsgValue.Map(("value", 1)))));
+    }
+
+    [Fact]
+    public async Task InFlightLimit_AnswersOverloaded_AndTheConnectionStaysUsable()
+    {
+        await using var server = new TestServer(new RpcServerOptions { MaxInFlightPerConnection = 2 });
+        await using var client = await server.ConnectAsync();
+        await client.RequestAsync(1, "wait", MsgValue.EmptyMap);
+        await client.RequestAsync(2, "wait", MsgValue.EmptyMap);
+        await server.Started.Reader.ReadAsync();
+        await server.Started.Reader.ReadAsync();
+        Assert.Equal(RpcErrorCodes.Overloaded, RpcAssert.ErrorCode(await client.CallAsync(3, "echo", MsgValue.Map(("value", 1)))));
+        await client.RequestAsync(4, "cancel", MsgValue.Map(("msgid", 1)));
+        var replies = new[] { await client.ReadResponseAsync(), await client.ReadResponseAsync() }.Select(r => r.MessageId).Order();
+        Assert.Equal([1u, 4u], replies);
+        RpcAssert.Success(await client.CallAsync(5, "echo", MsgValue.Map(("value", 1))));
+    }
+
+    [Fact]
+    public async Task Auth_EveryNonPublicMethodIsRefused_WithoutOrWithAWrongToken()
+    {
+        await using var server = new TestServer(new RpcServerOptions { AuthToken = "s3cret-token", MaxAuthFailures = 3 });
+        await using var client = await server.ConnectAsync();
+        uint id = 0;
+        foreach (var method in new[] { "echo", "sleep", "wait", "blob", "boom", "stream", "cancel", "no.such.method" })
+        {
+            Assert.Equal(RpcErrorCodes.Unauthorized, RpcAssert.ErrorCode(await client.CallAsync(++id, method, MsgValue.Map(("value", 1)))));
+        }
+        RpcAssert.Success(await client.CallAsync(++id, "server.info", MsgValue.EmptyMap)); // public
+        Assert.Equal(RpcErrorCodes.Unauthorized, RpcAssert.ErrorCode(await client.CallAsync(++id, "auth", MsgValue.Map(("token", "s3cret-tokem")))));
+        Assert.Equal(RpcErrorCodes.Unauthorized, RpcAssert.ErrorCode(await client.CallAsync(++id, "auth", MsgValue.Map(("token", "s3cret")))));
+        Assert.Equal(RpcErrorCodes.BadRequest, RpcAssert.ErrorCode(await client.CallAsync(++id, "auth", MsgValue.Map(("tok", "s3cret-token")))));
+        Assert.Equal(RpcErrorCodes.Unauthorized, RpcAssert.ErrorCode(await client.CallAsync(++id, "echo", MsgValue.Map(("value", 1)))));
+
+        var ok = await client.CallAsync(++id, "auth", MsgValue.Map(("token", "s3cret-token")));
+        Assert.True(ok.Result.AsBool());
+        Assert.Equal(5, (await client.CallAsync(++id, "echo", MsgValue.Map(("value", 5)))).Result.AsInt64());
+
+        // Authentication is per connection.
+        await using var other = await server.ConnectAsync();
+        Assert.Equal(RpcErrorCodes.Unauthorized, RpcAssert.ErrorCode(await other.CallAsync(1, "echo", MsgValue.Map(("value", 1)))));
+    }
+
+    [Fact]
+    public async Task Auth_RepeatedWrongTokens_CloseTheConnection()
+    {
+        await using var server = new TestServer(new RpcServerOptions { AuthToken = "right", MaxAuthFailures = 2 });
+        await using var client = await server.ConnectAsync();
+        Assert.Equal(RpcErrorCodes.Unauthorized, RpcAssert.ErrorCode(await client.CallAsync(1, "auth", MsgValue.Map(("token", "a")))));
+        await client.RequestAsync(2, "auth", MsgValue.Map(("token", "b")));
+        var messages = await client.ReadUntilClosedAsync();
+        Assert.Equal(RpcErrorCodes.Unauthorized, RpcAssert.ErrorCode(RpcMessage.Parse(Assert.Single(messages))));
+    }
+
+    [Fact]
+    public async Task SlowSender_IsClosed_EvenWhileStillTrickling()
+    {
+        await using var server = new TestServer(new RpcServerOptions { SlowSenderTimeout = TimeSpan.FromMilliseconds(300) });
+        await using var client = await server.ConnectAsync();
+        byte[] request = MsgPack.Encode(MsgValue.FromArray(0, 1, "echo", MsgValue.FromArray(MsgValue.Map(("value", new string('a', 40))))));
+        // One byte every 50 ms: each byte is progress, but the message as a whole would take ~2.5 s > 300 ms.
+        using var stopTrickle = new CancellationTokenSource();
+        var trickle = Task.Run(async () =>
+        {
+            foreach (byte b in request)
+            {
+                if (stopTrickle.IsCancellationRequested)
+                {
+                    return;
+                }
+                await client.SendRawAsync([b]);
+                await Task.Delay(50);
+            }
+        });
+        Assert.Empty(await client.ReadUntilClosedAsync());
+        stopTrickle.Cancel();
+        await trickle;
+        Assert.True(server.Log.Has(8));
+        // A prompt client on another connection is served meanwhile.
+        await using var other = await server.ConnectAsync();
+        RpcAssert.Success(await other.CallAsync(1, "server.info", MsgValue.EmptyMap));
+    }
+
+    [Fact]
+    public async Task IdleConnection_IsClosed_ButOneWithARunningRequestIsNot()
+    {
+        await using var server = new TestServer(new RpcServerOptions { IdleTimeout = TimeSpan.FromMilliseconds(300) });
+        await using var idle = await server.ConnectAsync();
+        await using var busy = await server.ConnectAsync();
+        await busy.RequestAsync(1, "sleep", MsgValue.Map(("ms", 900)));
+        Assert.Empty(await idle.ReadUntilClosedAsync());
+        Assert.True(server.Log.Has(5, nameof(RpcCloseReason.IdleTimeout)));
+        var reply = await busy.ReadResponseAsync();
+        Assert.Equal(900, reply.Result.AsInt64());
+    }
+
+    [Fact]
+    public async Task ClientThatNeverReadsReplies_IsClosed_WithBoundedBuffering()
+    {
+        const long cap = 256 * 1024;
+        await using var server = new TestServer(new RpcServerOptions { MaxPendingWriteBytes = cap, MaxInFlightPerConnection = 1000 });
+        await using var reader = await server.ConnectAsync(receiveBufferSize: 4096);
+        // 600 pipelined requests for 64 KiB each = ~38 MiB of replies; the socket buffers hold a few MiB at most.
+        var requests = new System.Buffers.ArrayBufferWriter<byte>();
+        for (uint i = 0; i < 600; i++)
+        {
+            RpcMessage.WriteRequest(requests, i, "blob", MsgValue.Map(("bytes", 65536)));
+        }
+        await reader.SendRawAsync(requests.WrittenSpan.ToArray());
+        Assert.True(await server.Log.WaitForAsync(9), "the server never gave up on the non-reading client");
+        var evt = server.Log.Events.First(e => e.EventId == 9);
+        long pending = long.Parse(evt.Message.Split(' ').First(w => w.All(char.IsDigit) && w.Length > 3), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(pending, cap, cap + 2 * 65600); // the cap plus at most the frames written as it was crossed
+        Assert.True(server.Log.Has(5, nameof(RpcCloseReason.WriteBackpressure)));
+        // Others are served.
+        await using var other = await server.ConnectAsync();
+        RpcAssert.Success(await other.CallAsync(1, "server.info", MsgValue.EmptyMap));
+    }
+
+    [Fact]
+    public async Task ConnectionLimit_RefusesTheExcess_AndServesTheAdmitted()
+    {
+        await using var server = new TestServer(new RpcServerOptions { MaxConnections = 50 });
+        await using var first = await server.ConnectAsync();
+        RpcAssert.Success(await first.CallAsync(1, "server.info", MsgValue.EmptyMap));
+
+        var idle = await Task.WhenAll(Enumerable.Range(0, 199).Select(_ => server.ConnectAsync()));
+        // The first 49 fill the limit; each of the other 150 is accepted and closed at once.
+        var closed = await Task.WhenAll(idle.Skip(49).Select(async c => await c.ReadAsync() is null));
+        Assert.All(closed, Assert.True);
+        Assert.Equal(50, server.Server.ConnectionCount);
+        Assert.True(server.Log.Has(4));
+
+        RpcAssert.Success(await first.CallAsync(2, "server.info", MsgValue.EmptyMap));
+        RpcAssert.Success(await idle[0].CallAsync(1, "server.info", MsgValue.EmptyMap));
+
+        // Closing idle connections frees room for new clients.
+        foreach (var c in idle)
+        {
+            await c.DisposeAsync();
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (server.Server.ConnectionCount > 1 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+        Assert.Equal(1, server.Server.ConnectionCount);
+        await using var late = await server.ConnectAsync();
+        RpcAssert.Success(await late.CallAsync(1, "server.info", MsgValue.EmptyMap));
+    }
+
+    [Fact]
+    public async Task GracefulStop_LetsRunningCallsFinish_ThenRefusesAndCloses()
+    {
+        var server = new TestServer();
+        await using var client = await server.ConnectAsync();
+        await client.RequestAsync(1, "sleep", MsgValue.Map(("ms", 300)));
+        Assert.Equal(1u, await server.Started.Reader.ReadAsync()); // running before the stop begins
+        var stop = server.Server.StopAsync(TimeSpan.FromSeconds(10));
+        var reply = await client.ReadResponseAsync();
+        RpcAssert.Success(reply);
+        Assert.Equal(300, reply.Result.AsInt64());
+        await stop;
+        Assert.Empty(await client.ReadUntilClosedAsync());
+        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => server.ConnectAsync());
+    }
+
+    [Fact]
+    public async Task GracefulStop_CancelsCallsThatOutliveTheGracePeriod()
+    {
+        var server = new TestServer();
+        await using var client = await server.ConnectAsync();
+        await client.RequestAsync(1, "wait", MsgValue.EmptyMap);
+        await server.Started.Reader.ReadAsync();
+        await server.Server.StopAsync(TimeSpan.FromMilliseconds(200));
+        var messages = await client.ReadUntilClosedAsync();
+        Assert.Equal(RpcErrorCodes.Cancelled, RpcAssert.ErrorCode(RpcMessage.Parse(Assert.Single(messages))));
+    }
+}
