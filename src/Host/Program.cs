@@ -18,7 +18,11 @@ internal static class Program
             root.Subcommands.Add(command);
         try
         {
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            return root.Parse(args).Invoke(new InvocationConfiguration
+            {
+                EnableDefaultExceptionHandler = false,
+                ProcessTerminationTimeout = null, // serve drains on SIGTERM itself; never force-exit mid-drain
+            });
         }
         catch (Exception e) when (IsUserError(e))
         {

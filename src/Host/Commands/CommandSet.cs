@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Serving.Host.Serve;
 
 namespace Serving.Host.Commands;
 
@@ -12,6 +13,7 @@ internal static class CommandSet
         GenerateCommand.Create(),
         TokenizeCommand.Create(),
         PerplexityCommand.Create(),
+        ServeCommand.Create(),
         BenchCommand.Create(),
     ];
 }

@@ -1,0 +1,94 @@
+using System.CommandLine;
+using System.Net;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Serving.Engine.Models;
+using Serving.Engine.Scheduling;
+using Serving.Host.Cli;
+using Serving.Host.Commands;
+using Serving.Server;
+
+namespace Serving.Host.Serve;
+
+/// <summary>
+/// <c>serve</c>: loads a model on a device and serves it over MessagePack-RPC (docs/rpc.md) until Ctrl+C or
+/// SIGTERM, then stops accepting, drains in-flight work within the grace period and exits 0.
+/// </summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("serve", "Serve a model over MessagePack-RPC (see docs/rpc.md)");
+        var model = ModelOption.Create();
+        var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; anything else exposes the server)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0 = any free port; the chosen one is printed)", DefaultValueFactory = _ => 7411 };
+        var tokenFile = new Option<string?>("--token-file") { Description = "File holding a shared secret; clients must call auth {token} first" };
+        var ctx = new Option<int>("--ctx") { Description = "Context length per request (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+        var batchSequences = new Option<int>("--max-batch") { Description = "Most sequences decoded together in one step", DefaultValueFactory = _ => 16 };
+        var batchTokens = new Option<int>("--max-batch-tokens") { Description = "Token budget of one step (prefill chunk + decodes)", DefaultValueFactory = _ => 256 };
+        var queue = new Option<int>("--max-queue") { Description = "Requests allowed to wait; beyond, 'overloaded' at once", DefaultValueFactory = _ => 64 };
+        var kvTokens = new Option<int>("--kv-tokens") { Description = "KV cache size in tokens over all requests (0 = auto)", DefaultValueFactory = _ => 0 };
+        var grace = new Option<double>("--grace") { Description = "Seconds to drain in-flight work on shutdown", DefaultValueFactory = _ => 10 };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var noMmap = CommonOptions.NoMmap();
+        foreach (var o in new Option[] { model, host, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, threads, noMmap })
+            command.Options.Add(o);
+        command.SetAction(async (parse, _) =>
+        {
+            if (!IPAddress.TryParse(parse.GetValue(host), out var address))
+                return CliErrors.Fail($"--host '{parse.GetValue(host)}' is not an IP address");
+            int p = parse.GetValue(port);
+            if (p is < 0 or > 65535) return CliErrors.Fail($"--port {p} out of range");
+            string? token = null;
+            if (parse.GetValue(tokenFile) is { } tf)
+            {
+                if (!File.Exists(tf)) return CliErrors.Fail($"token file not found: {tf}");
+                token = File.ReadAllText(tf).Trim();
+                if (token.Length < 8) return CliErrors.Fail("the token in --token-file must be at least 8 characters");
+            }
+            int sequences = parse.GetValue(batchSequences);
+            if (sequences is < 1 or > 1024) return CliErrors.Fail($"--max-batch {sequences} out of range [1, 1024]");
+
+            using var stop = new CancellationTokenSource();
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+
+            using var session = ModelSession.Open(parse, model, device, threads, noMmap, new ModelOptions
+            {
+                ContextLength = parse.GetValue(ctx),
+                MaxBatchSequences = sequences,
+                MaxBatchTokens = parse.GetValue(batchTokens),
+                KvCacheTokens = parse.GetValue(kvTokens),
+            });
+            using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
+                .SetMinimumLevel(LogLevel.Information));
+            var scheduler = new Scheduler(session.Loaded.Model, new TokenizerDecoder(session.Loaded.Tokenizer), new SchedulerOptions
+            {
+                MaxBatchSequences = sequences,
+                MaxBatchTokens = parse.GetValue(batchTokens),
+                MaxQueuedRequests = parse.GetValue(queue),
+            });
+            var server = new RpcServer(new RpcServerOptions { EndPoint = new IPEndPoint(address, p), AuthToken = token },
+                loggerFactory.CreateLogger("serving.rpc"));
+            new ServingMethods(session.Loaded, scheduler, CommonOptions.Registry(parse), session.Device, server).Register();
+            server.Start();
+            Console.WriteLine($"listening on {server.LocalEndPoint} — model {session.Loaded.Name} on {session.Device.Descriptor.Id}" +
+                              (token is null ? "" : " (token required)"));
+            Console.Out.Flush();
+
+            try { await Task.Delay(Timeout.Infinite, stop.Token); }
+            catch (OperationCanceledException) { }
+
+            var graceTime = TimeSpan.FromSeconds(Math.Max(0, parse.GetValue(grace)));
+            Console.Error.WriteLine($"shutting down: no new connections, draining in-flight requests (grace {graceTime.TotalSeconds:0} s)");
+            await server.StopAsync(graceTime);
+            await scheduler.DrainAsync(TimeSpan.FromSeconds(1));
+            await scheduler.DisposeAsync();
+            var m = scheduler.GetMetrics();
+            Console.Error.WriteLine($"stopped: {m.Completed} completed, {m.Cancelled} cancelled, {m.Failed} failed");
+            return 0;
+        });
+        return command;
+    }
+}

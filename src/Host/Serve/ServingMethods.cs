@@ -1,0 +1,282 @@
+using System.Diagnostics;
+using Serving.Abstractions;
+using Serving.Engine.Models;
+using Serving.Engine.Sampling;
+using Serving.Engine.Scheduling;
+using Serving.Host.Plugins;
+using Serving.Protocol.MessagePack;
+using Serving.Protocol.Rpc;
+using Serving.Server;
+
+namespace Serving.Host.Serve;
+
+/// <summary>
+/// The RPC methods of docs/rpc.md, bound to one loaded model and its scheduler. Every argument is checked here
+/// (unknown keys, ranges, NaN) and every engine error is mapped to a stable error code; nothing else reaches the
+/// client (never a stack trace).
+/// </summary>
+internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, DeviceRegistry registry, IAccelerator device, RpcServer server)
+{
+    private const int MaxStopStrings = 16, MaxStopLength = 256;
+    private readonly DateTime _started = DateTime.UtcNow;
+    private long _requests, _streamedTokens;
+
+    /// <summary>Registers every method on the server; server.info and health are public (no token needed).</summary>
+    public void Register()
+    {
+        server.Register("server.info", (_, _) => ValueTask.FromResult(Info()), isPublic: true);
+        server.Register("health", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Health()); }, isPublic: true);
+        server.Register("devices.list", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Devices()); });
+        server.Register("models.list", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Models()); });
+        server.Register("tokenize", (c, _) => ValueTask.FromResult(Tokenize(c.Args)));
+        server.Register("detokenize", (c, _) => ValueTask.FromResult(Detokenize(c.Args)));
+        server.Register("metrics", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Metrics()); });
+        server.Register("generate", GenerateAsync);
+    }
+
+    private MsgValue Info() => MsgValue.Map(
+        ("name", "serving"),
+        ("version", typeof(ServingMethods).Assembly.GetName().Version?.ToString(3) ?? "0"),
+        ("contract_version", ContractVersion.Current),
+        ("model", model.Name),
+        ("device", device.Descriptor.Id),
+        ("auth_required", server.Options.AuthToken is not null),
+        ("methods", MsgValue.FromArray(["server.info", "health", "auth", "devices.list", "models.list", "tokenize", "detokenize", "generate", "cancel", "metrics"])));
+
+    private MsgValue Health()
+    {
+        var m = scheduler.GetMetrics();
+        string status = scheduler.State switch
+        {
+            SchedulerState.Accepting => "ok",
+            SchedulerState.Draining => "draining",
+            _ => "unavailable",
+        };
+        return MsgValue.Map(("status", status), ("running", m.Running), ("waiting", m.Waiting),
+            ("uptime_s", (DateTime.UtcNow - _started).TotalSeconds));
+    }
+
+    private MsgValue Devices()
+    {
+        var list = new List<MsgValue>();
+        foreach (var p in registry.Plugins)
+        {
+            if (!p.Usable)
+            {
+                list.Add(MsgValue.Map(("backend", p.Name), ("status", "unavailable"), ("reason", p.Error ?? "")));
+                continue;
+            }
+            foreach (var d in p.Probe!.Devices)
+                list.Add(MsgValue.Map(("backend", p.Name), ("id", d.Id), ("name", d.Name), ("vendor", d.Vendor),
+                    ("kind", d.Kind.ToString().ToLowerInvariant()), ("memory_bytes", d.TotalMemoryBytes),
+                    ("driver", d.DriverVersion), ("status", d.Id == device.Descriptor.Id ? "serving" : "ready")));
+        }
+        return MsgValue.FromArray([.. list]);
+    }
+
+    private MsgValue Models()
+    {
+        var c = model.Model.Config;
+        return MsgValue.FromArray(MsgValue.Map(
+            ("id", model.Name), ("file", Path.GetFileName(model.Path)), ("architecture", c.Architecture),
+            ("layers", c.Layers), ("dim", c.Dim), ("heads", c.Heads), ("kv_heads", c.KvHeads), ("vocab", c.VocabSize),
+            ("context_length", scheduler.ContextLength), ("weight_bytes", model.Model.WeightBytes),
+            ("device", device.Descriptor.Id), ("tokenizer", model.Tokenizer.Model)));
+    }
+
+    private void CheckModel(RpcArgs a)
+    {
+        if (a.GetOptionalString("model") is { } id && id != model.Name)
+            throw new RpcException(RpcErrorCodes.NotFound, $"model '{id}' is not loaded; loaded: '{model.Name}'");
+    }
+
+    private MsgValue Tokenize(RpcArgs a)
+    {
+        a.EnsureOnly("text", "add_bos", "model");
+        CheckModel(a);
+        string text = a.GetString("text");
+        int[] ids = model.Tokenizer.Encode(text, a.GetBool("add_bos", false));
+        return MsgValue.Map(("tokens", IntArray(ids)));
+    }
+
+    private MsgValue Detokenize(RpcArgs a)
+    {
+        a.EnsureOnly("tokens", "model");
+        CheckModel(a);
+        int[] ids = TokenIds(a.Get("tokens"), "tokens");
+        return MsgValue.Map(("text", model.Tokenizer.Decode(ids)));
+    }
+
+    private MsgValue Metrics()
+    {
+        var m = scheduler.GetMetrics();
+        using var process = Process.GetCurrentProcess();
+        return MsgValue.Map(
+            ("requests", Interlocked.Read(ref _requests)),
+            ("running", m.Running), ("waiting", m.Waiting), ("completed", m.Completed), ("failed", m.Failed),
+            ("cancelled", m.Cancelled), ("refused_overloaded", m.Refused), ("preemptions", m.Preemptions),
+            ("prompt_tokens", m.PromptTokens), ("generated_tokens", m.GeneratedTokens),
+            ("prefix_cache_hit_tokens", m.PrefixCacheHitTokens), ("computed_prompt_tokens", m.ComputedTokens),
+            ("kv_blocks_used", m.KvBlocksUsed), ("kv_blocks_total", m.KvBlocksTotal), ("kv_blocks_cached", m.KvBlocksCached),
+            ("kv_evictions", m.KvEvictions), ("steps", m.Steps), ("mean_batch_sequences", m.MeanBatchSequences),
+            ("mean_batch_tokens", m.MeanBatchTokens), ("streamed_tokens", Interlocked.Read(ref _streamedTokens)),
+            ("connections", server.ConnectionCount),
+            ("working_set_bytes", process.WorkingSet64), ("managed_heap_bytes", GC.GetTotalMemory(false)),
+            ("handles", process.HandleCount));
+    }
+
+    private static readonly string[] GenerateArgs =
+        ["prompt", "tokens", "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed", "stop", "stream", "add_bos", "model"];
+
+    private async ValueTask<MsgValue> GenerateAsync(RpcCall call, CancellationToken ct)
+    {
+        var a = call.Args;
+        a.EnsureOnly(GenerateArgs);
+        CheckModel(a);
+        Interlocked.Increment(ref _requests);
+        int[] prompt;
+        if (a.Has("prompt") == a.Has("tokens"))
+            throw Bad("give exactly one of 'prompt' (text) or 'tokens' (ids)");
+        if (a.Has("prompt"))
+        {
+            string text = a.GetString("prompt");
+            if (text.Length == 0) throw Bad("'prompt' is empty");
+            prompt = model.Tokenizer.Encode(text, a.GetBool("add_bos", model.Tokenizer.AddBos));
+        }
+        else
+        {
+            prompt = TokenIds(a.Get("tokens"), "tokens");
+            if (prompt.Length == 0) throw Bad("'tokens' is empty");
+        }
+        int maxTokens = (int)(a.GetOptionalInt64("max_tokens", 1, scheduler.ContextLength) ?? Math.Min(128, scheduler.ContextLength));
+        var sampling = new SamplingParams(
+            (float)Finite(a, "temperature", 0, 100, 0.8),
+            (int)(a.GetOptionalInt64("top_k", 0, model.Model.VocabSize) ?? 40),
+            (float)Finite(a, "top_p", 1e-6, 1, 0.95),
+            (float)Finite(a, "min_p", 0, 1, 0.05),
+            (float)Finite(a, "repeat_penalty", 1e-3, 100, 1.0),
+            (int)(a.GetOptionalInt64("repeat_last_n", 0, scheduler.ContextLength) ?? 64),
+            Seed(a));
+        var stops = StopStrings(a);
+        bool stream = a.GetBool("stream", false);
+        if (stream && call.MessageId is null) throw Bad("'stream' needs a request (a notification has no id to stream to)");
+
+        GenerationHandle handle;
+        try
+        {
+            handle = scheduler.Submit(new GenerationRequest($"{call.ConnectionId}:{call.MessageId}", prompt, maxTokens, sampling, stops), ct);
+        }
+        catch (SchedulerOverloadedException e)
+        {
+            throw new RpcException(RpcErrorCodes.Overloaded, e.Message, MsgValue.Map(("retriable", true)));
+        }
+        catch (ContextLengthExceededException e)
+        {
+            throw new RpcException(RpcErrorCodes.ContextExceeded,
+                $"prompt has {e.PromptTokens} tokens; the context holds {e.ContextLength}",
+                MsgValue.Map(("prompt_tokens", e.PromptTokens), ("context_length", e.ContextLength)));
+        }
+        catch (SchedulerUnavailableException e)
+        {
+            throw new RpcException(RpcErrorCodes.Unavailable, $"the model cannot take requests ({e.State.ToString().ToLowerInvariant()})");
+        }
+
+        await foreach (var chunk in handle.Chunks.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            if (!stream) continue;
+            Interlocked.Increment(ref _streamedTokens);
+            // A client that stopped reading is closed by the server's write limits, which cancels ct and so the request.
+            await call.NotifyAsync("generate.token", MsgValue.Map(("id", (long)call.MessageId!.Value), ("text", chunk.Text), ("token", chunk.TokenId))).ConfigureAwait(false);
+        }
+        var r = await handle.Completion.ConfigureAwait(false);
+        if (r.FinishReason == FinishReason.Error)
+        {
+            if (r.Error is ModelStepException)
+                throw new RpcException(RpcErrorCodes.Unavailable, "the device failed during this request's step; the model is marked not ready");
+            throw new RpcException(RpcErrorCodes.Internal, "generation failed");
+        }
+        var u = r.Usage;
+        return MsgValue.Map(
+            ("text", r.Text),
+            ("tokens", IntArray(r.TokenIds)),
+            ("finish_reason", r.FinishReason switch
+            {
+                FinishReason.Length => "length",
+                FinishReason.Stop => "stop",
+                FinishReason.EndOfGeneration => "eos",
+                _ => "cancelled",
+            }),
+            ("stop", r.MatchedStop),
+            ("seed", r.Seed),
+            ("usage", MsgValue.Map(
+                ("prompt_tokens", u.PromptTokens),
+                ("completion_tokens", u.CompletionTokens),
+                ("cached_prompt_tokens", u.CachedPromptTokens),
+                ("ttft_ms", Ms(u.TimeToFirstToken)),
+                ("tpot_ms", Ms(u.TimePerOutputToken)),
+                ("total_ms", u.TotalTime.TotalMilliseconds),
+                ("queue_ms", Ms(u.QueueTime)),
+                ("preemptions", u.Preemptions),
+                ("joules", MsgValue.Nil))));
+    }
+
+    private static MsgValue Ms(TimeSpan? t) => t is { } v ? MsgValue.FromFloat64(v.TotalMilliseconds) : MsgValue.Nil;
+
+    private static double Finite(RpcArgs a, string name, double min, double max, double fallback)
+    {
+        if (!a.Has(name)) return fallback;
+        if (!a.Get(name).TryGetDouble(out double v) || !double.IsFinite(v))
+            throw Bad($"'{name}' must be a finite number");
+        if (v < min || v > max) throw Bad($"'{name}' = {v} is out of range [{min}, {max}]");
+        return v;
+    }
+
+    private static ulong? Seed(RpcArgs a)
+    {
+        if (!a.Has("seed")) return null;
+        if (a.Get("seed").TryGetUInt64(out ulong seed)) return seed;
+        throw Bad("'seed' must be an unsigned 64-bit integer");
+    }
+
+    private static IReadOnlyList<string>? StopStrings(RpcArgs a)
+    {
+        if (!a.Has("stop")) return null;
+        var v = a.Get("stop");
+        if (v.Kind != MsgValueKind.Array) throw Bad("'stop' must be an array of strings");
+        if (v.Count > MaxStopStrings) throw Bad($"'stop' has {v.Count} strings; at most {MaxStopStrings}");
+        var list = new List<string>(v.Count);
+        for (int i = 0; i < v.Count; i++)
+        {
+            if (!v[i].TryGetString(out string? s) || s.Length == 0 || s.Length > MaxStopLength)
+                throw Bad($"'stop'[{i}] must be a non-empty string of at most {MaxStopLength} characters");
+            list.Add(s);
+        }
+        return list;
+    }
+
+    private int[] TokenIds(MsgValue v, string name)
+    {
+        if (v.Kind != MsgValueKind.Array) throw Bad($"'{name}' must be an array of token ids");
+        if (v.Count > scheduler.ContextLength) throw new RpcException(RpcErrorCodes.ContextExceeded,
+            $"'{name}' has {v.Count} tokens; the context holds {scheduler.ContextLength}",
+            MsgValue.Map(("prompt_tokens", v.Count), ("context_length", scheduler.ContextLength)));
+        var ids = new int[v.Count];
+        int vocab = model.Model.VocabSize;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (!v[i].TryGetUInt64(out ulong id) || id >= (ulong)vocab)
+                throw Bad($"'{name}'[{i}] must be a token id in [0, {vocab})");
+            ids[i] = (int)id;
+        }
+        return ids;
+    }
+
+    private static MsgValue IntArray(IReadOnlyList<int> ids)
+    {
+        var items = new MsgValue[ids.Count];
+        for (int i = 0; i < items.Length; i++) items[i] = ids[i];
+        return MsgValue.FromArray(items);
+    }
+
+    private static RpcException Bad(string message) => new(RpcErrorCodes.BadRequest, message);
+}
