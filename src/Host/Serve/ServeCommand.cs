@@ -6,7 +6,6 @@ using Serving.Engine.Models;
 using Serving.Engine.Scheduling;
 using Serving.Host.Cli;
 using Serving.Host.Commands;
-using Serving.Server;
 
 namespace Serving.Host.Serve;
 
@@ -20,7 +19,7 @@ internal static class ServeCommand
     {
         var command = new Command("serve", "Serve a model over MessagePack-RPC (see docs/rpc.md)");
         var model = ModelOption.Create();
-        var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; anything else exposes the server)", DefaultValueFactory = _ => "127.0.0.1" };
+        var bind = new Option<string>("--host") { Description = "Address to bind (loopback by default; anything else exposes the server)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port; the chosen one is printed)", DefaultValueFactory = _ => 7411 };
         var tokenFile = new Option<string?>("--token-file") { Description = "File holding a shared secret; clients must call auth {token} first" };
         var ctx = new Option<int>("--ctx") { Description = "Context length per request (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
@@ -32,12 +31,12 @@ internal static class ServeCommand
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
-        foreach (var o in new Option[] { model, host, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, threads, noMmap })
+        foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, threads, noMmap })
             command.Options.Add(o);
         command.SetAction(async (parse, _) =>
         {
-            if (!IPAddress.TryParse(parse.GetValue(host), out var address))
-                return CliErrors.Fail($"--host '{parse.GetValue(host)}' is not an IP address");
+            if (!IPAddress.TryParse(parse.GetValue(bind), out var address))
+                return CliErrors.Fail($"--host '{parse.GetValue(bind)}' is not an IP address");
             int p = parse.GetValue(port);
             if (p is < 0 or > 65535) return CliErrors.Fail($"--port {p} out of range");
             string? token = null;
@@ -54,26 +53,37 @@ internal static class ServeCommand
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
 
-            using var session = ModelSession.Open(parse, model, device, threads, noMmap, new ModelOptions
-            {
-                ContextLength = parse.GetValue(ctx),
-                MaxBatchSequences = sequences,
-                MaxBatchTokens = parse.GetValue(batchTokens),
-                KvCacheTokens = parse.GetValue(kvTokens),
-            });
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Information));
-            var scheduler = new Scheduler(session.Loaded.Model, new TokenizerDecoder(session.Loaded.Tokenizer), new SchedulerOptions
+            ServingHost host;
+            string modelPath = ModelOption.Resolve(parse.GetValue(model));
+            using (var bar = new ProgressBar($"loading {Path.GetFileName(modelPath)}"))
             {
-                MaxBatchSequences = sequences,
-                MaxBatchTokens = parse.GetValue(batchTokens),
-                MaxQueuedRequests = parse.GetValue(queue),
-            });
-            var server = new RpcServer(new RpcServerOptions { EndPoint = new IPEndPoint(address, p), AuthToken = token },
-                loggerFactory.CreateLogger("serving.rpc"));
-            new ServingMethods(session.Loaded, scheduler, CommonOptions.Registry(parse), session.Device, server).Register();
-            server.Start();
-            Console.WriteLine($"listening on {server.LocalEndPoint} — model {session.Loaded.Name} on {session.Device.Descriptor.Id}" +
+                host = ServingHost.Start(new ServingHostOptions
+                {
+                    ModelPath = modelPath,
+                    EndPoint = new IPEndPoint(address, p),
+                    AuthToken = token,
+                    DeviceId = parse.GetValue(device),
+                    Threads = parse.GetValue(threads),
+                    PluginsFolder = parse.GetValue(CommonOptions.Plugins),
+                    Model = new ModelOptions
+                    {
+                        ContextLength = parse.GetValue(ctx),
+                        MaxBatchSequences = sequences,
+                        MaxBatchTokens = parse.GetValue(batchTokens),
+                        KvCacheTokens = parse.GetValue(kvTokens),
+                        UseMmap = !parse.GetValue(noMmap),
+                    },
+                    Scheduler = new SchedulerOptions
+                    {
+                        MaxBatchSequences = sequences,
+                        MaxBatchTokens = parse.GetValue(batchTokens),
+                        MaxQueuedRequests = parse.GetValue(queue),
+                    },
+                }, loggerFactory, bar);
+            }
+            Console.WriteLine($"listening on {host.EndPoint} — model {host.Model.Name} on {host.Device.Descriptor.Id} ({host.Device.Descriptor.Name})" +
                               (token is null ? "" : " (token required)"));
             Console.Out.Flush();
 
@@ -82,10 +92,8 @@ internal static class ServeCommand
 
             var graceTime = TimeSpan.FromSeconds(Math.Max(0, parse.GetValue(grace)));
             Console.Error.WriteLine($"shutting down: no new connections, draining in-flight requests (grace {graceTime.TotalSeconds:0} s)");
-            await server.StopAsync(graceTime);
-            await scheduler.DrainAsync(TimeSpan.FromSeconds(1));
-            await scheduler.DisposeAsync();
-            var m = scheduler.GetMetrics();
+            await host.StopAsync(graceTime);
+            var m = host.Scheduler.GetMetrics();
             Console.Error.WriteLine($"stopped: {m.Completed} completed, {m.Cancelled} cancelled, {m.Failed} failed");
             return 0;
         });

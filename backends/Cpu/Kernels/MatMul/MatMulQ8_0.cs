@@ -1,0 +1,34 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Serving.Backends.Cpu.Kernels.MatMul;
+
+/// <summary>
+/// GGUF Q8_0 weights: { f16 d; int8 qs[32] } (34 bytes), value = d · qs[i]. The dot product against q8
+/// activations is llama.cpp's vec_dot_q8_0_q8_0: an exact int8 dot per block, scaled by d_w · d_x.
+/// </summary>
+internal unsafe struct MatMulQ8_0 : IQuantBlock
+{
+    /// <inheritdoc/>
+    public static int BlockBytes => 34;
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Scale(byte* block) => Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(block));
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<sbyte> Quants256(byte* block) => Vector256.Load((sbyte*)(block + 2));
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<sbyte> QuantsLo128(byte* block) => Vector128.Load((sbyte*)(block + 2));
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<sbyte> QuantsHi128(byte* block) => Vector128.Load((sbyte*)(block + 18));
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Quant(byte* block, int i) => ((sbyte*)(block + 2))[i];
+}

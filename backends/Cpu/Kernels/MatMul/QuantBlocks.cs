@@ -1,0 +1,63 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Serving.Backends.Cpu.Kernels.MatMul;
+
+/// <summary>
+/// One GGUF block format of 32 weights with an f16 scale: how to read its scale and its 32 quants as int8.
+/// Implemented by structs so the generic driver is specialized per format (no virtual calls in the hot loop).
+/// </summary>
+internal unsafe interface IQuantBlock
+{
+    /// <summary>Bytes per block (34 for Q8_0, 18 for Q4_0).</summary>
+    static abstract int BlockBytes { get; }
+
+    /// <summary>The block's scale d as f32.</summary>
+    static abstract float Scale(byte* block);
+
+    /// <summary>The 32 quants as signed values (value = d · q), in element order.</summary>
+    static abstract Vector256<sbyte> Quants256(byte* block);
+
+    /// <summary>Quants of elements 0..15.</summary>
+    static abstract Vector128<sbyte> QuantsLo128(byte* block);
+
+    /// <summary>Quants of elements 16..31.</summary>
+    static abstract Vector128<sbyte> QuantsHi128(byte* block);
+
+    /// <summary>Quant of element i (0..31), scalar.</summary>
+    static abstract int Quant(byte* block, int i);
+}
+
+/// <summary>Shared helpers for block formats.</summary>
+internal static unsafe class QuantBlock
+{
+    /// <summary>Two consecutive blocks' quants in one 512-bit vector (block b in the low half, b+1 in the high).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<sbyte> Quants512<TB>(byte* block) where TB : struct, IQuantBlock
+        => Vector512.Create(TB.Quants256(block), TB.Quants256(block + TB.BlockBytes));
+
+    /// <summary>Dequantizes <paramref name="blocks"/> consecutive blocks into 32·blocks floats (d · q, exact in f32).</summary>
+    public static void Dequantize<TB>(byte* src, int blocks, float* dst) where TB : struct, IQuantBlock
+    {
+        for (int b = 0; b < blocks; b++, src += TB.BlockBytes, dst += 32)
+        {
+            float d = TB.Scale(src);
+            if (Simd.Tier >= SimdTier.V256)
+            {
+                (Vector256<short> lo, Vector256<short> hi) = Vector256.Widen(TB.Quants256(src));
+                (Vector256<int> q0, Vector256<int> q1) = Vector256.Widen(lo);
+                (Vector256<int> q2, Vector256<int> q3) = Vector256.Widen(hi);
+                Vector256<float> dv = Vector256.Create(d);
+                (Vector256.ConvertToSingle(q0) * dv).Store(dst);
+                (Vector256.ConvertToSingle(q1) * dv).Store(dst + 8);
+                (Vector256.ConvertToSingle(q2) * dv).Store(dst + 16);
+                (Vector256.ConvertToSingle(q3) * dv).Store(dst + 24);
+            }
+            else
+            {
+                for (int i = 0; i < 32; i++)
+                    dst[i] = d * TB.Quant(src, i);
+            }
+        }
+    }
+}

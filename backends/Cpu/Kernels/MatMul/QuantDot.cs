@@ -1,0 +1,183 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Serving.Backends.Cpu.Kernels.MatMul;
+
+/// <summary>
+/// Dot products of a q8-quantized x row (xq int8 [K], xd f32 [K/32]) with block-quantized weight rows.
+/// Per block: an exact int8 dot (<see cref="Int8Dot"/>), converted to f32 and scaled by d_w · d_x into a vector
+/// accumulator; the accumulator is summed once at the end. At 512 bits two blocks share a vector (an odd last block
+/// goes through the 256-bit path). <see cref="Dot4"/> gives bit-identical results to four <see cref="Dot1"/> calls.
+/// </summary>
+internal static unsafe class QuantDot
+{
+    /// <summary>
+    /// Σ over blocks of d_w·d_x·Σ q_w·q_x for one weight row of <paramref name="blocks"/> blocks; the row's scales
+    /// d_w come pre-converted to f32 in <paramref name="ws"/> [blocks] (see <see cref="ConvertScales"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot1<TB>(byte* w, float* ws, sbyte* xq, float* xd, int blocks) where TB : struct, IQuantBlock
+    {
+        int bb = TB.BlockBytes;
+        int b = 0;
+        if (Simd.Tier == SimdTier.V512)
+        {
+            Vector512<float> acc = Vector512<float>.Zero;
+            for (; b <= blocks - 2; b += 2)
+            {
+                acc = Step512<TB>(w + b * bb, Vector512.Load(xq + b * 32), ws[b] * xd[b], ws[b + 1] * xd[b + 1], acc);
+            }
+            float sum = Vector512.Sum(acc);
+            if (b < blocks)
+                sum += Tail256<TB>(w + b * bb, xq + b * 32, ws[b] * xd[b]);
+            return sum;
+        }
+        if (Simd.Tier == SimdTier.V256)
+        {
+            Vector256<float> acc = Vector256<float>.Zero;
+            for (; b < blocks; b++)
+            {
+                byte* blk = w + b * bb;
+                Vector256<int> p = Int8Dot.Dot(TB.Quants256(blk), Vector256.Load(xq + b * 32));
+                acc = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(p), Vector256.Create(ws[b] * xd[b]), acc);
+            }
+            return Vector256.Sum(acc);
+        }
+        if (Simd.Tier == SimdTier.V128)
+        {
+            Vector128<float> acc = Vector128<float>.Zero;
+            for (; b < blocks; b++)
+            {
+                byte* blk = w + b * bb;
+                Vector128<int> p = Int8Dot.Dot(TB.QuantsLo128(blk), Vector128.Load(xq + b * 32))
+                                 + Int8Dot.Dot(TB.QuantsHi128(blk), Vector128.Load(xq + b * 32 + 16));
+                acc = Vector128.MultiplyAddEstimate(Vector128.ConvertToSingle(p), Vector128.Create(ws[b] * xd[b]), acc);
+            }
+            return Vector128.Sum(acc);
+        }
+        float total = 0f;
+        for (; b < blocks; b++)
+        {
+            byte* blk = w + b * bb;
+            sbyte* q = xq + b * 32;
+            int isum = 0;
+            for (int i = 0; i < 32; i++)
+                isum += TB.Quant(blk, i) * q[i];
+            total += ws[b] * xd[b] * isum;
+        }
+        return total;
+    }
+
+    /// <summary>
+    /// y[r] = Dot1(w + r·rowBytes, ws + r·blocks, …) for r in 0..3, sharing each x block load across the four rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Dot4<TB>(byte* w, long rowBytes, float* ws, sbyte* xq, float* xd, int blocks, float* y) where TB : struct, IQuantBlock
+    {
+        int bb = TB.BlockBytes;
+        byte* w0 = w, w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes;
+        float* s0p = ws, s1p = ws + blocks, s2p = ws + 2 * blocks, s3p = ws + 3 * blocks;
+        if (Simd.Tier == SimdTier.V512)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            int b = 0;
+            for (; b <= blocks - 2; b += 2)
+            {
+                Vector512<sbyte> xv = Vector512.Load(xq + b * 32);
+                float dx0 = xd[b], dx1 = xd[b + 1];
+                long o = (long)b * bb;
+                a0 = Step512<TB>(w0 + o, xv, s0p[b] * dx0, s0p[b + 1] * dx1, a0);
+                a1 = Step512<TB>(w1 + o, xv, s1p[b] * dx0, s1p[b + 1] * dx1, a1);
+                a2 = Step512<TB>(w2 + o, xv, s2p[b] * dx0, s2p[b + 1] * dx1, a2);
+                a3 = Step512<TB>(w3 + o, xv, s3p[b] * dx0, s3p[b + 1] * dx1, a3);
+            }
+            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
+            if (b < blocks)
+            {
+                long o = (long)b * bb;
+                s0 += Tail256<TB>(w0 + o, xq + b * 32, s0p[b] * xd[b]);
+                s1 += Tail256<TB>(w1 + o, xq + b * 32, s1p[b] * xd[b]);
+                s2 += Tail256<TB>(w2 + o, xq + b * 32, s2p[b] * xd[b]);
+                s3 += Tail256<TB>(w3 + o, xq + b * 32, s3p[b] * xd[b]);
+            }
+            y[0] = s0;
+            y[1] = s1;
+            y[2] = s2;
+            y[3] = s3;
+        }
+        else if (Simd.Tier == SimdTier.V256)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int b = 0; b < blocks; b++)
+            {
+                Vector256<sbyte> xv = Vector256.Load(xq + b * 32);
+                float dx = xd[b];
+                long o = (long)b * bb;
+                a0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w0 + o), xv)), Vector256.Create(s0p[b] * dx), a0);
+                a1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w1 + o), xv)), Vector256.Create(s1p[b] * dx), a1);
+                a2 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w2 + o), xv)), Vector256.Create(s2p[b] * dx), a2);
+                a3 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w3 + o), xv)), Vector256.Create(s3p[b] * dx), a3);
+            }
+            y[0] = Vector256.Sum(a0);
+            y[1] = Vector256.Sum(a1);
+            y[2] = Vector256.Sum(a2);
+            y[3] = Vector256.Sum(a3);
+        }
+        else
+        {
+            y[0] = Dot1<TB>(w0, s0p, xq, xd, blocks);
+            y[1] = Dot1<TB>(w1, s1p, xq, xd, blocks);
+            y[2] = Dot1<TB>(w2, s2p, xq, xd, blocks);
+            y[3] = Dot1<TB>(w3, s3p, xq, xd, blocks);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Step512<TB>(byte* blk, Vector512<sbyte> xv, float scale0, float scale1, Vector512<float> acc) where TB : struct, IQuantBlock
+    {
+        Vector512<int> p = Int8Dot.Dot(QuantBlock.Quants512<TB>(blk), xv);
+        Vector512<float> s = Vector512.Create(Vector256.Create(scale0), Vector256.Create(scale1));
+        return Vector512.MultiplyAddEstimate(Vector512.ConvertToSingle(p), s, acc);
+    }
+
+    /// <summary>The odd last block of a 512-bit dot: d_w·d_x·Σ q_w·q_x with an exact integer sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Tail256<TB>(byte* blk, sbyte* xq, float scale) where TB : struct, IQuantBlock
+        => scale * Vector256.Sum(Int8Dot.Dot(TB.Quants256(blk), Vector256.Load(xq)));
+
+    /// <summary>
+    /// Converts the f16 scales of <paramref name="blocks"/> consecutive blocks to f32 (exact) into ws: once per tile
+    /// row instead of once per (x row, block), and 8 at a time where vectors allow.
+    /// </summary>
+    public static void ConvertScales<TB>(byte* row, int blocks, float* ws) where TB : struct, IQuantBlock
+    {
+        int bb = TB.BlockBytes;
+        int b = 0;
+        if (Simd.Tier >= SimdTier.V256)
+        {
+            for (; b <= blocks - 8; b += 8)
+            {
+                byte* p = row + b * bb;
+                Vector256<uint> h = Vector256.Create(
+                    (uint)Unsafe.ReadUnaligned<ushort>(p), Unsafe.ReadUnaligned<ushort>(p + bb),
+                    Unsafe.ReadUnaligned<ushort>(p + 2 * bb), Unsafe.ReadUnaligned<ushort>(p + 3 * bb),
+                    Unsafe.ReadUnaligned<ushort>(p + 4 * bb), Unsafe.ReadUnaligned<ushort>(p + 5 * bb),
+                    Unsafe.ReadUnaligned<ushort>(p + 6 * bb), Unsafe.ReadUnaligned<ushort>(p + 7 * bb));
+                Simd.HalfToFloat(h).Store(ws + b);
+            }
+        }
+        else if (Simd.Tier == SimdTier.V128)
+        {
+            for (; b <= blocks - 4; b += 4)
+            {
+                byte* p = row + b * bb;
+                Vector128<uint> h = Vector128.Create(
+                    (uint)Unsafe.ReadUnaligned<ushort>(p), Unsafe.ReadUnaligned<ushort>(p + bb),
+                    Unsafe.ReadUnaligned<ushort>(p + 2 * bb), Unsafe.ReadUnaligned<ushort>(p + 3 * bb));
+                Simd.HalfToFloat(h).Store(ws + b);
+            }
+        }
+        for (; b < blocks; b++)
+            ws[b] = TB.Scale(row + b * bb);
+    }
+}

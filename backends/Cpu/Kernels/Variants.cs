@@ -1,0 +1,50 @@
+using Serving.Abstractions;
+
+namespace Serving.Backends.Cpu.Kernels;
+
+/// <summary>
+/// The kernel variants of this backend, per (op, type); the first of each list is the default. MatMul has two per
+/// weight type (the driver's rows4 flag); every other op has one.
+/// </summary>
+internal static class Variants
+{
+    /// <summary>Weight types MatMul and Embed accept.</summary>
+    public static readonly DataType[] WeightTypes = [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0];
+
+    private static readonly Dictionary<(OpKind, DataType), KernelVariant[]> Table = Build();
+
+    /// <summary>The variants of <paramref name="op"/> for <paramref name="type"/>; empty when unsupported.</summary>
+    public static IReadOnlyList<KernelVariant> For(OpKind op, DataType type)
+        => Table.TryGetValue((op, type), out KernelVariant[]? list) ? list : [];
+
+    /// <summary>True when <paramref name="variant"/> is a rows4 MatMul variant (false for rows1).</summary>
+    public static bool IsRows4(KernelVariant variant) => variant.Name.EndsWith("_rows4", StringComparison.Ordinal);
+
+    private static Dictionary<(OpKind, DataType), KernelVariant[]> Build()
+    {
+        var table = new Dictionary<(OpKind, DataType), KernelVariant[]>();
+        foreach (DataType t in WeightTypes)
+        {
+            string name = t.Name();
+            string how = t.IsQuantized()
+                ? "x quantized to q8 blocks once, exact int8 block dots"
+                : t == DataType.F32 ? "f32 FMA" : $"{name} widened to f32 in registers, f32 FMA";
+            table[(OpKind.MatMul, t)] =
+            [
+                new($"matmul_{name}_rows4", OpKind.MatMul, t, $"4 weight rows per pass share each activation load ({how})"),
+                new($"matmul_{name}_rows1", OpKind.MatMul, t, $"one weight row per pass, the plain loop ({how})"),
+            ];
+            table[(OpKind.Embed, t)] = [new($"embed_{name}_dequant", OpKind.Embed, t, $"dequantizes each table row ({name} → f32)")];
+        }
+        table[(OpKind.RmsNorm, DataType.F32)] = [new("rmsnorm_f32_rows", OpKind.RmsNorm, DataType.F32, "one row per work item, vector sum of squares")];
+        table[(OpKind.Rope, DataType.F32)] = [new("rope_f32_rows", OpKind.Rope, DataType.F32, "one row per work item, cos/sin per row shared by all heads")];
+        table[(OpKind.KvWrite, DataType.F32)] = [new("kvwrite_f32_copy", OpKind.KvWrite, DataType.F32, "row copies into the paged f32 cache")];
+        table[(OpKind.Attention, DataType.F32)] = [new("attention_f32_twopass", OpKind.Attention, DataType.F32, "one (row, head) per work item, scores then max-subtracted softmax, f32 cache")];
+        table[(OpKind.SwiGlu, DataType.F32)] = [new("swiglu_f32_simd", OpKind.SwiGlu, DataType.F32, "vector exp, chunks of the flat tensor per work item")];
+        table[(OpKind.Add, DataType.F32)] = [new("add_f32_simd", OpKind.Add, DataType.F32, "vector add, chunks of the flat tensor per work item")];
+        table[(OpKind.Argmax, DataType.F32)] = [new("argmax_f32_simd", OpKind.Argmax, DataType.F32, "vector max then first index holding it, one row per work item")];
+        foreach (DataType t in Enum.GetValues<DataType>())
+            table[(OpKind.Copy, t)] = [new($"copy_{t.Name()}_chunked", OpKind.Copy, t, "memcpy split into chunks across the workers")];
+        return table;
+    }
+}

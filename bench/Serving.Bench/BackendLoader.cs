@@ -1,0 +1,63 @@
+using System.Reflection;
+using System.Runtime.Loader;
+using Serving.Abstractions;
+
+namespace Serving.Bench;
+
+/// <summary>
+/// Opens a backend from <c>plugins/&lt;Assembly&gt;/</c> next to this program (build/Plugins.targets puts them there):
+/// one non-collectible <see cref="AssemblyLoadContext"/> per plugin resolving its own dependencies, sharing
+/// Serving.Abstractions with this process.
+/// </summary>
+public static class BackendLoader
+{
+    private static readonly Dictionary<string, IAccelerator> Opened = [];
+
+    /// <summary>Device 0 of backend <paramref name="name"/>, opened once per process; throws with the reason when unavailable.</summary>
+    public static IAccelerator Open(string name)
+    {
+        lock (Opened)
+        {
+            if (Opened.TryGetValue(name, out var open)) return open;
+            string root = Path.Combine(AppContext.BaseDirectory, "plugins");
+            var reasons = new List<string>();
+            foreach (string folder in Directory.Exists(root) ? Directory.GetDirectories(root) : [])
+            {
+                string dll = Path.Combine(folder, Path.GetFileName(folder) + ".dll");
+                if (!File.Exists(dll)) continue;
+                var assembly = new PluginContext(dll).LoadFromAssemblyPath(dll);
+                var type = assembly.GetExportedTypes().FirstOrDefault(t =>
+                    typeof(IBackendPlugin).IsAssignableFrom(t) && !t.IsAbstract && t.GetConstructor(Type.EmptyTypes) is not null);
+                if (type is null) continue;
+                var plugin = (IBackendPlugin)Activator.CreateInstance(type)!;
+                if (plugin.Name != name) continue;
+                if (plugin.ContractVersion != ContractVersion.Current)
+                    throw new InvalidOperationException($"backend '{name}' implements contract {plugin.ContractVersion}, this build has {ContractVersion.Current}");
+                var probe = plugin.Probe();
+                if (!probe.Usable) throw new InvalidOperationException($"backend '{name}' unusable: {probe.Reason}");
+                var device = plugin.CreateDevice(0, DeviceOptions.Default);
+                Opened[name] = device;
+                return device;
+            }
+            throw new InvalidOperationException($"backend '{name}' not found in {root}");
+        }
+    }
+
+    private sealed class PluginContext(string path) : AssemblyLoadContext(Path.GetFileNameWithoutExtension(path), isCollectible: false)
+    {
+        private readonly AssemblyDependencyResolver _resolver = new(path);
+
+        protected override Assembly? Load(AssemblyName name)
+        {
+            if (name.Name == typeof(IBackendPlugin).Assembly.GetName().Name) return null; // the shared contract
+            string? file = _resolver.ResolveAssemblyToPath(name);
+            return file is null ? null : LoadFromAssemblyPath(file);
+        }
+
+        protected override nint LoadUnmanagedDll(string name)
+        {
+            string? file = _resolver.ResolveUnmanagedDllToPath(name);
+            return file is null ? 0 : LoadUnmanagedDllFromPath(file);
+        }
+    }
+}

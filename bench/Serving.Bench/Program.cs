@@ -1,0 +1,36 @@
+using BenchmarkDotNet.Running;
+
+namespace Serving.Bench;
+
+/// <summary>
+/// <c>ops [--quick] [--backend NAME]</c>: the quick op table (µs/op, GB/s per op/type/variant, ~30 s with --quick).
+/// Anything else goes to BenchmarkDotNet (e.g. <c>--filter *MatMul*</c>); its suites use the backend named by
+/// SERVING_BENCH_BACKEND (default cpu). Run in Release.
+/// </summary>
+public static class Program
+{
+    /// <summary>Entry point.</summary>
+    public static int Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "ops")
+        {
+            bool quick = args.Contains("--quick");
+            int at = Array.IndexOf(args, "--backend");
+            string backend = at >= 0 && at + 1 < args.Length ? args[at + 1] : BenchConfig.Backend;
+            try
+            {
+                var device = BackendLoader.Open(backend);
+                new OpsTable(device, TimeSpan.FromSeconds(quick ? 0.25 : 1.5)).Run();
+                device.Dispose();
+                return 0;
+            }
+            catch (InvalidOperationException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                return 3;
+            }
+        }
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args); // suites carry [Config(typeof(BenchConfig))]
+        return 0;
+    }
+}

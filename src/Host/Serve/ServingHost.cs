@@ -1,0 +1,89 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Serving.Abstractions;
+using Serving.Engine.Models;
+using Serving.Engine.Scheduling;
+using Serving.Host.Commands;
+using Serving.Host.Plugins;
+using Serving.Server;
+
+namespace Serving.Host.Serve;
+
+/// <summary>What a server is built from (the serve command's options).</summary>
+internal sealed record ServingHostOptions
+{
+    public required string ModelPath { get; init; }
+    public IPEndPoint EndPoint { get; init; } = new(IPAddress.Loopback, 7411);
+    public string? AuthToken { get; init; }
+    public string? DeviceId { get; init; }
+    public int Threads { get; init; }
+    public ModelOptions Model { get; init; } = new();
+    public SchedulerOptions Scheduler { get; init; } = new();
+    /// <summary>Overrides for the RPC limits (message size, connections, timeouts); the endpoint and token above win.</summary>
+    public RpcServerOptions Rpc { get; init; } = new();
+    public string? PluginsFolder { get; init; }
+}
+
+/// <summary>
+/// A running server: device, model, scheduler and RPC endpoint, started together and stopped in order
+/// (stop accepting → drain within the grace period → free the model → close the device). Used by the serve
+/// command and, in process, by the tests.
+/// </summary>
+internal sealed class ServingHost : IAsyncDisposable
+{
+    private readonly ILoggerFactory _logs;
+    private bool _stopped;
+
+    private ServingHost(IAccelerator device, LoadedModel model, Scheduler scheduler, RpcServer server, ILoggerFactory logs)
+    {
+        Device = device;
+        Model = model;
+        Scheduler = scheduler;
+        Server = server;
+        _logs = logs;
+    }
+
+    public IAccelerator Device { get; }
+    public LoadedModel Model { get; }
+    public Scheduler Scheduler { get; }
+    public RpcServer Server { get; }
+    public IPEndPoint EndPoint => Server.LocalEndPoint;
+
+    /// <summary>Opens the device, loads the model and starts listening. Nothing stays open if any step fails.</summary>
+    public static ServingHost Start(ServingHostOptions options, ILoggerFactory? logs = null, IProgress<(long, long)>? loadProgress = null)
+    {
+        logs ??= Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
+        var registry = DeviceRegistry.Discover(options.PluginsFolder);
+        var device = registry.Open(options.DeviceId, new DeviceOptions(options.Threads));
+        LoadedModel? model = null;
+        try
+        {
+            model = LoadedModel.Open(options.ModelPath, device, options.Model, loadProgress);
+            var scheduler = new Scheduler(model.Model, new TokenizerDecoder(model.Tokenizer), options.Scheduler);
+            var server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
+            new ServingMethods(model, scheduler, registry, device, server).Register();
+            server.Start();
+            return new ServingHost(device, model, scheduler, server, logs);
+        }
+        catch
+        {
+            model?.Dispose();
+            device.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Stops accepting, lets in-flight requests finish within <paramref name="grace"/>, then cancels the rest and frees everything.</summary>
+    public async Task StopAsync(TimeSpan grace)
+    {
+        if (_stopped) return;
+        _stopped = true;
+        await Server.StopAsync(grace).ConfigureAwait(false);
+        await Scheduler.DrainAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        await Scheduler.DisposeAsync().ConfigureAwait(false);
+        Model.Dispose();
+        Device.Dispose();
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+}

@@ -1,0 +1,83 @@
+using Serving.Abstractions;
+
+namespace Serving.Conformance.Tests.Cases;
+
+public sealed partial class OpChecks
+{
+    /// <summary>
+    /// MatMul y[T, N] = x[T, K] · W[N, K]ᵀ for one weight type: every T × N × K of the coverage × every variant
+    /// (and null, the default), each against the float64 reference within <see cref="Tolerances"/>, guards intact.
+    /// </summary>
+    public CaseLog MatMul(DataType type, Coverage coverage)
+    {
+        var log = new CaseLog();
+        double limit = Tolerances.For(OpKind.MatMul, type);
+        var variants = VariantRuns(OpKind.MatMul, type);
+        using var stream = device.CreateStream();
+        foreach (int t in Pick(Rows, coverage, 1, 3, 16))
+            foreach (int n in Pick(Widths, coverage, 7, 64))
+                foreach (int k in InputWidths(type, coverage))
+                {
+                    var data = new TestData(TestData.Seed("matmul", type, t, n, k));
+                    float[] x = data.Normal(t * k);                 // [T, K]
+                    byte[] w = data.Weights(type, n, k);            // [N, K], GGUF layout
+                    double[] wd = Reference.Dequantize(type, w, (long)n * k);
+                    double[] expected = Reference.MatMul(TestData.Widen(x), t, k, wd, n);
+                    double power = Tolerances.MatMulPower(x, t, wd, n, k);
+                    using var scratch = new DeviceScratch(device);
+                    var xv = scratch.Input(x, t, k);
+                    var wv = scratch.Input(type, n, k, w);
+                    foreach (var variant in variants)
+                    {
+                        string context = Context(OpKind.MatMul, type, variant, $"T={t} N={n} K={k}");
+                        Run(log, context, () =>
+                        {
+                            var yv = scratch.Output(DataType.F32, t, n);
+                            stream.MatMul(xv, wv, yv, variant);
+                            stream.Synchronize();
+                            return CaseLog.Compare(context, expected, scratch.ReadF32(yv), n, limit, power)
+                                   ?? CaseLog.Guards(context, scratch.CheckGuards());
+                        });
+                    }
+                }
+        return log;
+    }
+
+    /// <summary>
+    /// Batch invariance (design: a row's result never depends on the other rows of the step): rows 0, 8 and 16 of a
+    /// T = 17 MatMul must be bit-identical to the same rows computed alone at T = 1, for every variant.
+    /// </summary>
+    public CaseLog MatMulBatchInvariance(DataType type)
+    {
+        var log = new CaseLog();
+        const int t = 17, n = 64;
+        int k = type.IsQuantized() ? 288 : 257;
+        using var stream = device.CreateStream();
+        var data = new TestData(TestData.Seed("matmul-invariance", type));
+        using var scratch = new DeviceScratch(device);
+        var xv = scratch.Input(data.Normal(t * k), t, k);
+        var wv = scratch.Input(type, n, k, data.Weights(type, n, k));
+        foreach (var variant in VariantRuns(OpKind.MatMul, type))
+        {
+            string context = Context(OpKind.MatMul, type, variant, $"T={t} N={n} K={k}");
+            Run(log, context, () =>
+            {
+                var batch = scratch.Output(DataType.F32, t, n);
+                stream.MatMul(xv, wv, batch, variant);
+                stream.Synchronize();
+                byte[] all = scratch.Read(batch);
+                foreach (int row in new[] { 0, 8, 16 })
+                {
+                    var single = scratch.Output(DataType.F32, 1, n);
+                    stream.MatMul(xv.SliceRows(row, 1), wv, single, variant);
+                    stream.Synchronize();
+                    string? failure = CaseLog.CompareBytes($"{context}: row {row} alone (T=1) vs in the batch, bits",
+                        all.AsSpan(row * n * 4, n * 4), scratch.Read(single));
+                    if (failure is not null) return failure;
+                }
+                return null;
+            });
+        }
+        return log;
+    }
+}

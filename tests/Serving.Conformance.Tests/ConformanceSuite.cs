@@ -1,0 +1,95 @@
+using Serving.Abstractions;
+using Serving.Conformance.Tests.Cases;
+using Serving.Conformance.Tests.Infrastructure;
+
+namespace Serving.Conformance.Tests;
+
+/// <summary>
+/// The backend conformance suite (design.md §4), written once against the contract. A backend joins with a one-line
+/// subclass naming it (<see cref="CpuConformance"/>). When the backend's plugin is absent, fails to load, or its
+/// Probe says unusable, every test reports SKIPPED with that reason; an op or type the device does not support is
+/// skipped with the device's own reason. Nothing skipped counts as passed.
+/// This file holds the op tests; ConformanceSuite.Contract.cs the buffer/stream contract, ConformanceSuite.Tiers.cs the
+/// SIMD-tier re-runs.
+/// </summary>
+public abstract partial class ConformanceSuite(string backend)
+{
+    /// <summary>The backend under test ("cpu").</summary>
+    protected string BackendName => backend;
+
+    /// <summary>The opened device; skips the running test when the backend is unavailable here.</summary>
+    protected IAccelerator Device
+    {
+        get
+        {
+            var handle = Backends.Get(backend);
+            Skip.If(handle.Device is null, handle.UnavailableReason ?? $"backend '{backend}' unavailable");
+            return handle.Device!;
+        }
+    }
+
+    /// <summary>The op cases on <see cref="Device"/>, after skipping when <paramref name="op"/>/<paramref name="type"/> is unsupported.</summary>
+    private OpChecks ChecksFor(OpKind op, DataType type)
+    {
+        var checks = new OpChecks(Device, backend);
+        string? unsupported = checks.Unsupported(op, type);
+        Skip.If(unsupported is not null, unsupported!);
+        return checks;
+    }
+
+    /// <summary>The weight types of MatMul and Embed, one theory row each.</summary>
+    public static TheoryData<DataType> WeightTypes()
+    {
+        var data = new TheoryData<DataType>();
+        foreach (var type in OpChecks.WeightTypes) data.Add(type);
+        return data;
+    }
+
+    /// <summary>MatMul: every T × N × K tail shape × every variant, per weight type.</summary>
+    [SkippableTheory, MemberData(nameof(WeightTypes))]
+    public void MatMul(DataType type) => ChecksFor(OpKind.MatMul, type).MatMul(type, Coverage.Full).AssertAllPassed();
+
+    /// <summary>MatMul rows are bit-identical at T = 1 and inside a T = 17 batch, for every variant.</summary>
+    [SkippableTheory, MemberData(nameof(WeightTypes))]
+    public void MatMulIsBatchInvariant(DataType type) => ChecksFor(OpKind.MatMul, type).MatMulBatchInvariance(type).AssertAllPassed();
+
+    /// <summary>Embed: exact dequantized rows, per table type.</summary>
+    [SkippableTheory, MemberData(nameof(WeightTypes))]
+    public void Embed(DataType type) => ChecksFor(OpKind.Embed, type).Embed(type, Coverage.Full).AssertAllPassed();
+
+    /// <summary>RmsNorm over tail widths, in place and not.</summary>
+    [SkippableFact]
+    public void RmsNorm() => ChecksFor(OpKind.RmsNorm, DataType.F32).RmsNorm(Coverage.Full).AssertAllPassed();
+
+    /// <summary>Rope, Normal and NeoX, full and partial rotation.</summary>
+    [SkippableFact]
+    public void Rope() => ChecksFor(OpKind.Rope, DataType.F32).Rope(Coverage.Full).AssertAllPassed();
+
+    /// <summary>KvWrite writes exactly the given slots of the given layer.</summary>
+    [SkippableFact]
+    public void KvWrite() => ChecksFor(OpKind.KvWrite, DataType.F32).KvWrite(Coverage.Full).AssertAllPassed();
+
+    /// <summary>Paged causal GQA attention over block tables: decode, prefill, later chunk, mixed.</summary>
+    [SkippableFact]
+    public void Attention() => ChecksFor(OpKind.Attention, DataType.F32).Attention(Coverage.Full).AssertAllPassed();
+
+    /// <summary>Attention rows are bit-identical alone and inside a T = 17 batch.</summary>
+    [SkippableFact]
+    public void AttentionIsBatchInvariant() => ChecksFor(OpKind.Attention, DataType.F32).AttentionBatchInvariance().AssertAllPassed();
+
+    /// <summary>SwiGlu, separate output and aliased.</summary>
+    [SkippableFact]
+    public void SwiGlu() => ChecksFor(OpKind.SwiGlu, DataType.F32).SwiGlu(Coverage.Full).AssertAllPassed();
+
+    /// <summary>Add, separate output and aliased.</summary>
+    [SkippableFact]
+    public void Add() => ChecksFor(OpKind.Add, DataType.F32).Add(Coverage.Full).AssertAllPassed();
+
+    /// <summary>Copy is bit-exact for any bytes.</summary>
+    [SkippableFact]
+    public void Copy() => ChecksFor(OpKind.Copy, DataType.F32).Copy(Coverage.Full).AssertAllPassed();
+
+    /// <summary>Argmax, first index on ties (an optional op: skipped with the reason when unsupported).</summary>
+    [SkippableFact]
+    public void Argmax() => ChecksFor(OpKind.Argmax, DataType.F32).Argmax(Coverage.Full).AssertAllPassed();
+}

@@ -1,0 +1,149 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Runtime.Loader;
+using Serving.Abstractions;
+
+namespace Serving.Conformance.Tests.Infrastructure;
+
+/// <summary>
+/// A backend as the suite found it: either an opened device, or the reason it cannot be tested here
+/// (plugin folder missing, load failure, contract mismatch, Probe says unusable, CreateDevice threw).
+/// </summary>
+public sealed class BackendHandle
+{
+    internal BackendHandle(string name, IBackendPlugin? plugin, IAccelerator? device, string? unavailableReason)
+    {
+        Name = name;
+        Plugin = plugin;
+        Device = device;
+        UnavailableReason = unavailableReason;
+    }
+
+    /// <summary>Backend name ("cpu").</summary>
+    public string Name { get; }
+
+    /// <summary>The plugin entry point, when it loaded.</summary>
+    public IBackendPlugin? Plugin { get; }
+
+    /// <summary>Device 0 of the backend, opened once per process and shared by all tests; null when unavailable.</summary>
+    public IAccelerator? Device { get; }
+
+    /// <summary>Why <see cref="Device"/> is null.</summary>
+    public string? UnavailableReason { get; }
+}
+
+/// <summary>
+/// Finds backends the way the host will (design.md §2), independently of src/Host: every folder
+/// <c>plugins/&lt;Assembly&gt;/</c> next to this assembly holds one plugin, loaded into its own
+/// <see cref="AssemblyLoadContext"/> that resolves the plugin's own dependencies from its folder and shares
+/// Serving.Abstractions with this process (so the interface types are the same).
+/// </summary>
+public static class Backends
+{
+    private static readonly ConcurrentDictionary<string, Lazy<BackendHandle>> Handles = new(StringComparer.Ordinal);
+    private static readonly Lazy<IReadOnlyList<(string Folder, IBackendPlugin? Plugin, string? Error)>> Plugins = new(LoadAll);
+
+    /// <summary>The plugins folder this process looks in.</summary>
+    public static string PluginDirectory => Path.Combine(AppContext.BaseDirectory, "plugins");
+
+    /// <summary>
+    /// The backend named <paramref name="name"/> with device 0 open, or the reason it is unavailable. Opened once per
+    /// process; the device is disposed at process exit.
+    /// </summary>
+    public static BackendHandle Get(string name) => Handles.GetOrAdd(name, n => new Lazy<BackendHandle>(() => Open(n))).Value;
+
+    private static BackendHandle Open(string name)
+    {
+        var errors = new List<string>();
+        foreach (var (folder, plugin, error) in Plugins.Value)
+        {
+            if (plugin is null)
+            {
+                errors.Add($"{Path.GetFileName(folder)}: {error}");
+                continue;
+            }
+            string pluginName;
+            try { pluginName = plugin.Name; }
+            catch (Exception e) { errors.Add($"{Path.GetFileName(folder)}: Name threw {e.GetType().Name}: {e.Message}"); continue; }
+            if (pluginName != name) continue;
+
+            if (plugin.ContractVersion != ContractVersion.Current)
+                return new(name, plugin, null, $"backend '{name}' implements contract version {plugin.ContractVersion}, this suite tests version {ContractVersion.Current}");
+            ProbeResult probe;
+            try { probe = plugin.Probe(); }
+            catch (Exception e) { return new(name, plugin, null, $"backend '{name}': Probe threw {e.GetType().Name}: {e.Message}"); }
+            if (!probe.Usable || probe.Devices.Count == 0)
+                return new(name, plugin, null, $"backend '{name}' unusable here: {probe.Reason}");
+            try
+            {
+                var device = plugin.CreateDevice(0, DeviceOptions.Default);
+                AppDomain.CurrentDomain.ProcessExit += (_, _) => device.Dispose();
+                return new(name, plugin, device, null);
+            }
+            catch (Exception e)
+            {
+                return new(name, plugin, null, $"backend '{name}': CreateDevice(0) threw {e.GetType().Name}: {e.Message}");
+            }
+        }
+        string more = errors.Count > 0 ? " (load errors: " + string.Join("; ", errors) + ")" : "";
+        return new(name, null, null, $"backend '{name}' not found in {PluginDirectory}{more}");
+    }
+
+    private static IReadOnlyList<(string, IBackendPlugin?, string?)> LoadAll()
+    {
+        var found = new List<(string, IBackendPlugin?, string?)>();
+        if (!Directory.Exists(PluginDirectory)) return found;
+        foreach (string folder in Directory.GetDirectories(PluginDirectory).Order(StringComparer.Ordinal))
+        {
+            string dll = Path.Combine(folder, Path.GetFileName(folder) + ".dll");
+            if (!File.Exists(dll))
+            {
+                found.Add((folder, null, $"no {Path.GetFileName(dll)}"));
+                continue;
+            }
+            try
+            {
+                var context = new PluginLoadContext(dll);
+                var assembly = context.LoadFromAssemblyPath(dll);
+                var types = assembly.GetExportedTypes()
+                    .Where(t => typeof(IBackendPlugin).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false }
+                                && t.GetConstructor(Type.EmptyTypes) is not null)
+                    .ToList();
+                if (types.Count != 1)
+                {
+                    found.Add((folder, null, $"expected one public IBackendPlugin type, found {types.Count}"));
+                    continue;
+                }
+                found.Add((folder, (IBackendPlugin)Activator.CreateInstance(types[0])!, null));
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                found.Add((folder, null, $"{e.GetType().Name}: {e.Message}"));
+            }
+        }
+        return found;
+    }
+
+    /// <summary>
+    /// One plugin's load context: its dependencies come from its folder (per its .deps.json), except the contract,
+    /// which must be the host's copy or the plugin's IBackendPlugin would be a different type.
+    /// </summary>
+    private sealed class PluginLoadContext(string pluginPath) : AssemblyLoadContext(Path.GetFileNameWithoutExtension(pluginPath), isCollectible: false)
+    {
+        private readonly AssemblyDependencyResolver _resolver = new(pluginPath);
+        private static readonly string SharedName = typeof(IBackendPlugin).Assembly.GetName().Name!;
+
+        protected override Assembly? Load(AssemblyName assemblyName)
+        {
+            if (assemblyName.Name == SharedName) return null; // fall back to the default context's copy
+            string? path = _resolver.ResolveAssemblyToPath(assemblyName);
+            return path is null ? null : LoadFromAssemblyPath(path);
+        }
+
+        protected override nint LoadUnmanagedDll(string unmanagedDllName)
+        {
+            string? path = _resolver.ResolveUnmanagedDllToPath(unmanagedDllName);
+            return path is null ? 0 : LoadUnmanagedDllFromPath(path);
+        }
+    }
+}

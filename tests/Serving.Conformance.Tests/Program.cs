@@ -1,0 +1,55 @@
+using System.Runtime.Intrinsics;
+using Serving.Abstractions;
+using Serving.Conformance.Tests.Cases;
+using Serving.Conformance.Tests.Infrastructure;
+
+namespace Serving.Conformance.Tests;
+
+/// <summary>
+/// Entry point of the test assembly when run as a program, which only the SIMD-tier test does:
+/// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt;</c> runs the kernel subset on the backend with
+/// whatever hardware-intrinsic switches the environment sets, prints the tier it ran at and each result, and exits
+/// 0 when all passed, 1 when a case failed, 2 on bad usage, 3 when the backend is unavailable.
+/// </summary>
+public static class Program
+{
+    /// <summary>The command the tier test passes.</summary>
+    public const string TierCheckCommand = "tier-check";
+
+    /// <summary>Runs the tier check; see the class summary for arguments and exit codes.</summary>
+    public static int Main(string[] args)
+    {
+        if (args is not [TierCheckCommand, var backend])
+        {
+            Console.Error.WriteLine($"usage: dotnet exec Serving.Conformance.Tests.dll {TierCheckCommand} <backend>  (run the suite itself with dotnet test)");
+            return 2;
+        }
+        Console.WriteLine($"simd: Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated} Vector128={Vector128.IsHardwareAccelerated}");
+        var handle = Backends.Get(backend);
+        if (handle.Device is null)
+        {
+            Console.WriteLine($"unavailable: {handle.UnavailableReason}");
+            return 3;
+        }
+        var checks = new OpChecks(handle.Device, backend);
+        var runs = new List<(string Name, Func<CaseLog> Run)>();
+        foreach (var type in OpChecks.WeightTypes)
+            if (checks.Unsupported(OpKind.MatMul, type) is null)
+                runs.Add(($"MatMul {type.Name()}", () => checks.MatMul(type, Coverage.Quick)));
+        if (checks.Unsupported(OpKind.RmsNorm, DataType.F32) is null) runs.Add(("RmsNorm", () => checks.RmsNorm(Coverage.Quick)));
+        if (checks.Unsupported(OpKind.Attention, DataType.F32) is null) runs.Add(("Attention", () => checks.Attention(Coverage.Quick)));
+
+        int failed = 0;
+        foreach (var (name, run) in runs)
+        {
+            var log = run();
+            failed += log.Failures.Count;
+            Console.WriteLine($"{(log.Failures.Count == 0 ? "PASS" : "FAIL")} {name}: {log.Cases - log.Failures.Count}/{log.Cases} cases");
+            foreach (var failure in log.Failures.Take(10)) Console.WriteLine("  " + failure);
+        }
+        if (runs.Count == 0) { Console.WriteLine("nothing supported to check"); return 1; }
+        Console.WriteLine(failed == 0 ? "all passed" : $"{failed} cases failed");
+        handle.Device.Dispose();
+        return failed == 0 ? 0 : 1;
+    }
+}

@@ -1,0 +1,220 @@
+using System.Buffers.Binary;
+using Serving.Abstractions;
+
+namespace Serving.Conformance.Tests;
+
+/// <summary>
+/// Plain scalar float64 definitions of every op of op set v1, written from the specs (GGUF block layouts, the op
+/// semantics in IComputeStream) and never from a backend. Deliberately naive: one loop per formula, no SIMD, no
+/// reordering tricks, so a reader can check each line against the spec.
+/// Legend: T = rows in the step, K = input dim, N = output dim, D = row width, H/Hkv = query/kv heads, Dh = head dim.
+/// </summary>
+public static class Reference
+{
+    /// <summary>IEEE 754 binary16 bits → value: 1 sign bit, 5 exponent bits (bias 15), 10 mantissa bits.</summary>
+    public static double HalfToDouble(ushort bits)
+    {
+        int sign = bits >> 15;
+        int exponent = (bits >> 10) & 0x1F;
+        int mantissa = bits & 0x3FF;
+        double magnitude = exponent switch
+        {
+            0 => mantissa * Math.Pow(2, -24),                               // zero and subnormals: m · 2^-24
+            31 => mantissa == 0 ? double.PositiveInfinity : double.NaN,     // inf / NaN
+            _ => (1 + mantissa / 1024.0) * Math.Pow(2, exponent - 15),      // normal: 1.m · 2^(e-15)
+        };
+        return sign == 1 ? -magnitude : magnitude;
+    }
+
+    /// <summary>bfloat16 bits → value: the bits are the top half of an IEEE binary32.</summary>
+    public static double BFloat16ToDouble(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>
+    /// Decodes <paramref name="elements"/> values of <paramref name="type"/> from <paramref name="data"/> (one or more
+    /// rows laid out back to back). GGUF layouts: F32/F16/BF16 little-endian; Q8_0 blocks of 32 =
+    /// { f16 d; int8 q[32] }, value = q·d; Q4_0 blocks of 32 = { f16 d; uint8 q[16] }, element j &lt; 16 is the low
+    /// nibble of q[j], element j + 16 its high nibble, value = (nibble − 8)·d.
+    /// </summary>
+    public static double[] Dequantize(DataType type, ReadOnlySpan<byte> data, long elements)
+    {
+        var y = new double[elements];
+        switch (type)
+        {
+            case DataType.F32:
+                for (long i = 0; i < elements; i++)
+                    y[i] = BinaryPrimitives.ReadSingleLittleEndian(data[(int)(4 * i)..]);
+                break;
+            case DataType.F16:
+                for (long i = 0; i < elements; i++)
+                    y[i] = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(data[(int)(2 * i)..]));
+                break;
+            case DataType.BF16:
+                for (long i = 0; i < elements; i++)
+                    y[i] = BFloat16ToDouble(BinaryPrimitives.ReadUInt16LittleEndian(data[(int)(2 * i)..]));
+                break;
+            case DataType.Q8_0:
+                for (long b = 0; b < elements / 32; b++)
+                {
+                    var block = data.Slice((int)(b * 34), 34);
+                    double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+                    for (int j = 0; j < 32; j++)
+                        y[b * 32 + j] = (sbyte)block[2 + j] * d;
+                }
+                break;
+            case DataType.Q4_0:
+                for (long b = 0; b < elements / 32; b++)
+                {
+                    var block = data.Slice((int)(b * 18), 18);
+                    double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+                    for (int j = 0; j < 16; j++)
+                    {
+                        y[b * 32 + j] = ((block[2 + j] & 0x0F) - 8) * d;
+                        y[b * 32 + j + 16] = ((block[2 + j] >> 4) - 8) * d;
+                    }
+                }
+                break;
+            case DataType.I32:
+                for (long i = 0; i < elements; i++)
+                    y[i] = BinaryPrimitives.ReadInt32LittleEndian(data[(int)(4 * i)..]);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, "no reference decoder");
+        }
+        return y;
+    }
+
+    /// <summary>y[T, N] = x[T, K] · w[N, K]ᵀ.</summary>
+    public static double[] MatMul(double[] x, int t, int k, double[] w, int n)
+    {
+        var y = new double[t * n];
+        for (int r = 0; r < t; r++)
+            for (int c = 0; c < n; c++)
+            {
+                double sum = 0;
+                for (int i = 0; i < k; i++) sum += x[r * k + i] * w[c * k + i];
+                y[r * n + c] = sum;
+            }
+        return y;
+    }
+
+    /// <summary>output[t, :] = table[ids[t], :]; table [V, D].</summary>
+    public static double[] Embed(double[] table, int d, int[] ids)
+    {
+        var y = new double[ids.Length * d];
+        for (int r = 0; r < ids.Length; r++)
+            Array.Copy(table, (long)ids[r] * d, y, (long)r * d, d);
+        return y;
+    }
+
+    /// <summary>y[t, :] = x[t, :] / sqrt(mean(x[t, :]²) + eps) · w; x [T, D], w [D].</summary>
+    public static double[] RmsNorm(double[] x, int t, int d, double[] w, double eps)
+    {
+        var y = new double[t * d];
+        for (int r = 0; r < t; r++)
+        {
+            double sumSquares = 0;
+            for (int i = 0; i < d; i++) sumSquares += x[r * d + i] * x[r * d + i];
+            double inv = 1 / Math.Sqrt(sumSquares / d + eps);
+            for (int i = 0; i < d; i++) y[r * d + i] = x[r * d + i] * inv * w[i];
+        }
+        return y;
+    }
+
+    /// <summary>
+    /// Rotary embedding of x [T, H·Dh]: for each head, pairs i in [0, rot/2) rotate by angle pos[t]·invFreq[i];
+    /// Normal pairs elements (2i, 2i+1), NeoX pairs (i, i + rot/2); elements from rot to Dh pass through.
+    /// </summary>
+    public static double[] Rope(double[] x, int t, int heads, int headDim, int rotaryDim, RopeStyle style, int[] positions, double[] invFreq)
+    {
+        var y = (double[])x.Clone();
+        int width = heads * headDim;
+        for (int r = 0; r < t; r++)
+            for (int h = 0; h < heads; h++)
+            {
+                int head = r * width + h * headDim;
+                for (int i = 0; i < rotaryDim / 2; i++)
+                {
+                    double angle = positions[r] * invFreq[i];
+                    double cos = Math.Cos(angle), sin = Math.Sin(angle);
+                    (int a, int b) = style == RopeStyle.Normal ? (2 * i, 2 * i + 1) : (i, i + rotaryDim / 2);
+                    double x0 = x[head + a], x1 = x[head + b];
+                    y[head + a] = x0 * cos - x1 * sin;
+                    y[head + b] = x0 * sin + x1 * cos;
+                }
+            }
+        return y;
+    }
+
+    /// <summary>
+    /// Paged causal GQA attention. q [T, H·Dh]; kLayer/vLayer [Blocks·BlockSize, Hkv·Dh] (one layer of the cache);
+    /// blockTables [S, M]. Row t attends to positions 0..positions[t] of sequence sequence[t]; position p lives in slot
+    /// blockTables[seq, p / BlockSize]·BlockSize + p % BlockSize; query head h uses kv head h / (H / Hkv).
+    /// </summary>
+    public static double[] Attention(double[] q, int t, int heads, int kvHeads, int headDim, double[] kLayer, double[] vLayer,
+        int blockSize, int[] blockTables, int maxBlocksPerSequence, int[] positions, int[] sequence, double scale)
+    {
+        var y = new double[t * heads * headDim];
+        int kvWidth = kvHeads * headDim;
+        int group = heads / kvHeads;
+        for (int r = 0; r < t; r++)
+        {
+            int n = positions[r] + 1;
+            var slots = new int[n];
+            for (int p = 0; p < n; p++)
+                slots[p] = blockTables[sequence[r] * maxBlocksPerSequence + p / blockSize] * blockSize + p % blockSize;
+            for (int h = 0; h < heads; h++)
+            {
+                int kvOffset = h / group * headDim;
+                var logits = new double[n];
+                double max = double.NegativeInfinity;
+                for (int p = 0; p < n; p++)
+                {
+                    double dot = 0;
+                    for (int i = 0; i < headDim; i++)
+                        dot += q[(r * heads + h) * headDim + i] * kLayer[slots[p] * kvWidth + kvOffset + i];
+                    logits[p] = scale * dot;
+                    max = Math.Max(max, logits[p]);
+                }
+                double sum = 0;
+                for (int p = 0; p < n; p++) { logits[p] = Math.Exp(logits[p] - max); sum += logits[p]; }
+                for (int i = 0; i < headDim; i++)
+                {
+                    double acc = 0;
+                    for (int p = 0; p < n; p++) acc += logits[p] * vLayer[slots[p] * kvWidth + kvOffset + i];
+                    y[(r * heads + h) * headDim + i] = acc / sum;
+                }
+            }
+        }
+        return y;
+    }
+
+    /// <summary>silu(gate) · up = gate / (1 + e^−gate) · up, element-wise.</summary>
+    public static double[] SwiGlu(double[] gate, double[] up)
+    {
+        var y = new double[gate.Length];
+        for (int i = 0; i < y.Length; i++) y[i] = gate[i] / (1 + Math.Exp(-gate[i])) * up[i];
+        return y;
+    }
+
+    /// <summary>a + b, element-wise.</summary>
+    public static double[] Add(double[] a, double[] b)
+    {
+        var y = new double[a.Length];
+        for (int i = 0; i < y.Length; i++) y[i] = a[i] + b[i];
+        return y;
+    }
+
+    /// <summary>Index of the largest value of each row of x [T, V], the first one on ties.</summary>
+    public static int[] Argmax(double[] x, int t, int v)
+    {
+        var y = new int[t];
+        for (int r = 0; r < t; r++)
+        {
+            int best = 0;
+            for (int i = 1; i < v; i++)
+                if (x[r * v + i] > x[r * v + best]) best = i;
+            y[r] = best;
+        }
+        return y;
+    }
+}

@@ -1,7 +1,0 @@
-namespace Serving.Conformance.Tests;
-
-public class SmokeTests
-{
-    [Fact]
-    public void Builds() => Assert.True(true);
-}
