@@ -69,7 +69,7 @@ internal static class BenchCommand
             using (lm)
             {
                 int[] promptIds = lm.Tokenizer.Encode(parse.GetValue(prompt)!, lm.Tokenizer.AddBos);
-                await using var scheduler = new Scheduler(lm.Model, new TokenizerDecoder(lm.Tokenizer, ignoreEos: true), new SchedulerOptions { MaxBatchSequences = 1 });
+                await using var scheduler = new Scheduler(lm.Model, new TokenizerDecoder(lm.Tokenizer, ignoreEndOfGeneration: true), new SchedulerOptions { MaxBatchSequences = 1 });
                 async Task<GenerationResult> Run(int count)
                 {
                     var h = scheduler.Submit(new GenerationRequest("bench", promptIds, count, SamplingParams.Greedy), cancel);

@@ -69,11 +69,3 @@ internal static class GenerateCommand
         return command;
     }
 }
-
-/// <summary>The model's tokenizer as the scheduler's decoder; --ignore-eos turns end-of-generation off.</summary>
-internal sealed class TokenizerDecoder(Serving.Engine.Tokenizers.Tokenizer tokenizer, bool ignoreEos = false) : ITokenDecoder
-{
-    public string Decode(ReadOnlySpan<int> tokens) => tokenizer.Decode(tokens);
-
-    public bool IsEndOfGeneration(int token) => !ignoreEos && tokenizer.IsEndOfGeneration(token);
-}
