@@ -79,13 +79,13 @@ internal sealed unsafe class CpuStream : IComputeStream
         RequireShape(op, nameof(y), y, x.Rows, weight.Rows, "[T, N]");
         NoOverlap(op, nameof(y), y, nameof(x), x);
         NoOverlap(op, nameof(y), y, nameof(weight), weight);
-        bool rows4 = Variants.IsRows4(ResolveVariant(op, weight.Type, variant));
+        MatMulKernel kernel = Variants.KernelOf(ResolveVariant(op, weight.Type, variant));
 
         int workers = Pool.Workers;
         byte* scratch = Scratch(op, MatMulDriver.ScratchBytes(weight.Type, x.Rows, x.Cols, workers));
         var job = new MatMulJob
         {
-            X = px, W = pw, Y = py, RowBytes = weight.RowBytes, T = x.Rows, K = x.Cols, N = weight.Rows, Rows4 = rows4,
+            X = px, W = pw, Y = py, RowBytes = weight.RowBytes, T = x.Rows, K = x.Cols, N = weight.Rows, Kernel = kernel,
         };
         if (x.Cols == 0)
         {

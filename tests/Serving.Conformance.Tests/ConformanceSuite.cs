@@ -49,7 +49,7 @@ public abstract partial class ConformanceSuite(string backend)
     [SkippableTheory, MemberData(nameof(WeightTypes))]
     public void MatMul(DataType type) => ChecksFor(OpKind.MatMul, type).MatMul(type, Coverage.Full).AssertAllPassed();
 
-    /// <summary>MatMul rows are bit-identical at T = 1 and inside a T = 17 batch, for every variant.</summary>
+    /// <summary>MatMul rows are bit-identical at T = 1 and inside a T = 17 batch, for every variant, and all variants agree bit for bit.</summary>
     [SkippableTheory, MemberData(nameof(WeightTypes))]
     public void MatMulIsBatchInvariant(DataType type) => ChecksFor(OpKind.MatMul, type).MatMulBatchInvariance(type).AssertAllPassed();
 

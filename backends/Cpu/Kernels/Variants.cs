@@ -1,10 +1,11 @@
 using Serving.Abstractions;
+using Serving.Backends.Cpu.Kernels.MatMul;
 
 namespace Serving.Backends.Cpu.Kernels;
 
 /// <summary>
-/// The kernel variants of this backend, per (op, type); the first of each list is the default. MatMul has two per
-/// weight type (the driver's rows4 flag); every other op has one.
+/// The kernel variants of this backend, per (op, type); the first of each list is the default. MatMul has three per
+/// weight type (the driver's <see cref="MatMulKernel"/>), bit-identical to each other; every other op has one.
 /// </summary>
 internal static class Variants
 {
@@ -17,8 +18,11 @@ internal static class Variants
     public static IReadOnlyList<KernelVariant> For(OpKind op, DataType type)
         => Table.TryGetValue((op, type), out KernelVariant[]? list) ? list : [];
 
-    /// <summary>True when <paramref name="variant"/> is a rows4 MatMul variant (false for rows1).</summary>
-    public static bool IsRows4(KernelVariant variant) => variant.Name.EndsWith("_rows4", StringComparison.Ordinal);
+    /// <summary>The driver's inner loop for a MatMul variant of this table.</summary>
+    public static MatMulKernel KernelOf(KernelVariant variant)
+        => variant.Name.EndsWith("_rows1", StringComparison.Ordinal) ? MatMulKernel.Rows1
+         : variant.Name.EndsWith("_rows4", StringComparison.Ordinal) ? MatMulKernel.Rows4
+         : MatMulKernel.Tile;
 
     private static Dictionary<(OpKind, DataType), KernelVariant[]> Build()
     {
@@ -29,8 +33,15 @@ internal static class Variants
             string how = t.IsQuantized()
                 ? "x quantized to q8 blocks once, exact int8 block dots"
                 : t == DataType.F32 ? "f32 FMA" : $"{name} widened to f32 in registers, f32 FMA";
+            string tile = t.IsQuantized()
+                ? $"matmul_{name}_tile4x2"
+                : $"matmul_{name}_tile2x2";
+            string tileHow = t.IsQuantized()
+                ? "4 x rows × 2 weight rows per register tile: each weight block loaded once for 4 x rows"
+                : "2 x rows × 2 weight rows per register tile: each loaded vector serves 2 dots";
             table[(OpKind.MatMul, t)] =
             [
+                new(tile, OpKind.MatMul, t, $"{tileHow}, weight rows split over workers ({how})"),
                 new($"matmul_{name}_rows4", OpKind.MatMul, t, $"4 weight rows per pass share each activation load ({how})"),
                 new($"matmul_{name}_rows1", OpKind.MatMul, t, $"one weight row per pass, the plain loop ({how})"),
             ];

@@ -7,6 +7,9 @@ namespace Serving.Backends.Cpu.Threading;
 /// <see cref="Run"/> returns only when every item is done; nothing is allocated per call.
 /// Workers spin briefly after a loop before sleeping, since a decode step issues hundreds of small loops back to
 /// back and waking a sleeping thread costs tens of microseconds.
+/// A helper joins a loop only while it is open; the caller closes it once every item is handed out and then waits
+/// only for helpers that joined. So a helper the OS has not scheduled (a busy or oversubscribed machine) never
+/// holds the caller up: the caller runs the items itself, and the late helper finds the loop closed.
 /// </summary>
 internal sealed unsafe class WorkerPool : IDisposable
 {
@@ -22,6 +25,7 @@ internal sealed unsafe class WorkerPool : IDisposable
     private int _items;
     private int _next;
     private int _running;
+    private int _open;
     private volatile bool _stopping;
     private Exception? _error;
 
@@ -67,10 +71,17 @@ internal sealed unsafe class WorkerPool : IDisposable
             _items = items;
             _error = null;
             Volatile.Write(ref _next, 0);
-            Volatile.Write(ref _running, helpers);
+            Volatile.Write(ref _open, 1);
             for (int w = 1; w <= helpers; w++)
-                _wake[w].Release();
+            {
+                // A helper still asleep from an earlier wake needs no second one (the count would only pile up).
+                if (_wake[w].CurrentCount == 0)
+                    _wake[w].Release();
+            }
             Execute(0);
+            // Close the loop, then wait for the helpers that joined it. Both sides use full fences (a helper counts
+            // itself in, then reads _open), so a helper either is seen in _running here or sees the loop closed.
+            Interlocked.Exchange(ref _open, 0);
             var spinner = new SpinWait();
             while (Volatile.Read(ref _running) != 0)
                 spinner.SpinOnce(sleep1Threshold: -1);
@@ -132,7 +143,11 @@ internal sealed unsafe class WorkerPool : IDisposable
                 wake.Wait();
             if (_stopping)
                 return;
-            Execute(worker);
+            Interlocked.Increment(ref _running);
+            // Any open loop is fine to join, even a later one than the wake was for: its fields are stable until
+            // the caller sees _running back at 0.
+            if (Volatile.Read(ref _open) == 1)
+                Execute(worker);
             Interlocked.Decrement(ref _running);
         }
     }

@@ -29,6 +29,13 @@ internal static class ReferenceLlama
             return m;
         }
         double[] Vector(string name, int n) => Matrix(name, 1, n)[0];
+        void AddBias(double[][] rows, string name) // qwen2 has q/k/v biases
+        {
+            if (file.FindTensor(name) is null) return;
+            var b = Vector(name, rows[0].Length);
+            foreach (var r in rows)
+                for (int i = 0; i < r.Length; i++) r[i] += b[i];
+        }
         double[][] MatMul(double[][] x, double[][] w) =>
             x.Select(xr => w.Select(wr => { double s = 0; for (int k = 0; k < xr.Length; k++) s += xr[k] * wr[k]; return s; }).ToArray()).ToArray();
         double[] Norm(double[] x, double[] w)
@@ -42,7 +49,7 @@ internal static class ReferenceLlama
             for (int h = 0; h < heads; h++)
                 for (int i = 0; i < c.RopeDim / 2; i++)
                 {
-                    double theta = pos * Math.Pow(c.RopeTheta, -2.0 * i / c.RopeDim);
+                    double theta = pos * Math.Pow(c.RopeTheta, -2.0 * i / c.RopeDim) * c.RopeFrequencyScale;
                     int a = h * Dh + (c.RopeStyle == Serving.Abstractions.RopeStyle.Normal ? 2 * i : i);
                     int b = c.RopeStyle == Serving.Abstractions.RopeStyle.Normal ? a + 1 : a + c.RopeDim / 2;
                     double x0 = row[a], x1 = row[b];
@@ -60,6 +67,9 @@ internal static class ReferenceLlama
             var q = MatMul(h, Matrix(p + "attn_q.weight", H * Dh, D));
             var k = MatMul(h, Matrix(p + "attn_k.weight", Hkv * Dh, D));
             var v = MatMul(h, Matrix(p + "attn_v.weight", Hkv * Dh, D));
+            AddBias(q, p + "attn_q.bias");
+            AddBias(k, p + "attn_k.bias");
+            AddBias(v, p + "attn_v.bias");
             for (int t = 0; t < T; t++) { Rope(q[t], H, t); Rope(k[t], Hkv, t); }
             var attn = new double[T][];
             for (int t = 0; t < T; t++)

@@ -46,6 +46,29 @@ internal static class Int8Dot
         return (a + b) + (c + d);
     }
 
+    /// <summary>
+    /// The weight-side half of <see cref="Dot(Vector256{sbyte}, Vector256{sbyte})"/>: |w| where the ISA uses the
+    /// abs/sign trick, so a weight vector shared by several x rows is prepared once. Any other ISA ignores it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<sbyte> Prepare(Vector256<sbyte> w) => Avx2.IsSupported ? Avx2.Abs(w).AsSByte() : w;
+
+    /// <summary>
+    /// Dot(w, x) given <paramref name="prepared"/> = Prepare(w): the same int32 lanes, bit for bit, on every ISA.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Dot(Vector256<sbyte> prepared, Vector256<sbyte> w, Vector256<sbyte> x)
+    {
+        if (AvxVnni.IsSupported)
+            return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, prepared.AsByte(), Avx2.Sign(x, w));
+        if (Avx2.IsSupported)
+        {
+            Vector256<short> pairs = Avx2.MultiplyAddAdjacent(prepared.AsByte(), Avx2.Sign(x, w));
+            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
+        }
+        return Dot(w, x);
+    }
+
     /// <summary>16 int8 products summed into 4 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<int> Dot(Vector128<sbyte> w, Vector128<sbyte> x)

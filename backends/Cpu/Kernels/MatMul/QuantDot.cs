@@ -134,15 +134,20 @@ internal static unsafe class QuantDot
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Step512<TB>(byte* blk, Vector512<sbyte> xv, float scale0, float scale1, Vector512<float> acc) where TB : struct, IQuantBlock
+        => Step512(QuantBlock.Quants512<TB>(blk), xv, scale0, scale1, acc);
+
+    /// <summary>One 512-bit step of a dot: two blocks' quants <paramref name="q"/> against x, scaled, into acc.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Step512(Vector512<sbyte> q, Vector512<sbyte> xv, float scale0, float scale1, Vector512<float> acc)
     {
-        Vector512<int> p = Int8Dot.Dot(QuantBlock.Quants512<TB>(blk), xv);
+        Vector512<int> p = Int8Dot.Dot(q, xv);
         Vector512<float> s = Vector512.Create(Vector256.Create(scale0), Vector256.Create(scale1));
         return Vector512.MultiplyAddEstimate(Vector512.ConvertToSingle(p), s, acc);
     }
 
     /// <summary>The odd last block of a 512-bit dot: d_w·d_x·Σ q_w·q_x with an exact integer sum.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Tail256<TB>(byte* blk, sbyte* xq, float scale) where TB : struct, IQuantBlock
+    public static float Tail256<TB>(byte* blk, sbyte* xq, float scale) where TB : struct, IQuantBlock
         => scale * Vector256.Sum(Int8Dot.Dot(TB.Quants256(blk), Vector256.Load(xq)));
 
     /// <summary>
