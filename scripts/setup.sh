@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-python3 -c 'import msgpack' 2>/dev/null || need_apt+=(python3-msgpack)
+# The system interpreter: Debian's python3-msgpack installs for it only (a pyenv python3 may come first on PATH).
+/usr/bin/python3 -c 'import msgpack' 2>/dev/null || need_apt+=(python3-msgpack)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} (apt)"

@@ -50,7 +50,16 @@ internal sealed class ServingHost : IAsyncDisposable
     public IPEndPoint EndPoint => Server.LocalEndPoint;
 
     /// <summary>Opens the device, loads the model and starts listening. Nothing stays open if any step fails.</summary>
-    public static ServingHost Start(ServingHostOptions options, ILoggerFactory? logs = null, IProgress<(long, long)>? loadProgress = null)
+    public static ServingHost Start(ServingHostOptions options, ILoggerFactory? logs = null, IProgress<(long, long)>? loadProgress = null) =>
+        Start(options, logs, loadProgress, wrapModel: null, wrapDecoder: null);
+
+    /// <summary>
+    /// Test seam: as <see cref="Start(ServingHostOptions, ILoggerFactory?, IProgress{ValueTuple{long, long}}?)"/>,
+    /// but the scheduler drives <paramref name="wrapModel"/>(model) and streams through
+    /// <paramref name="wrapDecoder"/>(decoder), so tests can inject engine and device faults behind the real RPC path.
+    /// </summary>
+    internal static ServingHost Start(ServingHostOptions options, ILoggerFactory? logs, IProgress<(long, long)>? loadProgress,
+        Func<IStepModel, IStepModel>? wrapModel, Func<ITokenDecoder, ITokenDecoder>? wrapDecoder)
     {
         logs ??= Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
         var registry = DeviceRegistry.Discover(options.PluginsFolder);
@@ -59,9 +68,11 @@ internal sealed class ServingHost : IAsyncDisposable
         try
         {
             model = LoadedModel.Open(options.ModelPath, device, options.Model, loadProgress);
-            var scheduler = new Scheduler(model.Model, new TokenizerDecoder(model.Tokenizer), options.Scheduler);
+            IStepModel stepModel = wrapModel?.Invoke(model.Model) ?? model.Model;
+            ITokenDecoder decoder = new TokenizerDecoder(model.Tokenizer);
+            var scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, options.Scheduler);
             var server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
-            new ServingMethods(model, scheduler, registry, device, server).Register();
+            new ServingMethods(model, scheduler, registry, device, server, logs.CreateLogger("serving.methods")).Register();
             server.Start();
             return new ServingHost(device, model, scheduler, server, logs);
         }

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Serving.Abstractions;
 using Serving.Engine.Models;
 using Serving.Engine.Sampling;
@@ -15,8 +17,10 @@ namespace Serving.Host.Serve;
 /// (unknown keys, ranges, NaN) and every engine error is mapped to a stable error code; nothing else reaches the
 /// client (never a stack trace).
 /// </summary>
-internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, DeviceRegistry registry, IAccelerator device, RpcServer server)
+internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, DeviceRegistry registry, IAccelerator device, RpcServer server,
+    ILogger? log = null)
 {
+    private readonly ILogger _log = log ?? NullLogger.Instance;
     private const int MaxStopStrings = 16, MaxStopLength = 256;
     private readonly DateTime _started = DateTime.UtcNow;
     private long _requests, _streamedTokens;
@@ -24,7 +28,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     /// <summary>Registers every method on the server; server.info and health are public (no token needed).</summary>
     public void Register()
     {
-        server.Register("server.info", (_, _) => ValueTask.FromResult(Info()), isPublic: true);
+        server.Register("server.info", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Info()); }, isPublic: true);
         server.Register("health", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Health()); }, isPublic: true);
         server.Register("devices.list", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Devices()); });
         server.Register("models.list", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Models()); });
@@ -46,14 +50,23 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     private MsgValue Health()
     {
         var m = scheduler.GetMetrics();
-        string status = scheduler.State switch
+        var state = scheduler.State;
+        // A faulted scheduler has failed every request and takes no more: the device is not ready until a restart.
+        string status = state switch
         {
             SchedulerState.Accepting => "ok",
             SchedulerState.Draining => "draining",
-            _ => "unavailable",
+            SchedulerState.Faulted => "faulted",
+            _ => "stopped",
         };
-        return MsgValue.Map(("status", status), ("running", m.Running), ("waiting", m.Waiting),
-            ("uptime_s", (DateTime.UtcNow - _started).TotalSeconds));
+        var fields = new List<(MsgValue, MsgValue)>
+        {
+            ("status", status), ("ready", state == SchedulerState.Accepting), ("device", device.Descriptor.Id),
+            ("running", m.Running), ("waiting", m.Waiting), ("uptime_s", (DateTime.UtcNow - _started).TotalSeconds),
+        };
+        if (state == SchedulerState.Faulted)
+            fields.Add(("reason", $"a forward step failed on device {device.Descriptor.Id}; requests are refused until the server is restarted"));
+        return MsgValue.Map([.. fields]);
     }
 
     private MsgValue Devices()
@@ -69,10 +82,13 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             foreach (var d in p.Probe!.Devices)
                 list.Add(MsgValue.Map(("backend", p.Name), ("id", d.Id), ("name", d.Name), ("vendor", d.Vendor),
                     ("kind", d.Kind.ToString().ToLowerInvariant()), ("memory_bytes", d.TotalMemoryBytes),
-                    ("driver", d.DriverVersion), ("status", d.Id == device.Descriptor.Id ? "serving" : "ready")));
+                    ("driver", d.DriverVersion), ("status", DeviceStatus(d.Id))));
         }
         return MsgValue.FromArray([.. list]);
     }
+
+    private string DeviceStatus(string id) =>
+        id != device.Descriptor.Id ? "ready" : scheduler.State == SchedulerState.Faulted ? "faulted" : "serving";
 
     private MsgValue Models()
     {
@@ -103,7 +119,8 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     {
         a.EnsureOnly("tokens", "model");
         CheckModel(a);
-        int[] ids = TokenIds(a.Get("tokens"), "tokens");
+        // No context cap here: decoding is cheap, and the message limits already bound the array.
+        int[] ids = TokenIds(a.Get("tokens"), "tokens", int.MaxValue);
         return MsgValue.Map(("text", model.Tokenizer.Decode(ids)));
     }
 
@@ -145,7 +162,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         }
         else
         {
-            prompt = TokenIds(a.Get("tokens"), "tokens");
+            prompt = TokenIds(a.Get("tokens"), "tokens", scheduler.ContextLength - 1);
             if (prompt.Length == 0) throw Bad("'tokens' is empty");
         }
         int maxTokens = (int)(a.GetOptionalInt64("max_tokens", 1, scheduler.ContextLength) ?? Math.Min(128, scheduler.ContextLength));
@@ -172,13 +189,17 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         }
         catch (ContextLengthExceededException e)
         {
-            throw new RpcException(RpcErrorCodes.ContextExceeded,
-                $"prompt has {e.PromptTokens} tokens; the context holds {e.ContextLength}",
-                MsgValue.Map(("prompt_tokens", e.PromptTokens), ("context_length", e.ContextLength)));
+            throw ContextExceeded("prompt", e.PromptTokens);
         }
         catch (SchedulerUnavailableException e)
         {
             throw new RpcException(RpcErrorCodes.Unavailable, $"the model cannot take requests ({e.State.ToString().ToLowerInvariant()})");
+        }
+        catch (ArgumentException e)
+        {
+            // The arguments were checked above; what the scheduler still refuses (e.g. a prompt that tokenizes to
+            // nothing) is the request's fault, and its message names the field, never server internals.
+            throw Bad(e.Message);
         }
 
         await foreach (var chunk in handle.Chunks.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
@@ -191,8 +212,16 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         var r = await handle.Completion.ConfigureAwait(false);
         if (r.FinishReason == FinishReason.Error)
         {
-            if (r.Error is ModelStepException)
-                throw new RpcException(RpcErrorCodes.Unavailable, "the device failed during this request's step; the model is marked not ready");
+            if (r.Error is ModelStepException step)
+            {
+                ServingLog.StepFailed(_log, step, handle.RequestId);
+                // The device's own words stay in the log; the op and native code tell the client what failed.
+                string what = step.InnerException is AcceleratorException ae ? $" ({ae.Operation}, native code {ae.NativeCode})" : "";
+                throw new RpcException(RpcErrorCodes.Unavailable,
+                    $"device {device.Descriptor.Id} failed during this request's forward step{what}; the model is marked not ready and takes no more requests",
+                    MsgValue.Map(("device", device.Descriptor.Id)));
+            }
+            ServingLog.RequestFailed(_log, r.Error, handle.RequestId);
             throw new RpcException(RpcErrorCodes.Internal, "generation failed");
         }
         var u = r.Usage;
@@ -254,12 +283,16 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         return list;
     }
 
-    private int[] TokenIds(MsgValue v, string name)
+    /// <summary>context_exceeded carrying both counts: the prompt's tokens and the positions the context holds.</summary>
+    private RpcException ContextExceeded(string what, int promptTokens) => new(RpcErrorCodes.ContextExceeded,
+        $"{what} has {promptTokens} tokens; the context holds {scheduler.ContextLength}, so at most {scheduler.ContextLength - 1} prompt tokens fit",
+        MsgValue.Map(("prompt_tokens", promptTokens), ("context_length", scheduler.ContextLength)));
+
+    /// <summary>Token ids from an array; more than <paramref name="maxCount"/> is context_exceeded (checked before anything is allocated).</summary>
+    private int[] TokenIds(MsgValue v, string name, int maxCount)
     {
         if (v.Kind != MsgValueKind.Array) throw Bad($"'{name}' must be an array of token ids");
-        if (v.Count > scheduler.ContextLength) throw new RpcException(RpcErrorCodes.ContextExceeded,
-            $"'{name}' has {v.Count} tokens; the context holds {scheduler.ContextLength}",
-            MsgValue.Map(("prompt_tokens", v.Count), ("context_length", scheduler.ContextLength)));
+        if (v.Count > maxCount) throw ContextExceeded($"'{name}'", v.Count);
         var ids = new int[v.Count];
         int vocab = model.Model.VocabSize;
         for (int i = 0; i < ids.Length; i++)
@@ -279,4 +312,14 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     }
 
     private static RpcException Bad(string message) => new(RpcErrorCodes.BadRequest, message);
+}
+
+/// <summary>Log messages of the serving methods, with stable event ids (101–110).</summary>
+internal static partial class ServingLog
+{
+    [LoggerMessage(EventId = 101, Level = LogLevel.Error, Message = "Request {RequestId} failed: the model step failed and the device is marked not ready")]
+    public static partial void StepFailed(ILogger logger, Exception error, string requestId);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Error, Message = "Request {RequestId} failed inside the engine")]
+    public static partial void RequestFailed(ILogger logger, Exception? error, string requestId);
 }
