@@ -20,6 +20,7 @@ internal static class BenchCommand
         var bench = new Command("bench", "Benchmarks: memory bandwidth, decode speed against its bandwidth floor");
         bench.Subcommands.Add(Bandwidth());
         bench.Subcommands.Add(Decode());
+        bench.Subcommands.Add(BenchServeCommand.Create());
         return bench;
     }
 

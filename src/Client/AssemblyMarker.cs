@@ -1,1 +1,0 @@
-namespace Serving.Client; internal static class AssemblyMarker { }

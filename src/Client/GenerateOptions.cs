@@ -1,0 +1,82 @@
+using Serving.Protocol.MessagePack;
+
+namespace Serving.Client;
+
+/// <summary>
+/// The arguments of one <c>generate</c> call. Only properties that are set are sent (the server refuses unknown
+/// keys and applies its own defaults to missing ones); ranges are checked by the server, whose refusal arrives as
+/// a <see cref="ServingRpcException"/> with code bad_request. Give exactly one of <see cref="Prompt"/> and
+/// <see cref="Tokens"/>.
+/// </summary>
+public sealed record GenerateOptions
+{
+    /// <summary>Prompt text, tokenized by the server (with BOS per <see cref="AddBos"/> or the model's default).</summary>
+    public string? Prompt { get; init; }
+
+    /// <summary>Prompt as token ids, used as-is (no BOS added): exact prompt lengths for benchmarks.</summary>
+    public IReadOnlyList<int>? Tokens { get; init; }
+
+    /// <summary>Most tokens to generate (server default 128).</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>Sampling temperature; 0 = greedy (server default 0.8).</summary>
+    public double? Temperature { get; init; }
+
+    /// <summary>Keep the k most likely tokens; 0 = off (server default 40).</summary>
+    public int? TopK { get; init; }
+
+    /// <summary>Nucleus sampling mass in (0, 1] (server default 0.95).</summary>
+    public double? TopP { get; init; }
+
+    /// <summary>Drop tokens below this fraction of the best token's probability (server default 0.05).</summary>
+    public double? MinP { get; init; }
+
+    /// <summary>Repetition penalty; 1 = off (server default 1).</summary>
+    public double? RepeatPenalty { get; init; }
+
+    /// <summary>How many recent tokens the repetition penalty looks at (server default 64).</summary>
+    public int? RepeatLastN { get; init; }
+
+    /// <summary>Sampling seed: the same seed gives the same tokens on the same backend (server default: random, reported in the result).</summary>
+    public ulong? Seed { get; init; }
+
+    /// <summary>Stop strings (at most 16); output ends before the first one produced.</summary>
+    public IReadOnlyList<string>? Stop { get; init; }
+
+    /// <summary>Whether to prepend BOS when tokenizing <see cref="Prompt"/> (server default: the model's setting).</summary>
+    public bool? AddBos { get; init; }
+
+    /// <summary>Model id to check against the loaded one (not_found on mismatch); null = whatever is loaded.</summary>
+    public string? Model { get; init; }
+
+    /// <summary>The argument map sent on the wire: only the set properties, plus <c>stream</c>.</summary>
+    internal MsgValue ToArgs(bool stream)
+    {
+        var entries = new List<(MsgValue, MsgValue)>(16);
+        if (Prompt is not null) entries.Add(("prompt", Prompt));
+        if (Tokens is not null)
+        {
+            var ids = new MsgValue[Tokens.Count];
+            for (int i = 0; i < ids.Length; i++) ids[i] = Tokens[i];
+            entries.Add(("tokens", MsgValue.FromArray(ids)));
+        }
+        if (MaxTokens is { } maxTokens) entries.Add(("max_tokens", maxTokens));
+        if (Temperature is { } temperature) entries.Add(("temperature", temperature));
+        if (TopK is { } topK) entries.Add(("top_k", topK));
+        if (TopP is { } topP) entries.Add(("top_p", topP));
+        if (MinP is { } minP) entries.Add(("min_p", minP));
+        if (RepeatPenalty is { } penalty) entries.Add(("repeat_penalty", penalty));
+        if (RepeatLastN is { } lastN) entries.Add(("repeat_last_n", lastN));
+        if (Seed is { } seed) entries.Add(("seed", seed));
+        if (Stop is not null)
+        {
+            var stops = new MsgValue[Stop.Count];
+            for (int i = 0; i < stops.Length; i++) stops[i] = Stop[i];
+            entries.Add(("stop", MsgValue.FromArray(stops)));
+        }
+        if (AddBos is { } addBos) entries.Add(("add_bos", addBos));
+        if (Model is not null) entries.Add(("model", Model));
+        if (stream) entries.Add(("stream", true));
+        return MsgValue.Map([.. entries]);
+    }
+}
