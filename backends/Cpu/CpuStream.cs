@@ -203,7 +203,7 @@ internal sealed unsafe class CpuStream : IComputeStream
         }
         if (t == 0)
             return;
-        long perWorker = Kernels.Attention.ScratchFloats(maxPositions, dh);
+        long perWorker = Kernels.Attention.ScratchFloats(maxPositions, dh, heads / kvHeads);
         float* scratch = (float*)Scratch(op, perWorker * Pool.Workers * sizeof(float));
         Kernels.Attention.Run(Pool, pq, po, cacheK, cacheV, layer * layout.SlotsPerLayer, positions, sequence, tables,
             maxBlocks, bs, t, heads, kvHeads, dh, batch.Scale, scratch, perWorker, work);
