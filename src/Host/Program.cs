@@ -32,6 +32,6 @@ internal static class Program
     }
 
     private static bool IsUserError(Exception e) => e is GgufFormatException or ModelLoadException or TokenizerException
-        or DeviceNotFoundException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException
+        or DeviceNotFoundException or IOException or UnauthorizedAccessException or Serve.EndPointUnavailableException
         or ArgumentException or Abstractions.AcceleratorException or OperationCanceledException;
 }

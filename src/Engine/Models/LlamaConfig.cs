@@ -71,8 +71,10 @@ public sealed record LlamaConfig
         if (kvHeads <= 0 || heads % kvHeads != 0)
             throw new ModelLoadException($"{arch}.attention.head_count_kv", $"{kvHeads} does not divide head_count {heads}");
         int headDim = md.TryGetUInt32($"{arch}.attention.key_length", out uint kl) ? (int)kl : dim / heads;
-        if (headDim <= 0 || headDim % 2 != 0 || (!md.Contains($"{arch}.attention.key_length") && dim % heads != 0))
-            throw new ModelLoadException($"{arch}.attention.head_count", $"head dim {headDim} (dim {dim} / heads {heads}) must be a positive even number");
+        if (headDim <= 0 || headDim > 1024 || headDim % 2 != 0 || (!md.Contains($"{arch}.attention.key_length") && dim % heads != 0))
+            throw new ModelLoadException($"{arch}.attention.key_length", $"head dim {headDim} (dim {dim} / heads {heads}) must be an even number in [2, 1024]");
+        if ((long)heads * headDim > 1_000_000)
+            throw new ModelLoadException($"{arch}.attention.head_count", $"{heads} heads × head dim {headDim} is too large");
         float eps = md.TryGetFloat32($"{arch}.attention.layer_norm_rms_epsilon", out float e) ? e : 1e-5f;
         if (!(eps > 0 && eps < 1))
             throw new ModelLoadException($"{arch}.attention.layer_norm_rms_epsilon", $"{eps} out of range (0, 1)");
@@ -91,6 +93,13 @@ public sealed record LlamaConfig
             if (!md.TryGetFloat32($"{arch}.rope.scaling.factor", out float factor) || !(factor >= 1))
                 throw new ModelLoadException($"{arch}.rope.scaling.factor", "linear scaling needs a factor ≥ 1");
             freqScale = 1f / factor;
+        }
+        else if (md.TryGetFloat32($"{arch}.rope.scale_linear", out float legacy) && legacy != 1f)
+        {
+            // Older converters wrote linear scaling as one key; llama.cpp still honours it.
+            if (!(legacy >= 1 && float.IsFinite(legacy)))
+                throw new ModelLoadException($"{arch}.rope.scale_linear", $"{legacy} must be ≥ 1");
+            freqScale = 1f / legacy;
         }
 
         var embd = file.FindTensor("token_embd.weight")

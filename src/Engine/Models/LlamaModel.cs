@@ -39,6 +39,8 @@ public sealed class LlamaModel : IStepModel, IDisposable
         MaxBatchSequences = options.MaxBatchSequences;
         KvBlockSize = options.KvBlockSize;
         MaxBlocksPerSequence = (ContextLength + KvBlockSize - 1) / KvBlockSize;
+        if ((long)MaxBatchSequences * MaxBlocksPerSequence > 1 << 26)
+            throw new ArgumentException($"{MaxBatchSequences} sequences × {MaxBlocksPerSequence} blocks per sequence is too large a block table; lower MaxBatchSequences or ContextLength");
         try
         {
             var loader = new WeightLoader(this, file, device, options.UseMmap, progress);
@@ -248,6 +250,8 @@ public sealed class LlamaModel : IStepModel, IDisposable
     private void Validate(StepBatch batch, Span<float> logits)
     {
         int T = batch.TokenCount, S = batch.SequenceCount, R = batch.LogitCount;
+        if (T > batch.Tokens.Length || R > batch.LogitRows.Length || (long)S * batch.MaxBlocksPerSequence > batch.BlockTables.Length)
+            throw new ArgumentException($"batch counts (T {T}, S {S}, R {R}) exceed its own arrays");
         if (T < 0 || T > MaxBatchTokens) throw new ArgumentException($"step has {T} tokens; at most {MaxBatchTokens}");
         if (S < 0 || S > MaxBatchSequences) throw new ArgumentException($"step has {S} sequences; at most {MaxBatchSequences}");
         if (R < 0 || R > T) throw new ArgumentException($"step asks logits for {R} rows of {T}");
@@ -261,6 +265,10 @@ public sealed class LlamaModel : IStepModel, IDisposable
             if ((ulong)batch.Slots[t] >= (ulong)slots) throw new ArgumentException($"slot {batch.Slots[t]} at row {t} outside cache [0, {slots})");
             int blocksNeeded = batch.Positions[t] / KvBlockSize + 1;
             if (blocksNeeded > batch.MaxBlocksPerSequence) throw new ArgumentException($"position {batch.Positions[t]} needs {blocksNeeded} blocks; table has {batch.MaxBlocksPerSequence}");
+            // KvWrite uses the slot, Attention the block table: they must name the same place or attention reads
+            // keys that were never written.
+            int expected = batch.BlockTables[batch.SequenceRows[t] * batch.MaxBlocksPerSequence + batch.Positions[t] / KvBlockSize] * KvBlockSize + batch.Positions[t] % KvBlockSize;
+            if (batch.Slots[t] != expected) throw new ArgumentException($"slot {batch.Slots[t]} at row {t} does not match its block table (position {batch.Positions[t]} lives in slot {expected})");
         }
         for (int i = 0; i < S * batch.MaxBlocksPerSequence; i++)
             if (batch.BlockTables[i] < 0 || batch.BlockTables[i] >= KvBlockCount)
@@ -352,6 +360,8 @@ public sealed class LlamaModel : IStepModel, IDisposable
             var support = _device.Supports(OpKind.MatMul, type);
             if (!support.Supported)
                 throw new ModelLoadException(name, $"{type.Name()} weights: {_device.Descriptor.Id} cannot multiply them ({support.Reason})");
+            if (name == "token_embd.weight" && _device.Supports(OpKind.Embed, type) is { Supported: false } embed)
+                throw new ModelLoadException(name, $"{type.Name()} embeddings: {_device.Descriptor.Id} cannot look them up ({embed.Reason})");
             _model.WeightBytes += t.ByteSize;
             if (_mapped is not null)
             {

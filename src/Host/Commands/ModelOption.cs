@@ -32,10 +32,19 @@ internal static class ModelOption
         {
             Directory.CreateDirectory(Path.GetDirectoryName(file)!);
             Console.Error.WriteLine($"creating the default model (tiny synthetic, q8_0) at {file}");
-            string temp = file + $".{Environment.ProcessId}.tmp";
-            using (var bar = new ProgressBar("creating default model"))
-                SyntheticModel.Create("tiny", DataType.Q8_0, temp, seed: 1, progress: bar);
-            File.Move(temp, file, overwrite: true); // atomic: a concurrent run never sees a half-written file
+            // A unique temp name (PIDs repeat across containers sharing a cache) and an atomic rename: a concurrent
+            // run never sees a half-written file, and the loser of a race simply replaces an identical one.
+            string temp = file + $".{Guid.NewGuid():N}.tmp";
+            try
+            {
+                using (var bar = new ProgressBar("creating default model"))
+                    SyntheticModel.Create("tiny", DataType.Q8_0, temp, seed: 1, progress: bar);
+                File.Move(temp, file, overwrite: true);
+            }
+            finally
+            {
+                File.Delete(temp);
+            }
         }
         return file;
     }

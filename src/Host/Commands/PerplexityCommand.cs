@@ -27,6 +27,7 @@ internal static class PerplexityCommand
         {
             int n = parse.GetValue(ctx);
             if (n < 4 || n > 1 << 16) return CliErrors.Fail($"--ctx {n} out of range [4, 65536]");
+            if (parse.GetValue(chunks) < 0) return CliErrors.Fail($"--chunks {parse.GetValue(chunks)} must be ≥ 0 (0 = all)");
             string path = parse.GetValue(file)!;
             if (!File.Exists(path)) return CliErrors.Fail($"text file not found: {path}");
             string text = File.ReadAllText(path);
@@ -36,10 +37,11 @@ internal static class PerplexityCommand
             var lm = session.Loaded;
             var tok = lm.Tokenizer;
             int[] tokens = tok.Encode(text, tok.AddBos);
+            // As llama-perplexity: at least two windows' worth of tokens.
+            if (tokens.Length < 2 * n)
+                return CliErrors.Fail($"the file has {tokens.Length} tokens; at least 2 × --ctx = {2 * n} are needed");
             int windows = tokens.Length / n;
             if (parse.GetValue(chunks) > 0) windows = Math.Min(windows, parse.GetValue(chunks));
-            if (windows == 0)
-                return CliErrors.Fail($"the file has {tokens.Length} tokens; at least --ctx {n} are needed");
             Console.Error.WriteLine($"perplexity: {tokens.Length} tokens, {windows} windows of {n}, scoring the second half of each");
 
             var m = lm.Model;

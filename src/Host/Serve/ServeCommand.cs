@@ -46,6 +46,9 @@ internal static class ServeCommand
                 token = File.ReadAllText(tf).Trim();
                 if (token.Length < 8) return CliErrors.Fail("the token in --token-file must be at least 8 characters");
             }
+            double graceSeconds = parse.GetValue(grace);
+            if (!double.IsFinite(graceSeconds) || graceSeconds is < 0 or > 3600)
+                return CliErrors.Fail($"--grace {graceSeconds} out of range [0, 3600] seconds");
             int sequences = parse.GetValue(batchSequences);
             if (sequences is < 1 or > 1024) return CliErrors.Fail($"--max-batch {sequences} out of range [1, 1024]");
 
@@ -56,6 +59,7 @@ internal static class ServeCommand
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Information));
             ServingHost host;
+            ServingHost.CheckEndPoint(new IPEndPoint(address, p)); // a taken port fails before minutes of loading
             string modelPath = ModelOption.Resolve(parse.GetValue(model));
             using (var bar = new ProgressBar($"loading {Path.GetFileName(modelPath)}"))
             {
@@ -90,7 +94,7 @@ internal static class ServeCommand
             try { await Task.Delay(Timeout.Infinite, stop.Token); }
             catch (OperationCanceledException) { }
 
-            var graceTime = TimeSpan.FromSeconds(Math.Max(0, parse.GetValue(grace)));
+            var graceTime = TimeSpan.FromSeconds(graceSeconds);
             Console.Error.WriteLine($"shutting down: no new connections, draining in-flight requests (grace {graceTime.TotalSeconds:0} s)");
             await host.StopAsync(graceTime);
             var m = host.Scheduler.GetMetrics();

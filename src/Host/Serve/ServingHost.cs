@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Serving.Abstractions;
@@ -65,19 +66,30 @@ internal sealed class ServingHost : IAsyncDisposable
         var registry = DeviceRegistry.Discover(options.PluginsFolder);
         var device = registry.Open(options.DeviceId, new DeviceOptions(options.Threads));
         LoadedModel? model = null;
+        Scheduler? scheduler = null;
+        RpcServer? server = null;
         try
         {
             model = LoadedModel.Open(options.ModelPath, device, options.Model, loadProgress);
             IStepModel stepModel = wrapModel?.Invoke(model.Model) ?? model.Model;
             ITokenDecoder decoder = new TokenizerDecoder(model.Tokenizer);
-            var scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, options.Scheduler);
-            var server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
+            scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, options.Scheduler);
+            server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
             new ServingMethods(model, scheduler, registry, device, server, logs.CreateLogger("serving.methods")).Register();
-            server.Start();
+            try
+            {
+                server.Start();
+            }
+            catch (SocketException e)
+            {
+                throw new EndPointUnavailableException(options.EndPoint, e);
+            }
             return new ServingHost(device, model, scheduler, server, logs);
         }
         catch
         {
+            server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            scheduler?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             model?.Dispose();
             device.Dispose();
             throw;
@@ -97,4 +109,24 @@ internal sealed class ServingHost : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+
+    /// <summary>
+    /// Fails fast, before a model is loaded, when the endpoint cannot be bound (port in use, address not local).
+    /// </summary>
+    public static void CheckEndPoint(IPEndPoint endPoint)
+    {
+        try
+        {
+            using var probe = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            probe.Bind(endPoint);
+        }
+        catch (SocketException e)
+        {
+            throw new EndPointUnavailableException(endPoint, e);
+        }
+    }
 }
+
+/// <summary>The server's endpoint cannot be bound; the message says which and why.</summary>
+internal sealed class EndPointUnavailableException(IPEndPoint endPoint, SocketException inner)
+    : Exception($"cannot listen on {endPoint}: {inner.Message}", inner);

@@ -225,14 +225,15 @@ public class RpcServerTests
     [Fact]
     public async Task IdleConnection_IsClosed_ButOneWithARunningRequestIsNot()
     {
-        await using var server = new TestServer(new RpcServerOptions { IdleTimeout = TimeSpan.FromMilliseconds(300) });
-        await using var idle = await server.ConnectAsync();
+        // The busy connection must send its request before the idle timeout: 1 s leaves room on a loaded machine.
+        await using var server = new TestServer(new RpcServerOptions { IdleTimeout = TimeSpan.FromSeconds(1) });
         await using var busy = await server.ConnectAsync();
-        await busy.RequestAsync(1, "sleep", MsgValue.Map(("ms", 900)));
+        await busy.RequestAsync(1, "sleep", MsgValue.Map(("ms", 3000)));
+        await using var idle = await server.ConnectAsync();
         Assert.Empty(await idle.ReadUntilClosedAsync());
         Assert.True(server.Log.Has(5, nameof(RpcCloseReason.IdleTimeout)));
         var reply = await busy.ReadResponseAsync();
-        Assert.Equal(900, reply.Result.AsInt64());
+        Assert.Equal(3000, reply.Result.AsInt64());
     }
 
     [Fact]
