@@ -21,6 +21,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(Bandwidth());
         bench.Subcommands.Add(Decode());
         bench.Subcommands.Add(BenchServeCommand.Create());
+        bench.Subcommands.Add(BenchStepCommand.Create());
         return bench;
     }
 
