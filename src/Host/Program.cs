@@ -27,7 +27,9 @@ internal static class Program
         catch (Exception e) when (IsUserError(e))
         {
             // Expected failures (a bad file, a missing device) get one clear line, never a stack trace.
-            return CliErrors.Fail(e.Message);
+            return CliErrors.Fail(e is ArgumentException { ParamName: { } name } a
+                ? a.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal)
+                : e.Message);
         }
     }
 

@@ -29,6 +29,7 @@ internal sealed class ModelSession : IDisposable
                 loaded = LoadedModel.Open(path, accelerator, options with { UseMmap = !parse.GetValue(noMmap) }, bar);
             Console.Error.WriteLine($"model: {loaded.Name} ({loaded.Model.Config.Architecture}, {loaded.Model.Config.Layers} layers, dim {loaded.Model.Config.Dim}, " +
                                     $"{Units.Bytes(loaded.Model.WeightBytes)} weights{(loaded.Model.WeightsMapped ? ", memory-mapped" : ", resident")}) on {accelerator.Descriptor.Id} ({accelerator.Descriptor.Name})");
+            WarnIfContextBeyondTraining(loaded.Model);
             return new ModelSession(accelerator, loaded);
         }
         catch
@@ -36,6 +37,13 @@ internal sealed class ModelSession : IDisposable
             accelerator.Dispose();
             throw;
         }
+    }
+
+    /// <summary>As llama.cpp does: a context longer than the model was trained on runs, but quality may suffer.</summary>
+    public static void WarnIfContextBeyondTraining(LlamaModel model)
+    {
+        if (model.ContextLength > model.Config.ContextLength)
+            Console.Error.WriteLine($"warning: context {model.ContextLength} exceeds the {model.Config.ContextLength} tokens the model was trained on");
     }
 
     public void Dispose()

@@ -87,6 +87,7 @@ internal static class ServeCommand
                     },
                 }, loggerFactory, bar);
             }
+            ModelSession.WarnIfContextBeyondTraining(host.Model.Model);
             Console.WriteLine($"listening on {host.EndPoint} — model {host.Model.Name} on {host.Device.Descriptor.Id} ({host.Device.Descriptor.Name})" +
                               (token is null ? "" : " (token required)"));
             Console.Out.Flush();
