@@ -69,6 +69,55 @@ internal static class Int8Dot
         return Dot(w, x);
     }
 
+    /// <summary>
+    /// Whether <see cref="DotOffset"/> runs on unsigned-by-signed byte multiplies here (AVX2). Where it does, a
+    /// format with unsigned quants u and value u − 8 (Q4_0) skips the abs/sign trick and the −8 per byte.
+    /// </summary>
+    public static bool HasUnsignedDot => Avx2.IsSupported;
+
+    /// <summary>
+    /// The 32 nibbles of 16 packed bytes as bytes in [0, 15]: low nibbles of p[0..15] in the low half, high nibbles
+    /// in the high half (GGUF Q4_0 element order). On AVX2 one 128-bit broadcast load, one variable 32-bit shift
+    /// (0 in the low half, 4 in the high half; bits a shift pulls in from the next byte land in 4..7) and one mask.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<byte> Nibbles(byte* p)
+    {
+        if (Avx2.IsSupported)
+        {
+            Vector256<uint> both = Avx2.BroadcastVector128ToVector256(p).AsUInt32();
+            Vector256<uint> shifts = Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4);
+            return Avx2.ShiftRightLogicalVariable(both, shifts).AsByte() & Vector256.Create((byte)0x0F);
+        }
+        Vector128<byte> packed = Vector128.Load(p);
+        return Vector256.Create(packed, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
+    }
+
+    /// <summary>
+    /// The x-side term of <see cref="DotOffset"/>: 8·(x[2i] + x[2i+1]) per int16 lane (|·| ≤ 2032, exact).
+    /// One per x block, shared by every weight row dotted against it. Zero where <see cref="HasUnsignedDot"/> is false.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<short> OffsetBias(Vector256<sbyte> x)
+        => Avx2.IsSupported ? Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), x) : Vector256<short>.Zero;
+
+    /// <summary>
+    /// Dot(u − 8, x) for unsigned quants u in [0, 15], given <paramref name="bias"/> = OffsetBias(x): the same int32
+    /// lanes, bit for bit, as <see cref="Dot(Vector256{sbyte}, Vector256{sbyte})"/> on the signed values, because
+    /// each int16 pair Σ u·x − 8·Σ x = Σ (u − 8)·x is exact (|Σ u·x| ≤ 2·15·127, no saturation) and the pair layout
+    /// is the same. Without AVX2 it subtracts 8 and takes the plain dot.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> DotOffset(Vector256<byte> u, Vector256<sbyte> x, Vector256<short> bias)
+    {
+        if (Avx2.IsSupported)
+        {
+            Vector256<short> pairs = Avx2.MultiplyAddAdjacent(u, x) - bias;
+            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
+        }
+        return Dot(u.AsSByte() - Vector256.Create((sbyte)8), x);
+    }
+
     /// <summary>16 int8 products summed into 4 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<int> Dot(Vector128<sbyte> w, Vector128<sbyte> x)

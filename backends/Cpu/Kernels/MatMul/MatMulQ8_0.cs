@@ -30,5 +30,13 @@ internal unsafe struct MatMulQ8_0 : IQuantBlock
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<short> XBias256(Vector256<sbyte> x) => Vector256<short>.Zero;
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Dot256(byte* block, Vector256<sbyte> x, Vector256<short> xBias) => Int8Dot.Dot(Quants256(block), x);
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Quant(byte* block, int i) => ((sbyte*)(block + 2))[i];
 }

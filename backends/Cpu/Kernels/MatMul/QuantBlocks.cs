@@ -24,6 +24,17 @@ internal unsafe interface IQuantBlock
     /// <summary>Quants of elements 16..31.</summary>
     static abstract Vector128<sbyte> QuantsHi128(byte* block);
 
+    /// <summary>
+    /// Per x block, the term <see cref="Dot256"/> needs from x alone (shared by every weight row), or zero.
+    /// </summary>
+    static abstract Vector256<short> XBias256(Vector256<sbyte> x);
+
+    /// <summary>
+    /// The 32 int8 products of the block's quants with x in 8 int32 lanes, lane for lane equal to
+    /// Int8Dot.Dot(Quants256(block), x); <paramref name="xBias"/> = XBias256(x).
+    /// </summary>
+    static abstract Vector256<int> Dot256(byte* block, Vector256<sbyte> x, Vector256<short> xBias);
+
     /// <summary>Quant of element i (0..31), scalar.</summary>
     static abstract int Quant(byte* block, int i);
 }

@@ -37,8 +37,8 @@ internal static unsafe class QuantDot
             Vector256<float> acc = Vector256<float>.Zero;
             for (; b < blocks; b++)
             {
-                byte* blk = w + b * bb;
-                Vector256<int> p = Int8Dot.Dot(TB.Quants256(blk), Vector256.Load(xq + b * 32));
+                Vector256<sbyte> xv = Vector256.Load(xq + b * 32);
+                Vector256<int> p = TB.Dot256(w + b * bb, xv, TB.XBias256(xv));
                 acc = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(p), Vector256.Create(ws[b] * xd[b]), acc);
             }
             return Vector256.Sum(acc);
@@ -108,15 +108,38 @@ internal static unsafe class QuantDot
         else if (Simd.Tier == SimdTier.V256)
         {
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (int b = 0; b < blocks; b++)
+            // The block scales d_w·d_x of 8 blocks × 4 rows by 4 vector multiplies (the same f32 products, w-side
+            // operand first, as the scalar s[b]·xd[b] below), reloaded as broadcasts: [row·8 + block].
+            float* sc = stackalloc float[32];
+            int b = 0;
+            for (; b <= blocks - 8; b += 8)
+            {
+                Vector256<float> dx8 = Vector256.Load(xd + b);
+                (Vector256.Load(s0p + b) * dx8).Store(sc);
+                (Vector256.Load(s1p + b) * dx8).Store(sc + 8);
+                (Vector256.Load(s2p + b) * dx8).Store(sc + 16);
+                (Vector256.Load(s3p + b) * dx8).Store(sc + 24);
+                for (int j = 0; j < 8; j++)
+                {
+                    Vector256<sbyte> xv = Vector256.Load(xq + (b + j) * 32);
+                    Vector256<short> xb = TB.XBias256(xv);
+                    long o = (long)(b + j) * bb;
+                    a0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w0 + o, xv, xb)), Vector256.Create(sc[j]), a0);
+                    a1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w1 + o, xv, xb)), Vector256.Create(sc[8 + j]), a1);
+                    a2 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w2 + o, xv, xb)), Vector256.Create(sc[16 + j]), a2);
+                    a3 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w3 + o, xv, xb)), Vector256.Create(sc[24 + j]), a3);
+                }
+            }
+            for (; b < blocks; b++)
             {
                 Vector256<sbyte> xv = Vector256.Load(xq + b * 32);
+                Vector256<short> xb = TB.XBias256(xv);
                 float dx = xd[b];
                 long o = (long)b * bb;
-                a0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w0 + o), xv)), Vector256.Create(s0p[b] * dx), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w1 + o), xv)), Vector256.Create(s1p[b] * dx), a1);
-                a2 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w2 + o), xv)), Vector256.Create(s2p[b] * dx), a2);
-                a3 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(Int8Dot.Dot(TB.Quants256(w3 + o), xv)), Vector256.Create(s3p[b] * dx), a3);
+                a0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w0 + o, xv, xb)), Vector256.Create(s0p[b] * dx), a0);
+                a1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w1 + o, xv, xb)), Vector256.Create(s1p[b] * dx), a1);
+                a2 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w2 + o, xv, xb)), Vector256.Create(s2p[b] * dx), a2);
+                a3 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w3 + o, xv, xb)), Vector256.Create(s3p[b] * dx), a3);
             }
             y[0] = Vector256.Sum(a0);
             y[1] = Vector256.Sum(a1);
