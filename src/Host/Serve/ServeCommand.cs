@@ -15,6 +15,9 @@ namespace Serving.Host.Serve;
 /// </summary>
 internal static class ServeCommand
 {
+    // Phases of a serve run, for the signal handler.
+    private const int Loading = 0, Serving = 1, Draining = 2;
+
     public static Command Create()
     {
         var command = new Command("serve", "Serve a model over MessagePack-RPC (see docs/rpc.md)");
@@ -53,8 +56,31 @@ internal static class ServeCommand
             if (sequences is < 1 or > 1024) return CliErrors.Fail($"--max-batch {sequences} out of range [1, 1024]");
 
             using var stop = new CancellationTokenSource();
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+            // Loading holds no one's work, so a signal then exits at once; serving drains on the first signal;
+            // a second signal while draining gives up the drain (as uvicorn and vLLM do).
+            int phase = Loading;
+            void OnSignal(PosixSignalContext c)
+            {
+                c.Cancel = true;
+                int code = 128 + (c.Signal == PosixSignal.SIGTERM ? 15 : 2);
+                switch (Volatile.Read(ref phase))
+                {
+                    case Loading:
+                        Console.Error.WriteLine("interrupted while loading: exiting");
+                        Environment.Exit(code);
+                        break;
+                    case Serving:
+                        Volatile.Write(ref phase, Draining);
+                        stop.Cancel();
+                        break;
+                    default:
+                        Console.Error.WriteLine("second interrupt: exiting without finishing the drain");
+                        Environment.Exit(code);
+                        break;
+                }
+            }
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
 
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Information));
@@ -88,6 +114,7 @@ internal static class ServeCommand
                 }, loggerFactory, bar);
             }
             ModelSession.WarnIfContextBeyondTraining(host.Model.Model);
+            Interlocked.CompareExchange(ref phase, Serving, Loading); // from here a signal drains
             Console.WriteLine($"listening on {host.EndPoint} — model {host.Model.Name} on {host.Device.Descriptor.Id} ({host.Device.Descriptor.Name})" +
                               (token is null ? "" : " (token required)"));
             Console.Out.Flush();
@@ -96,7 +123,8 @@ internal static class ServeCommand
             catch (OperationCanceledException) { }
 
             var graceTime = TimeSpan.FromSeconds(graceSeconds);
-            Console.Error.WriteLine($"shutting down: no new connections, draining in-flight requests (grace {graceTime.TotalSeconds:0} s)");
+            Console.Error.WriteLine($"shutting down: no new connections, draining in-flight requests (grace {graceTime.TotalSeconds:0} s; " +
+                                    "interrupt again to exit now)");
             await host.StopAsync(graceTime);
             var m = host.Scheduler.GetMetrics();
             Console.Error.WriteLine($"stopped: {m.Completed} completed, {m.Cancelled} cancelled, {m.Failed} failed");
