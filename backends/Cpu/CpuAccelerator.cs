@@ -142,7 +142,7 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
         {
             OpKind.MatMul or OpKind.Embed => Variants.WeightTypes.Contains(type)
                 ? OpSupport.Yes
-                : OpSupport.No($"{op} weights must be f32, f16, bf16, q8_0 or q4_0, not {type.Name()}"),
+                : OpSupport.No($"{op} weights must be one of {Variants.WeightTypeNames}, not {type.Name()}"),
             OpKind.Copy => OpSupport.Yes,
             OpKind.KvWrite or OpKind.Attention => type == DataType.F32
                 ? OpSupport.Yes

@@ -366,7 +366,7 @@ internal sealed unsafe class CpuStream : IComputeStream
     private static void RequireWeightType(string op, string name, in TensorView view)
     {
         if (Array.IndexOf(Variants.WeightTypes, view.Type) < 0)
-            throw new ArgumentException($"{op}: {name} must be f32, f16, bf16, q8_0 or q4_0, got {view}", name);
+            throw new ArgumentException($"{op}: {name} must be one of {Variants.WeightTypeNames}, got {view}", name);
     }
 
     private static void RequireRows(string op, string name, in TensorView view, int rows, string expected)

@@ -50,6 +50,24 @@ public static class BenchData
                         for (int j = 2; j < 34; j++)
                             if (bytes[b * 34 + j] == 0x80) bytes[b * 34 + j] = 0x81;
                 break;
+            case DataType.Q4_K or DataType.Q6_K:
+                // Random quants and sub-block scales; normal f16 super-scales (Q4_K: d, dmin first; Q6_K: d last).
+                int superBytes = type.BlockBytes();
+                new Random(3).NextBytes(bytes);
+                for (long b = 0; b < elements / 256; b++)
+                {
+                    var block = bytes.AsSpan((int)(b * superBytes), superBytes);
+                    if (type == DataType.Q4_K)
+                    {
+                        BinaryPrimitives.WriteHalfLittleEndian(block, (Half)(0.0002f + 0.0001f * (b % 7)));
+                        BinaryPrimitives.WriteHalfLittleEndian(block[2..], (Half)(0.001f + 0.0005f * (b % 5)));
+                    }
+                    else
+                    {
+                        BinaryPrimitives.WriteHalfLittleEndian(block[208..], (Half)(0.0002f + 0.0001f * (b % 7)));
+                    }
+                }
+                break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, "not a weight type");
         }

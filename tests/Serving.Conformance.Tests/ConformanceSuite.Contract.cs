@@ -167,6 +167,7 @@ public abstract partial class ConformanceSuite
         var smallCache = cache with { V = scratch.Allocate(layout.BytesPerTensor - 4) };
         var batch = new AttentionBatch(I32(0, 1), I32(0, 0), I32(0, 1), Heads: 4, Scale: 0.35f);
         var q8 = scratch.Output(DataType.Q8_0, 4, 64);
+        var q4k = scratch.Output(DataType.Q4_K, 4, 512);
         var rope = new RopeConfig(2, 8, 8, RopeStyle.Normal, F32(1, 4));
 
         var cases = new (string Name, Action<IComputeStream> Call)[]
@@ -177,6 +178,7 @@ public abstract partial class ConformanceSuite
             ("MatMul x not F32", s => s.MatMul(scratch.Output(DataType.F16, 2, 64), F32(4, 64), F32(2, 4))),
             ("MatMul y not F32", s => s.MatMul(F32(2, 64), F32(4, 64), scratch.Output(DataType.I32, 2, 4))),
             ("MatMul q8_0 W with K = 33 (not whole blocks)", s => s.MatMul(F32(2, 33), q8 with { Cols = 33 }, F32(2, 4))),
+            ("MatMul q4_K W with K = 288 (whole 32-blocks, not whole 256-super-blocks)", s => s.MatMul(F32(2, 288), q4k with { Cols = 288 }, F32(2, 4))),
             ("MatMul W view past its buffer", s => s.MatMul(F32(2, 64), q8 with { Rows = 5 }, F32(2, 5))),
             ("MatMul view at a negative offset", s => s.MatMul(F32(2, 64) with { Offset = -4 }, F32(4, 64), F32(2, 4))),
             ("MatMul variant of another op", s => s.MatMul(F32(2, 64), F32(4, 64), F32(2, 4), new KernelVariant("add_f32_none", OpKind.Add, DataType.F32, "wrong op"))),

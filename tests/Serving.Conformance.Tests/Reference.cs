@@ -33,7 +33,8 @@ public static class Reference
     /// Decodes <paramref name="elements"/> values of <paramref name="type"/> from <paramref name="data"/> (one or more
     /// rows laid out back to back). GGUF layouts: F32/F16/BF16 little-endian; Q8_0 blocks of 32 =
     /// { f16 d; int8 q[32] }, value = q·d; Q4_0 blocks of 32 = { f16 d; uint8 q[16] }, element j &lt; 16 is the low
-    /// nibble of q[j], element j + 16 its high nibble, value = (nibble − 8)·d.
+    /// nibble of q[j], element j + 16 its high nibble, value = (nibble − 8)·d. K-quants: super-blocks of 256, see
+    /// <see cref="Q4_KBlock"/> and <see cref="Q6_KBlock"/>.
     /// </summary>
     public static double[] Dequantize(DataType type, ReadOnlySpan<byte> data, long elements)
     {
@@ -73,6 +74,14 @@ public static class Reference
                     }
                 }
                 break;
+            case DataType.Q4_K:
+                for (long b = 0; b < elements / 256; b++)
+                    Q4_KBlock(data.Slice((int)(b * 144), 144), y.AsSpan((int)(b * 256), 256));
+                break;
+            case DataType.Q6_K:
+                for (long b = 0; b < elements / 256; b++)
+                    Q6_KBlock(data.Slice((int)(b * 210), 210), y.AsSpan((int)(b * 256), 256));
+                break;
             case DataType.I32:
                 for (long i = 0; i < elements; i++)
                     y[i] = BinaryPrimitives.ReadInt32LittleEndian(data[(int)(4 * i)..]);
@@ -81,6 +90,49 @@ public static class Reference
                 throw new ArgumentOutOfRangeException(nameof(type), type, "no reference decoder");
         }
         return y;
+    }
+
+    /// <summary>
+    /// One Q4_K super-block { f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128] } → 256 values. Sub-block j (32 elements)
+    /// has a 6-bit scale sc_j and 6-bit min m_j: for j &lt; 4, sc_j = scales[j] &amp; 63 and m_j = scales[j + 4] &amp; 63;
+    /// for j ≥ 4, sc_j = (scales[j + 4] &amp; 15) | (scales[j − 4] &gt;&gt; 6) &lt;&lt; 4 and
+    /// m_j = (scales[j + 4] &gt;&gt; 4) | (scales[j] &gt;&gt; 6) &lt;&lt; 4. Byte qs[32i + l] holds element 64i + l (low nibble,
+    /// sub-block 2i) and element 64i + 32 + l (high nibble, sub-block 2i + 1). Value = d·sc_j·q − dmin·m_j.
+    /// </summary>
+    public static void Q4_KBlock(ReadOnlySpan<byte> block, Span<double> y)
+    {
+        double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        double dmin = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
+        var scales = block.Slice(4, 12);
+        for (int j = 0; j < 8; j++)
+        {
+            int sc = j < 4 ? scales[j] & 63 : (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
+            int m = j < 4 ? scales[j + 4] & 63 : (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+            for (int l = 0; l < 32; l++)
+            {
+                byte packed = block[16 + 32 * (j / 2) + l];
+                int q = j % 2 == 0 ? packed & 15 : packed >> 4;
+                y[32 * j + l] = d * sc * q - dmin * m;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One Q6_K super-block { uint8 ql[128]; uint8 qh[64]; int8 scales[16]; f16 d } → 256 values. Element e lies in
+    /// half h = e / 128 at l = e mod 32 of quarter s = (e mod 128) / 32; its low 4 bits are the low (s &lt; 2) or high
+    /// (s ≥ 2) nibble of ql[64h + l + 32·(s mod 2)], its top 2 bits are bits 2s, 2s + 1 of qh[32h + l]. Value =
+    /// d·scales[e / 16]·(q − 32).
+    /// </summary>
+    public static void Q6_KBlock(ReadOnlySpan<byte> block, Span<double> y)
+    {
+        double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block[208..]));
+        for (int e = 0; e < 256; e++)
+        {
+            int h = e / 128, s = e % 128 / 32, l = e % 32;
+            byte low = block[64 * h + l + 32 * (s % 2)];
+            int q = (s < 2 ? low & 15 : low >> 4) | (((block[128 + 32 * h + l] >> (2 * s)) & 3) << 4);
+            y[e] = d * (sbyte)block[192 + e / 16] * (q - 32);
+        }
     }
 
     /// <summary>y[T, N] = x[T, K] · w[N, K]ᵀ.</summary>

@@ -40,11 +40,23 @@ public static class Tolerances
             "Bugs give ≥ 1e-2 (zero point off by one: 2e-2; a lost block scale or wrong nibble order: ≥ 1e-1)."),
         new(OpKind.MatMul, DataType.Q4_0, 1e-3,
             "as Q8_0: the weights' dequantized values are exact, the error is the q8_0 rounding of x (≈ 3e-5 on average, ≈ 3.5e-4 for a single output)."),
+        new(OpKind.MatMul, DataType.Q4_K, 1e-3,
+            "as Q4_0: (d·sc)·q and dmin·m are formed exactly or with one f32 rounding (2^-24), the error is the q8_0 rounding of x " +
+            "in both the d·sc·Σq·x term and the dmin·m·Σx term (≈ 3e-5 on average, ≈ 3.5e-4 for a single output). Bugs (wrong scale " +
+            "unpacking, nibble order, sign of the min) give ≥ 1e-2."),
+        new(OpKind.MatMul, DataType.Q6_K, 1e-3,
+            "as Q4_0: d·sc·(q − 32) is exact or one f32 rounding away, the error is the q8_0 rounding of x (≈ 3e-5 on average, ≈ 3.5e-4 for a single output)."),
         new(OpKind.Embed, DataType.F32, 0, "a row copy: exact."),
         new(OpKind.Embed, DataType.F16, 0, "every f16 value is exact in f32."),
         new(OpKind.Embed, DataType.BF16, 0, "every bf16 value is exact in f32."),
         new(OpKind.Embed, DataType.Q8_0, 0, "d·q has ≤ 11 + 8 significant bits: exact in f32."),
         new(OpKind.Embed, DataType.Q4_0, 0, "d·(q − 8) has ≤ 11 + 4 significant bits: exact in f32."),
+        new(OpKind.Embed, DataType.Q4_K, 1e-12,
+            "ggml forms (d·sc)·q − dmin·m in f32: d·sc·q (≤ 21 bits) and dmin·m (≤ 17 bits) are exact, their difference can " +
+            "need more than 24 bits when the exponents differ, so one f32 rounding (relative 2^-24) → nMSE ≤ 2^-48 ≈ 3.6e-15."),
+        new(OpKind.Embed, DataType.Q6_K, 1e-12,
+            "ggml forms (d·sc)·(q − 32) in f32: d·sc is exact (11 + 8 bits), times a 6-bit q − 32 can need 25 bits, so one f32 " +
+            "rounding (relative 2^-24) → nMSE ≤ 2^-48 ≈ 3.6e-15."),
         new(OpKind.RmsNorm, DataType.F32, 1e-10,
             "f32 sum of squares over D ≤ 1024 and one rsqrt: relative error ≈ 1e-6 at worst → nMSE ≈ 1e-12."),
         new(OpKind.Rope, DataType.F32, 1e-7,

@@ -46,6 +46,12 @@ internal static unsafe class Embed
             case DataType.Q4_0:
                 QuantBlock.Dequantize<MatMulQ4_0>(src, job->D / 32, dst);
                 break;
+            case DataType.Q4_K:
+                MatMulQ4_K.Dequantize(src, job->D / 256, dst);
+                break;
+            case DataType.Q6_K:
+                MatMulQ6_K.Dequantize(src, job->D / 256, dst);
+                break;
         }
     }
 }

@@ -5,12 +5,18 @@ namespace Serving.Backends.Cpu.Kernels;
 
 /// <summary>
 /// The kernel variants of this backend, per (op, type); the first of each list is the default. MatMul has three per
-/// weight type (the driver's <see cref="MatMulKernel"/>), bit-identical to each other; every other op has one.
+/// weight type (the driver's <see cref="MatMulKernel"/>) — two for the K-quants, which have no rows4 kernel (at
+/// decode their cost is unpacking the weights, which sharing x loads does not reduce) — bit-identical to each
+/// other; every other op has one.
 /// </summary>
 internal static class Variants
 {
     /// <summary>Weight types MatMul and Embed accept.</summary>
-    public static readonly DataType[] WeightTypes = [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0];
+    public static readonly DataType[] WeightTypes =
+        [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q4_K, DataType.Q6_K];
+
+    /// <summary>The weight type names for messages ("f32, f16, …").</summary>
+    public static readonly string WeightTypeNames = string.Join(", ", WeightTypes.Select(t => t.Name()));
 
     private static readonly Dictionary<(OpKind, DataType), KernelVariant[]> Table = Build();
 
@@ -30,6 +36,17 @@ internal static class Variants
         foreach (DataType t in WeightTypes)
         {
             string name = t.Name();
+            table[(OpKind.Embed, t)] = [new($"embed_{name}_dequant", OpKind.Embed, t, $"dequantizes each table row ({name} → f32)")];
+            if (t.BlockSize() == 256)
+            {
+                const string kHow = "x quantized to q8 blocks once; per 32 elements an exact integer dot, scaled per (sub-)block in f32";
+                table[(OpKind.MatMul, t)] =
+                [
+                    new($"matmul_{name}_tile4x1", OpKind.MatMul, t, $"each weight super-block unpacked once for 4 x rows, weight rows split over workers ({kHow})"),
+                    new($"matmul_{name}_rows1", OpKind.MatMul, t, $"one weight row per x row, the plain loop ({kHow})"),
+                ];
+                continue;
+            }
             string how = t.IsQuantized()
                 ? "x quantized to q8 blocks once, exact int8 block dots"
                 : t == DataType.F32 ? "f32 FMA" : $"{name} widened to f32 in registers, f32 FMA";
@@ -45,7 +62,6 @@ internal static class Variants
                 new($"matmul_{name}_rows4", OpKind.MatMul, t, $"4 weight rows per pass share each activation load ({how})"),
                 new($"matmul_{name}_rows1", OpKind.MatMul, t, $"one weight row per pass, the plain loop ({how})"),
             ];
-            table[(OpKind.Embed, t)] = [new($"embed_{name}_dequant", OpKind.Embed, t, $"dequantizes each table row ({name} → f32)")];
         }
         table[(OpKind.RmsNorm, DataType.F32)] = [new("rmsnorm_f32_rows", OpKind.RmsNorm, DataType.F32, "one row per work item, vector sum of squares")];
         table[(OpKind.Rope, DataType.F32)] = [new("rope_f32_rows", OpKind.Rope, DataType.F32, "one row per work item, cos/sin per row shared by all heads")];

@@ -4,7 +4,7 @@ namespace Serving.Engine.Gguf;
 
 /// <summary>
 /// Block geometry of every ggml tensor type id, so a file holding types this engine does not compute with
-/// (Q4_K, IQ2_XS, ...) still parses and its sizes are still checked. Values follow ggml's type traits
+/// (Q5_K, IQ2_XS, ...) still parses and its sizes are still checked. Values follow ggml's type traits
 /// (ggml.c <c>type_traits</c>): ids 4, 5 and 31–33, 36–38 were removed from ggml and are unknown here.
 /// </summary>
 public static class GgmlTypes
@@ -75,4 +75,11 @@ public static class GgmlTypes
 
     /// <summary>True when <paramref name="ggmlType"/> is a <see cref="DataType"/> this engine computes with.</summary>
     public static bool IsImplemented(int ggmlType) => Enum.IsDefined((DataType)ggmlType);
+
+    /// <summary>
+    /// The tensor types this engine stores weights in, for error messages: "f32, f16, q4_0, q8_0, q4_K, q6_K, bf16"
+    /// (every <see cref="DataType"/> but I32, in ggml id order).
+    /// </summary>
+    public static string ImplementedWeightNames { get; } =
+        string.Join(", ", Enum.GetValues<DataType>().Where(t => t != DataType.I32).Select(t => t.Name()));
 }

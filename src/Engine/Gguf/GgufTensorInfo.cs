@@ -50,14 +50,14 @@ public sealed class GgufTensorInfo
 
     /// <summary>
     /// The element type. Throws <see cref="NotSupportedException"/> (naming the tensor and ggml type) for
-    /// types the engine does not implement, e.g. Q4_K; check <see cref="IsImplementedType"/> or use
+    /// types the engine does not implement, e.g. Q5_K; check <see cref="IsImplementedType"/> or use
     /// <see cref="GgmlType"/> to avoid that.
     /// </summary>
     public DataType Type => IsImplementedType
         ? (DataType)GgmlType
         : throw new NotSupportedException(
             $"tensor '{Name}' has ggml type {GgmlTypes.NameOf(GgmlType)} ({GgmlType}), which this engine does not implement; " +
-            "supported: f32, f16, bf16, q8_0, q4_0");
+            $"supported: {GgmlTypes.ImplementedWeightNames}");
 
     /// <summary>ggml's name of the type ("q8_0", "q4_K").</summary>
     public string TypeName => GgmlTypes.NameOf(GgmlType);

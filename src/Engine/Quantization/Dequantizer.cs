@@ -60,9 +60,67 @@ public static class Dequantizer
                     }
                 }
                 break;
+            case DataType.Q4_K:
+                for (int b = 0; b < destination.Length / 256; b++)
+                    DequantizeQ4_K(source.Slice(b * 144, 144), destination.Slice(b * 256, 256));
+                break;
+            case DataType.Q6_K:
+                for (int b = 0; b < destination.Length / 256; b++)
+                    DequantizeQ6_K(source.Slice(b * 210, 210), destination.Slice(b * 256, 256));
+                break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, "unknown data type");
         }
+    }
+
+    /// <summary>
+    /// The 6-bit scale and min of sub-block <paramref name="j"/> (0..7) of a Q4_K super-block from its 12 packed
+    /// bytes (ggml's get_scale_min_k4): sub-blocks 0–3 use the low 6 bits of bytes j and j+4; sub-blocks 4–7 take
+    /// their low 4 bits from byte j+4's nibbles and their top 2 bits from the spare top bits of bytes j−4 and j.
+    /// </summary>
+    public static (int Scale, int Min) Q4_KScaleMin(ReadOnlySpan<byte> scales, int j)
+        => j < 4
+            ? (scales[j] & 63, scales[j + 4] & 63)
+            : ((scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+
+    // One Q4_K super-block (layout in DataType): y = d·sc_j·q − dmin·m_j, the two products formed in f32 as ggml does.
+    private static void DequantizeQ4_K(ReadOnlySpan<byte> blk, Span<float> y)
+    {
+        float d = (float)BinaryPrimitives.ReadHalfLittleEndian(blk);
+        float dmin = (float)BinaryPrimitives.ReadHalfLittleEndian(blk[2..]);
+        var scales = blk.Slice(4, 12);
+        var qs = blk.Slice(16, 128);
+        for (int g = 0; g < 4; g++)
+        {
+            (int sc0, int m0) = Q4_KScaleMin(scales, 2 * g);
+            (int sc1, int m1) = Q4_KScaleMin(scales, 2 * g + 1);
+            float d0 = d * sc0, min0 = dmin * m0, d1 = d * sc1, min1 = dmin * m1;
+            for (int l = 0; l < 32; l++)
+            {
+                byte q = qs[32 * g + l];
+                y[64 * g + l] = d0 * (q & 0x0F) - min0;
+                y[64 * g + 32 + l] = d1 * (q >> 4) - min1;
+            }
+        }
+    }
+
+    // One Q6_K super-block (layout in DataType): y = d·scales[e/16]·(q − 32).
+    private static void DequantizeQ6_K(ReadOnlySpan<byte> blk, Span<float> y)
+    {
+        var ql = blk[..128];
+        var qh = blk.Slice(128, 64);
+        var scales = MemoryMarshal.Cast<byte, sbyte>(blk.Slice(192, 16));
+        float d = (float)BinaryPrimitives.ReadHalfLittleEndian(blk[208..]);
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++)
+            {
+                int e = 128 * h + l;
+                byte lo0 = ql[64 * h + l], lo1 = ql[64 * h + l + 32], hi = qh[32 * h + l];
+                y[e] = d * scales[e / 16] * (((lo0 & 0x0F) | ((hi & 3) << 4)) - 32);
+                y[e + 32] = d * scales[(e + 32) / 16] * (((lo1 & 0x0F) | (((hi >> 2) & 3) << 4)) - 32);
+                y[e + 64] = d * scales[(e + 64) / 16] * (((lo0 >> 4) | (((hi >> 4) & 3) << 4)) - 32);
+                y[e + 96] = d * scales[(e + 96) / 16] * (((lo1 >> 4) | (((hi >> 6) & 3) << 4)) - 32);
+            }
     }
 
     /// <summary>bf16 bits → f32 (exact: the bits become the top half of an f32).</summary>

@@ -10,6 +10,9 @@ namespace Serving.Engine.Quantization;
 /// files we write match files llama.cpp's tools write from the same floats:
 /// F16 = IEEE round-to-nearest-even; BF16 = ggml_compute_fp32_to_bf16 (nearest-even on the top 16 bits, NaN
 /// kept quiet); Q8_0 = quantize_row_q8_0_ref; Q4_0 = quantize_row_q4_0_ref (block layouts in <see cref="DataType"/>).
+/// Q4_K and Q6_K are NOT ggml's reference quantizers (those search iteratively for the best scales): a plain
+/// round-to-nearest version with per-sub-block scales from the sub-block's range, enough for synthetic and test
+/// models; the bytes are valid K-quant blocks any GGUF reader decodes, but differ from llama-quantize's.
 /// </summary>
 public static class Quantizer
 {
@@ -40,6 +43,14 @@ public static class Quantizer
                 break;
             case DataType.Q4_0:
                 QuantizeQ4_0(source, destination);
+                break;
+            case DataType.Q4_K:
+                for (int b = 0; b < source.Length / 256; b++)
+                    QuantizeQ4_K(source.Slice(b * 256, 256), destination.Slice(b * 144, 144));
+                break;
+            case DataType.Q6_K:
+                for (int b = 0; b < source.Length / 256; b++)
+                    QuantizeQ6_K(source.Slice(b * 256, 256), destination.Slice(b * 210, 210));
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, "unknown data type");
@@ -173,5 +184,100 @@ public static class Quantizer
                 yb[2 + j] = (byte)(q0 | (q1 << 4));
             }
         }
+    }
+
+    // Q4_K, one super-block: sub-block j spans [lo_j, hi_j] with lo_j = min(0, min x) so the stored min m_j is ≥ 0;
+    // its step is (hi_j − lo_j)/15. d and dmin are the largest step and min over 63 (6-bit codes), rounded to f16
+    // first so the 6-bit codes and the quants are chosen against the scales a reader will actually use.
+    private static void QuantizeQ4_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        Span<float> step = stackalloc float[8];
+        Span<float> lows = stackalloc float[8];
+        for (int j = 0; j < 8; j++)
+        {
+            float lo = 0, hi = 0;
+            foreach (float v in x.Slice(32 * j, 32))
+            {
+                lo = MathF.Min(lo, v);
+                hi = MathF.Max(hi, v);
+            }
+            step[j] = (hi - lo) / 15;
+            lows[j] = -lo;
+        }
+        float maxStep = 0, maxMin = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            maxStep = MathF.Max(maxStep, step[j]);
+            maxMin = MathF.Max(maxMin, lows[j]);
+        }
+        Half dh = (Half)(maxStep / 63), dminh = (Half)(maxMin / 63);
+        float d = (float)dh, dmin = (float)dminh;
+        BinaryPrimitives.WriteHalfLittleEndian(y, dh);
+        BinaryPrimitives.WriteHalfLittleEndian(y[2..], dminh);
+        Span<int> sc = stackalloc int[8];
+        Span<int> m = stackalloc int[8];
+        for (int j = 0; j < 8; j++)
+        {
+            // Round the step up so the sub-block's range still fits in 15 steps after the 6-bit rounding.
+            sc[j] = d > 0 ? Math.Clamp((int)MathF.Ceiling(step[j] / d), 0, 63) : 0;
+            m[j] = dmin > 0 ? Math.Clamp((int)RoundHalfAwayFromZero(lows[j] / dmin), 0, 63) : 0;
+        }
+        var scales = y.Slice(4, 12);
+        for (int j = 0; j < 4; j++)
+        {
+            scales[j] = (byte)(sc[j] | ((sc[j + 4] >> 4) << 6));
+            scales[j + 4] = (byte)(m[j] | ((m[j + 4] >> 4) << 6));
+            scales[j + 8] = (byte)((sc[j + 4] & 0x0F) | ((m[j + 4] & 0x0F) << 4));
+        }
+        Span<byte> q = stackalloc byte[256];
+        for (int j = 0; j < 8; j++)
+        {
+            float s = d * sc[j], mn = dmin * m[j];
+            float inv = s > 0 ? 1 / s : 0;
+            for (int i = 0; i < 32; i++)
+                q[32 * j + i] = (byte)Math.Clamp((int)RoundHalfAwayFromZero((x[32 * j + i] + mn) * inv), 0, 15);
+        }
+        var qs = y.Slice(16, 128);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++)
+                qs[32 * g + l] = (byte)(q[64 * g + l] | (q[64 * g + 32 + l] << 4));
+    }
+
+    // Q6_K, one super-block: group g of 16 gets the step amax_g / 31 (codes q − 32 in [−32, 31]); d is the largest
+    // step over 127 (int8 scales), rounded to f16 before the scales and quants are chosen against it.
+    private static void QuantizeQ6_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        Span<float> step = stackalloc float[16];
+        float maxStep = 0;
+        for (int g = 0; g < 16; g++)
+        {
+            float amax = 0;
+            foreach (float v in x.Slice(16 * g, 16))
+                amax = MathF.Max(amax, MathF.Abs(v));
+            step[g] = amax / 31;
+            maxStep = MathF.Max(maxStep, step[g]);
+        }
+        Half dh = (Half)(maxStep / 127);
+        float d = (float)dh;
+        BinaryPrimitives.WriteHalfLittleEndian(y[208..], dh);
+        Span<byte> q = stackalloc byte[256];
+        for (int g = 0; g < 16; g++)
+        {
+            int sc = d > 0 ? Math.Clamp((int)MathF.Ceiling(step[g] / d), 0, 127) : 0;
+            y[192 + g] = (byte)(sbyte)sc;
+            float s = d * sc;
+            float inv = s > 0 ? 1 / s : 0;
+            for (int i = 0; i < 16; i++)
+                q[16 * g + i] = (byte)(Math.Clamp((int)RoundHalfAwayFromZero(x[16 * g + i] * inv), -32, 31) + 32);
+        }
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++)
+            {
+                int e = 128 * h + l;
+                byte q1 = q[e], q2 = q[e + 32], q3 = q[e + 64], q4 = q[e + 96];
+                y[64 * h + l] = (byte)((q1 & 0x0F) | ((q3 & 0x0F) << 4));
+                y[64 * h + l + 32] = (byte)((q2 & 0x0F) | ((q4 & 0x0F) << 4));
+                y[128 + 32 * h + l] = (byte)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
     }
 }

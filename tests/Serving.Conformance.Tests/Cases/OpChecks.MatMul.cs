@@ -53,7 +53,7 @@ public sealed partial class OpChecks
     {
         var log = new CaseLog();
         const int t = 17, n = 63; // n odd: the column tails of every tile shape
-        int k = type.IsQuantized() ? 288 : 257;
+        int k = type.BlockSize() == 256 ? 768 : type.IsQuantized() ? 288 : 257;
         using var stream = device.CreateStream();
         var data = new TestData(TestData.Seed("matmul-invariance", type));
         using var scratch = new DeviceScratch(device);

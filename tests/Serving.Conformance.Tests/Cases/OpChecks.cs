@@ -29,11 +29,18 @@ public sealed partial class OpChecks(IAccelerator device, string backend)
     /// <summary>Input widths every weight type takes: whole q-blocks, an odd number of blocks (3, 9), and 10 blocks.</summary>
     public static readonly int[] BlockWidths = [32, 64, 96, 288, 320];
 
+    /// <summary>
+    /// Input widths of the K-quants (rows are whole super-blocks of 256): one, two (so a row spans super-blocks) and
+    /// three (an odd count).
+    /// </summary>
+    public static readonly int[] SuperBlockWidths = [256, 512, 768];
+
     /// <summary>Extra input widths for unquantized types: not multiples of any vector width.</summary>
     public static readonly int[] OddWidths = [1, 7, 33, 257];
 
     /// <summary>The weight types of MatMul and Embed.</summary>
-    public static readonly DataType[] WeightTypes = [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0];
+    public static readonly DataType[] WeightTypes =
+        [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q4_K, DataType.Q6_K];
 
     /// <summary>The backend under test.</summary>
     public string Backend => backend;
@@ -48,9 +55,14 @@ public sealed partial class OpChecks(IAccelerator device, string backend)
         return support.Supported ? null : $"{backend} does not support {op} {type.Name()}: {support.Reason}";
     }
 
-    /// <summary>Input widths for a weight type: block multiples, plus odd widths for unquantized types.</summary>
+    /// <summary>
+    /// Input widths for a weight type: block multiples, plus odd widths for unquantized types; super-block multiples
+    /// for the K-quants.
+    /// </summary>
     public static int[] InputWidths(DataType type, Coverage coverage)
     {
+        if (type.BlockSize() == 256)
+            return coverage == Coverage.Full ? SuperBlockWidths : [256, 768];
         int[] widths = type.IsQuantized() ? BlockWidths : [.. BlockWidths, .. OddWidths];
         return coverage == Coverage.Full ? widths : widths.Where(k => k is 32 or 96 or 288 or 7 or 33).ToArray();
     }

@@ -59,7 +59,8 @@ public sealed class TestData(int seed)
     /// <summary>
     /// A weight matrix [rows, cols] of <paramref name="type"/> in GGUF layout, values of order 0.1. Quantized blocks are
     /// random bit patterns (any scale sign, every nibble), not the output of a quantizer, so every code is exercised;
-    /// Q8_0 codes stay in [−127, 127] because quantizers (llama.cpp's included) never emit −128.
+    /// Q8_0 codes stay in [−127, 127] because quantizers (llama.cpp's included) never emit −128. K-quant super-scales
+    /// (d, dmin) are normal f16 values so that values stay of order 0.1; every other byte is random.
     /// </summary>
     public byte[] Weights(DataType type, int rows, int cols)
     {
@@ -94,6 +95,25 @@ public sealed class TestData(int seed)
                     var block = bytes.AsSpan((int)(b * 18), 18);
                     WriteScale(block, 0.1 / 4);
                     _random.NextBytes(block[2..]);
+                }
+                break;
+            case DataType.Q4_K:
+                for (long b = 0; b < elements / 256; b++)
+                {
+                    var block = bytes.AsSpan((int)(b * 144), 144);
+                    _random.NextBytes(block[4..]);
+                    // E[sc·q] = 31.5·7.5 and E[m] = 31.5: dmin ≈ 7.5·|d| centres the values when d > 0.
+                    double d = 0.1 / (31.5 * 7.5);
+                    WriteScale(block, d);
+                    BinaryPrimitives.WriteHalfLittleEndian(block[2..], (Half)(7.5 * d * (0.5 + _random.NextDouble())));
+                }
+                break;
+            case DataType.Q6_K:
+                for (long b = 0; b < elements / 256; b++)
+                {
+                    var block = bytes.AsSpan((int)(b * 210), 210);
+                    _random.NextBytes(block[..208]);
+                    WriteScale(block[208..], 0.1 / (64 * 8)); // |scale| ≈ 64, |q − 32| ≈ 16: values ≈ 0.2, d a normal f16
                 }
                 break;
             default:

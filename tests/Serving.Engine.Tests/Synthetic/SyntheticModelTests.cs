@@ -146,6 +146,30 @@ public sealed class SyntheticModelTests : IDisposable
         Assert.Equal(15_191_712, SyntheticModel.Shapes["tiny"].ParameterCount);
     }
 
+    [Theory]
+    [InlineData(DataType.Q4_K, 14u)]
+    [InlineData(DataType.Q6_K, 18u)]
+    public void K_quant_models_need_dims_of_whole_super_blocks(DataType type, uint fileType)
+    {
+        string tinyPath = Path.Combine(_dir, "tiny-k.gguf");
+        var e = Assert.Throws<ArgumentException>(() => SyntheticModel.Create("tiny", type, tinyPath)); // dim 288
+        Assert.Contains("multiples of 256", e.Message);
+        Assert.False(File.Exists(tinyPath));
+
+        // A small shape whose dims are whole super-blocks: every matrix in the type, readable back at the right spread.
+        var small = new SyntheticShape("k256", Dim: 256, Layers: 2, Heads: 4, KvHeads: 2, FeedForward: 512, Vocab: 32000,
+            Context: 512, RopeTheta: 10000f);
+        string path = Path.Combine(_dir, "k256.gguf");
+        SyntheticModel.Create(small, type, path);
+        using var f = GgufFile.Open(path);
+        Assert.Equal(fileType, f.Metadata.GetUInt32("general.file_type"));
+        Check(f.GetTensor("token_embd.weight", 256, 32000), type);
+        Check(f.GetTensor("blk.1.attn_k.weight", 256, 128), type);
+        Check(f.GetTensor("blk.1.ffn_down.weight", 512, 256), type);
+        AssertStd(f, "blk.0.attn_q.weight", 1 / MathF.Sqrt(256), rows: 32);
+        AssertStd(f, "token_embd.weight", 1 / MathF.Sqrt(256), rows: 64);
+    }
+
     [Fact]
     public void Bad_arguments_are_rejected()
     {

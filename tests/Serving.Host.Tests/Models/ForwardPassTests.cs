@@ -30,16 +30,8 @@ public sealed class ForwardPassTests(TinyModelFixture fixture)
         model.Forward(batch, logits);
 
         var expected = ReferenceLlama.Forward(file, model.Config, Prompt);
-        double err = 0, norm = 0;
-        for (int t = 0; t < Prompt.Length; t++)
-            for (int i = 0; i < model.VocabSize; i++)
-            {
-                double y = logits[t * model.VocabSize + i], r = expected[t][i];
-                Assert.True(double.IsFinite(y), $"row {t} logit {i} is {y}");
-                err += (y - r) * (y - r);
-                norm += r * r;
-            }
-        Assert.True(err / norm < limit, $"{type}: normalized MSE {err / norm:E3} ≥ {limit:E1}");
+        double nmse = ReferenceLlama.NormalizedError(logits, expected, model.VocabSize);
+        Assert.True(nmse < limit, $"{type}: normalized MSE {nmse:E3} ≥ {limit:E1}");
     }
 
     [Fact]

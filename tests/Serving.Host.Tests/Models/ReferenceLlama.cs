@@ -10,6 +10,24 @@ namespace Serving.Host.Tests.Models;
 /// </summary>
 internal static class ReferenceLlama
 {
+    /// <summary>
+    /// Σ (y − r)² / Σ r² over every row and logit: the device's logits [rows, vocab] flat against the reference's
+    /// per-row arrays. Asserts every device logit is finite.
+    /// </summary>
+    public static double NormalizedError(float[] logits, double[][] expected, int vocab)
+    {
+        double err = 0, norm = 0;
+        for (int t = 0; t < expected.Length; t++)
+            for (int i = 0; i < vocab; i++)
+            {
+                double y = logits[t * vocab + i], r = expected[t][i];
+                Assert.True(double.IsFinite(y), $"row {t} logit {i} is {y}");
+                err += (y - r) * (y - r);
+                norm += r * r;
+            }
+        return err / norm;
+    }
+
     /// <summary>Logits [T, V] for <paramref name="tokens"/> at positions 0..T-1.</summary>
     public static double[][] Forward(GgufFile file, LlamaConfig c, int[] tokens)
     {

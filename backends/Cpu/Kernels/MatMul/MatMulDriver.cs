@@ -11,7 +11,10 @@ internal enum MatMulKernel
     Rows1,
     /// <summary>One x row against 4 weight rows, sharing each x load.</summary>
     Rows4,
-    /// <summary>Register tiles of several x rows × several weight rows (<see cref="QuantTile"/>, <see cref="FloatTile"/>).</summary>
+    /// <summary>
+    /// Register tiles of several x rows × several weight rows (<see cref="QuantTile"/>, <see cref="FloatTile"/>; for the
+    /// K-quants 4 x rows × 1 weight row, <see cref="IKQuant.Dot4x1"/>).
+    /// </summary>
     Tile,
 }
 
@@ -43,6 +46,10 @@ internal unsafe struct MatMulJob
     /// block's scale for the 4 rows of a register tile.
     /// </summary>
     public float* XdT;
+    /// <summary>
+    /// Per x block, xd[b]·Σ xq over the block, [T, K/32] f32 (Q4_K only: its min term needs the block sums of x).
+    /// </summary>
+    public float* Xs;
     /// <summary>Per-worker f32 tiles [Workers][RowsPerTile, K] for converted weights (F16/BF16 with T &gt; 1).</summary>
     public float* Tiles;
     /// <summary>Per-worker f32 weight scales [Workers][RowsPerTile, K/32] (quantized weight types).</summary>
@@ -81,6 +88,8 @@ internal static unsafe class MatMulDriver
     {
         DataType.Q8_0 or DataType.Q4_0 => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float))
                                           + workers * ScaleTileBytes(k),
+        // xq, xd and xs; K-quant scales are decoded per super-block inside the kernels.
+        DataType.Q4_K or DataType.Q6_K => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float)),
         DataType.F16 or DataType.BF16 when t > 1 => (long)workers * Align64((long)RowsPerTile * k * sizeof(float)),
         _ => 0,
     };
@@ -115,6 +124,14 @@ internal static unsafe class MatMulDriver
                 Quantize(pool, job, scratch);
                 pool.Run(&QuantItem<MatMulQ4_0>, job, tiles, work);
                 break;
+            case DataType.Q4_K:
+                QuantizeForKQuants(pool, job, scratch, blockSums: true);
+                pool.Run(&KQuantItem<MatMulQ4_K>, job, tiles, work);
+                break;
+            case DataType.Q6_K:
+                QuantizeForKQuants(pool, job, scratch, blockSums: false);
+                pool.Run(&KQuantItem<MatMulQ6_K>, job, tiles, work);
+                break;
             default:
                 throw new ArgumentException($"MatMul: no kernel for {type}");
         }
@@ -135,14 +152,36 @@ internal static unsafe class MatMulDriver
         pool.Run(&QuantizeRow, job, job->T, (long)job->T * job->K);
     }
 
+    // The K-quant layout of the same scratch: xq, xd, then xs where Q4_K needs it (no interleaved scales, no scale tiles).
+    private static void QuantizeForKQuants(WorkerPool pool, MatMulJob* job, byte* scratch, bool blockSums)
+    {
+        job->Xq = (sbyte*)scratch;
+        job->Xd = (float*)(scratch + Align64((long)job->T * job->K));
+        job->Xs = blockSums ? (float*)((byte*)job->Xd + Align64((long)job->T * (job->K / 32) * sizeof(float))) : null;
+        job->XdT = null;
+        pool.Run(&QuantizeRow, job, job->T, (long)job->T * job->K);
+    }
+
     private static void QuantizeRow(void* context, int t, int worker)
     {
         var job = (MatMulJob*)context;
         int k = job->K;
         int blocks = k / 32;
         float* xd = job->Xd + (long)t * blocks;
-        QuantizeActivations.Row(job->X + (long)t * k, k, job->Xq + (long)t * k, xd);
-        if (job->Kernel == MatMulKernel.Tile && (t | 3) < job->T)
+        sbyte* xq = job->Xq + (long)t * k;
+        QuantizeActivations.Row(job->X + (long)t * k, k, xq, xd);
+        if (job->Xs != null)
+        {
+            float* xs = job->Xs + (long)t * blocks;
+            for (int b = 0; b < blocks; b++)
+            {
+                int sum = 0; // exact: |Σ| ≤ 32·127
+                for (int i = 0; i < 32; i++)
+                    sum += xq[32 * b + i];
+                xs[b] = xd[b] * sum;
+            }
+        }
+        if (job->XdT != null && job->Kernel == MatMulKernel.Tile && (t | 3) < job->T)
         {
             // Only rows of complete groups of 4 are tiled; the rest use the per-row kernels and xd.
             float* xdT = job->XdT + (long)(t >> 2) * blocks * 4 + (t & 3);
@@ -278,6 +317,40 @@ internal static unsafe class MatMulDriver
             }
             for (; n < n1; n++)
                 y[n] = QuantDot.Dot1<TB>(job->W + n * rowBytes, ws + (n - n0) * blocks, xq, xd, blocks);
+        }
+    }
+
+    /// <summary>
+    /// One tile of a K-quant MatMul: groups of 4 x rows through <see cref="IKQuant.Dot4x1"/> (tile kernel), the rest
+    /// (and every row for the rows1 kernel) through <see cref="IKQuant.Dot1"/> — bit-identical per row.
+    /// </summary>
+    private static void KQuantItem<TK>(void* context, int item, int worker) where TK : struct, IKQuant
+    {
+        var job = (MatMulJob*)context;
+        int nTile = item % job->NTiles, tTile = item / job->NTiles;
+        int n0 = nTile * RowsPerTile, n1 = Math.Min(job->N, n0 + RowsPerTile);
+        int t0 = tTile * TPerTile, t1 = Math.Min(job->T, t0 + TPerTile);
+        int k = job->K, blocks = k / 32, superBlocks = k / 256, nAll = job->N;
+        long rowBytes = job->RowBytes;
+        int t = t0;
+        if (job->Kernel == MatMulKernel.Tile)
+        {
+            for (; t <= t1 - 4; t += 4)
+            {
+                sbyte* xq = job->Xq + (long)t * k;
+                float* xd = job->Xd + (long)t * blocks, xs = job->Xs + (long)t * blocks;
+                float* y = job->Y + (long)t * nAll;
+                for (int n = n0; n < n1; n++)
+                    TK.Dot4x1(job->W + n * rowBytes, xq, xd, xs, k, y + n, nAll);
+            }
+        }
+        for (; t < t1; t++)
+        {
+            sbyte* xq = job->Xq + (long)t * k;
+            float* xd = job->Xd + (long)t * blocks, xs = job->Xs + (long)t * blocks;
+            float* y = job->Y + (long)t * nAll;
+            for (int n = n0; n < n1; n++)
+                y[n] = TK.Dot1(job->W + n * rowBytes, xq, xd, xs, superBlocks);
         }
     }
 }
