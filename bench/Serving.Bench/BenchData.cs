@@ -40,7 +40,7 @@ public static class BenchData
                 for (long i = 0; i < elements; i++)
                     BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan((int)(2 * i)), (ushort)(BitConverter.SingleToUInt32Bits(values[i % values.Length] * 0.1f) >> 16));
                 break;
-            case DataType.Q8_0 or DataType.Q4_0:
+            case DataType.Q8_0 or DataType.Q4_0 or DataType.Q5_0:
                 int blockBytes = type.BlockBytes();
                 new Random(3).NextBytes(bytes);
                 for (long b = 0; b < elements / 32; b++)
@@ -50,14 +50,14 @@ public static class BenchData
                         for (int j = 2; j < 34; j++)
                             if (bytes[b * 34 + j] == 0x80) bytes[b * 34 + j] = 0x81;
                 break;
-            case DataType.Q4_K or DataType.Q6_K:
-                // Random quants and sub-block scales; normal f16 super-scales (Q4_K: d, dmin first; Q6_K: d last).
+            case DataType.Q4_K or DataType.Q5_K or DataType.Q6_K:
+                // Random quants and sub-block scales; normal f16 super-scales (Q4_K, Q5_K: d, dmin first; Q6_K: d last).
                 int superBytes = type.BlockBytes();
                 new Random(3).NextBytes(bytes);
                 for (long b = 0; b < elements / 256; b++)
                 {
                     var block = bytes.AsSpan((int)(b * superBytes), superBytes);
-                    if (type == DataType.Q4_K)
+                    if (type != DataType.Q6_K)
                     {
                         BinaryPrimitives.WriteHalfLittleEndian(block, (Half)(0.0002f + 0.0001f * (b % 7)));
                         BinaryPrimitives.WriteHalfLittleEndian(block[2..], (Half)(0.001f + 0.0005f * (b % 5)));

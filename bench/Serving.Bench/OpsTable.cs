@@ -32,7 +32,7 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
     private void MatMul(IComputeStream stream)
     {
         const int n = 2048, k = 8192;
-        foreach (var type in new[] { DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q4_K, DataType.Q6_K })
+        foreach (var type in new[] { DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K })
         {
             if (!Supported(OpKind.MatMul, type)) continue;
             using var w = Owned(BenchData.Upload(device, type, n, k, BenchData.Weights(type, n, k)));
@@ -54,7 +54,7 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
         const int v = 4096, d = 2048, t = 64;
         using var ids = Owned(BenchData.Upload(device, DataType.I32, 1, t, BenchData.Bytes(Enumerable.Range(0, t).Select(i => i * 61 % v).ToArray())));
         using var y = Owned(BenchData.Allocate(device, DataType.F32, t, d));
-        foreach (var type in new[] { DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q4_K, DataType.Q6_K })
+        foreach (var type in new[] { DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K })
         {
             if (!Supported(OpKind.Embed, type)) continue;
             using var table = Owned(BenchData.Upload(device, type, v, d, BenchData.Weights(type, v, d)));

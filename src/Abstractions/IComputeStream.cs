@@ -21,7 +21,7 @@ public interface IComputeStream : IDisposable
     void RmsNorm(TensorView x, TensorView weight, TensorView y, float eps);
 
     /// <summary>
-    /// y[T, N] = x[T, K] · W[N, K]ᵀ. x F32; W F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (a backend advertises which in its OpSupport); y F32 (must not alias x).
+    /// y[T, N] = x[T, K] · W[N, K]ᵀ. x F32; W F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K (a backend advertises which in its OpSupport); y F32 (must not alias x).
     /// <paramref name="variant"/> picks an implementation from <see cref="IAccelerator.GetVariants"/>; null = default.
     /// </summary>
     void MatMul(TensorView x, TensorView weight, TensorView y, KernelVariant? variant = null);

@@ -33,8 +33,9 @@ public static class Reference
     /// Decodes <paramref name="elements"/> values of <paramref name="type"/> from <paramref name="data"/> (one or more
     /// rows laid out back to back). GGUF layouts: F32/F16/BF16 little-endian; Q8_0 blocks of 32 =
     /// { f16 d; int8 q[32] }, value = q·d; Q4_0 blocks of 32 = { f16 d; uint8 q[16] }, element j &lt; 16 is the low
-    /// nibble of q[j], element j + 16 its high nibble, value = (nibble − 8)·d. K-quants: super-blocks of 256, see
-    /// <see cref="Q4_KBlock"/> and <see cref="Q6_KBlock"/>.
+    /// nibble of q[j], element j + 16 its high nibble, value = (nibble − 8)·d; Q5_0 blocks of 32, see
+    /// <see cref="Q5_0Block"/>. K-quants: super-blocks of 256, see <see cref="Q4_KBlock"/>, <see cref="Q5_KBlock"/> and
+    /// <see cref="Q6_KBlock"/>.
     /// </summary>
     public static double[] Dequantize(DataType type, ReadOnlySpan<byte> data, long elements)
     {
@@ -74,9 +75,17 @@ public static class Reference
                     }
                 }
                 break;
+            case DataType.Q5_0:
+                for (long b = 0; b < elements / 32; b++)
+                    Q5_0Block(data.Slice((int)(b * 22), 22), y.AsSpan((int)(b * 32), 32));
+                break;
             case DataType.Q4_K:
                 for (long b = 0; b < elements / 256; b++)
                     Q4_KBlock(data.Slice((int)(b * 144), 144), y.AsSpan((int)(b * 256), 256));
+                break;
+            case DataType.Q5_K:
+                for (long b = 0; b < elements / 256; b++)
+                    Q5_KBlock(data.Slice((int)(b * 176), 176), y.AsSpan((int)(b * 256), 256));
                 break;
             case DataType.Q6_K:
                 for (long b = 0; b < elements / 256; b++)
@@ -114,6 +123,45 @@ public static class Reference
                 int q = j % 2 == 0 ? packed & 15 : packed >> 4;
                 y[32 * j + l] = d * sc * q - dmin * m;
             }
+        }
+    }
+
+    /// <summary>
+    /// One Q5_0 block { f16 d; uint8 qh[4]; uint8 qs[16] } → 32 values. Element e takes its low 4 bits from qs[e mod 16]
+    /// (the low nibble for e &lt; 16, the high nibble otherwise) and its fifth bit from bit e of qh read as a
+    /// little-endian uint32, i.e. bit e mod 8 of qh[e / 8]. Value = (q − 16)·d.
+    /// </summary>
+    public static void Q5_0Block(ReadOnlySpan<byte> block, Span<double> y)
+    {
+        double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        for (int e = 0; e < 32; e++)
+        {
+            byte packed = block[6 + e % 16];
+            int low = e < 16 ? packed & 15 : packed >> 4;
+            int high = (block[2 + e / 8] >> (e % 8)) & 1;
+            y[e] = (low + 16 * high - 16) * d;
+        }
+    }
+
+    /// <summary>
+    /// One Q5_K super-block { f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128] } → 256 values. Scales and
+    /// mins of the 8 sub-blocks of 32 are packed as Q4_K's (<see cref="Q4_KBlock"/>). Element e of sub-block j = e / 32,
+    /// at l = e mod 32: low 4 bits from qs[32·(j / 2) + l] (low nibble for even j, high nibble for odd j), fifth bit =
+    /// bit j of qh[l]. Value = d·sc_j·q − dmin·m_j.
+    /// </summary>
+    public static void Q5_KBlock(ReadOnlySpan<byte> block, Span<double> y)
+    {
+        double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        double dmin = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
+        var scales = block.Slice(4, 12);
+        for (int e = 0; e < 256; e++)
+        {
+            int j = e / 32, l = e % 32;
+            int sc = j < 4 ? scales[j] & 63 : (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
+            int m = j < 4 ? scales[j + 4] & 63 : (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+            byte packed = block[48 + 32 * (j / 2) + l];
+            int q = (j % 2 == 0 ? packed & 15 : packed >> 4) + 16 * ((block[16 + l] >> j) & 1);
+            y[e] = d * sc * q - dmin * m;
         }
     }
 

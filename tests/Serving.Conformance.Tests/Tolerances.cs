@@ -40,6 +40,12 @@ public static class Tolerances
             "Bugs give ≥ 1e-2 (zero point off by one: 2e-2; a lost block scale or wrong nibble order: ≥ 1e-1)."),
         new(OpKind.MatMul, DataType.Q4_0, 1e-3,
             "as Q8_0: the weights' dequantized values are exact, the error is the q8_0 rounding of x (≈ 3e-5 on average, ≈ 3.5e-4 for a single output)."),
+        new(OpKind.MatMul, DataType.Q5_0, 1e-3,
+            "as Q4_0: d·(q − 16) is exact in f32 (11 + 5 bits), the error is the q8_0 rounding of x (≈ 3e-5 on average, ≈ 3.5e-4 " +
+            "for a single output). Bugs (a lost or misplaced fifth bit: values off by 16·d; offset 8 instead of 16) give ≥ 1e-2."),
+        new(OpKind.MatMul, DataType.Q5_K, 1e-3,
+            "as Q4_K: (d·sc)·q and dmin·m are exact or one f32 rounding away, the error is the q8_0 rounding of x in both terms " +
+            "(≈ 3e-5 on average, ≈ 3.5e-4 for a single output). Bugs (fifth bit from the wrong qh bit or byte, Q4_K's offsets) give ≥ 1e-2."),
         new(OpKind.MatMul, DataType.Q4_K, 1e-3,
             "as Q4_0: (d·sc)·q and dmin·m are formed exactly or with one f32 rounding (2^-24), the error is the q8_0 rounding of x " +
             "in both the d·sc·Σq·x term and the dmin·m·Σx term (≈ 3e-5 on average, ≈ 3.5e-4 for a single output). Bugs (wrong scale " +
@@ -51,6 +57,10 @@ public static class Tolerances
         new(OpKind.Embed, DataType.BF16, 0, "every bf16 value is exact in f32."),
         new(OpKind.Embed, DataType.Q8_0, 0, "d·q has ≤ 11 + 8 significant bits: exact in f32."),
         new(OpKind.Embed, DataType.Q4_0, 0, "d·(q − 8) has ≤ 11 + 4 significant bits: exact in f32."),
+        new(OpKind.Embed, DataType.Q5_0, 0, "d·(q − 16) has ≤ 11 + 5 significant bits: exact in f32."),
+        new(OpKind.Embed, DataType.Q5_K, 1e-12,
+            "as Q4_K: d·sc·q (≤ 11 + 6 + 5 = 22 bits) and dmin·m (≤ 17 bits) are exact in f32, their difference takes at most one " +
+            "f32 rounding (relative 2^-24) → nMSE ≤ 2^-48 ≈ 3.6e-15."),
         new(OpKind.Embed, DataType.Q4_K, 1e-12,
             "ggml forms (d·sc)·q − dmin·m in f32: d·sc·q (≤ 21 bits) and dmin·m (≤ 17 bits) are exact, their difference can " +
             "need more than 24 bits when the exponents differ, so one f32 rounding (relative 2^-24) → nMSE ≤ 2^-48 ≈ 3.6e-15."),

@@ -46,8 +46,14 @@ internal static unsafe class Embed
             case DataType.Q4_0:
                 QuantBlock.Dequantize<MatMulQ4_0>(src, job->D / 32, dst);
                 break;
+            case DataType.Q5_0:
+                QuantBlock.Dequantize<MatMulQ5_0>(src, job->D / 32, dst);
+                break;
             case DataType.Q4_K:
                 MatMulQ4_K.Dequantize(src, job->D / 256, dst);
+                break;
+            case DataType.Q5_K:
+                MatMulQ5_K.Dequantize(src, job->D / 256, dst);
                 break;
             case DataType.Q6_K:
                 MatMulQ6_K.Dequantize(src, job->D / 256, dst);

@@ -13,7 +13,7 @@ internal static class Variants
 {
     /// <summary>Weight types MatMul and Embed accept.</summary>
     public static readonly DataType[] WeightTypes =
-        [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q4_K, DataType.Q6_K];
+        [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K];
 
     /// <summary>The weight type names for messages ("f32, f16, …").</summary>
     public static readonly string WeightTypeNames = string.Join(", ", WeightTypes.Select(t => t.Name()));

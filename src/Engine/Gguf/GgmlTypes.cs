@@ -4,7 +4,7 @@ namespace Serving.Engine.Gguf;
 
 /// <summary>
 /// Block geometry of every ggml tensor type id, so a file holding types this engine does not compute with
-/// (Q5_K, IQ2_XS, ...) still parses and its sizes are still checked. Values follow ggml's type traits
+/// (Q3_K, IQ2_XS, ...) still parses and its sizes are still checked. Values follow ggml's type traits
 /// (ggml.c <c>type_traits</c>): ids 4, 5 and 31–33, 36–38 were removed from ggml and are unknown here.
 /// </summary>
 public static class GgmlTypes
@@ -77,7 +77,7 @@ public static class GgmlTypes
     public static bool IsImplemented(int ggmlType) => Enum.IsDefined((DataType)ggmlType);
 
     /// <summary>
-    /// The tensor types this engine stores weights in, for error messages: "f32, f16, q4_0, q8_0, q4_K, q6_K, bf16"
+    /// The tensor types this engine stores weights in, for error messages: "f32, f16, q4_0, q5_0, q8_0, q4_K, q5_K, q6_K, bf16"
     /// (every <see cref="DataType"/> but I32, in ggml id order).
     /// </summary>
     public static string ImplementedWeightNames { get; } =

@@ -50,7 +50,7 @@ public sealed class GgufTensorInfo
 
     /// <summary>
     /// The element type. Throws <see cref="NotSupportedException"/> (naming the tensor and ggml type) for
-    /// types the engine does not implement, e.g. Q5_K; check <see cref="IsImplementedType"/> or use
+    /// types the engine does not implement, e.g. Q3_K; check <see cref="IsImplementedType"/> or use
     /// <see cref="GgmlType"/> to avoid that.
     /// </summary>
     public DataType Type => IsImplementedType

@@ -60,9 +60,28 @@ public static class Dequantizer
                     }
                 }
                 break;
+            case DataType.Q5_0:
+                for (int b = 0; b < destination.Length / 32; b++)
+                {
+                    var blk = source.Slice(b * 22, 22);
+                    float d = (float)BinaryPrimitives.ReadHalfLittleEndian(blk);
+                    uint qh = BinaryPrimitives.ReadUInt32LittleEndian(blk[2..]);
+                    for (int j = 0; j < 16; j++)
+                    {
+                        int q0 = (blk[6 + j] & 0x0F) | (int)(((qh >> j) & 1) << 4);
+                        int q1 = (blk[6 + j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+                        destination[b * 32 + j] = (q0 - 16) * d;
+                        destination[b * 32 + j + 16] = (q1 - 16) * d;
+                    }
+                }
+                break;
             case DataType.Q4_K:
                 for (int b = 0; b < destination.Length / 256; b++)
                     DequantizeQ4_K(source.Slice(b * 144, 144), destination.Slice(b * 256, 256));
+                break;
+            case DataType.Q5_K:
+                for (int b = 0; b < destination.Length / 256; b++)
+                    DequantizeQ5_K(source.Slice(b * 176, 176), destination.Slice(b * 256, 256));
                 break;
             case DataType.Q6_K:
                 for (int b = 0; b < destination.Length / 256; b++)
@@ -100,6 +119,30 @@ public static class Dequantizer
                 byte q = qs[32 * g + l];
                 y[64 * g + l] = d0 * (q & 0x0F) - min0;
                 y[64 * g + 32 + l] = d1 * (q >> 4) - min1;
+            }
+        }
+    }
+
+    // One Q5_K super-block (layout in DataType): Q4_K's formula with a fifth bit from qh, bits 2g and 2g + 1 of qh[l]
+    // for the low and high nibbles of chunk g.
+    private static void DequantizeQ5_K(ReadOnlySpan<byte> blk, Span<float> y)
+    {
+        float d = (float)BinaryPrimitives.ReadHalfLittleEndian(blk);
+        float dmin = (float)BinaryPrimitives.ReadHalfLittleEndian(blk[2..]);
+        var scales = blk.Slice(4, 12);
+        var qh = blk.Slice(16, 32);
+        var qs = blk.Slice(48, 128);
+        for (int g = 0; g < 4; g++)
+        {
+            (int sc0, int m0) = Q4_KScaleMin(scales, 2 * g);
+            (int sc1, int m1) = Q4_KScaleMin(scales, 2 * g + 1);
+            float d0 = d * sc0, min0 = dmin * m0, d1 = d * sc1, min1 = dmin * m1;
+            for (int l = 0; l < 32; l++)
+            {
+                byte q = qs[32 * g + l];
+                int h0 = ((qh[l] >> (2 * g)) & 1) << 4, h1 = ((qh[l] >> (2 * g + 1)) & 1) << 4;
+                y[64 * g + l] = d0 * ((q & 0x0F) | h0) - min0;
+                y[64 * g + 32 + l] = d1 * ((q >> 4) | h1) - min1;
             }
         }
     }

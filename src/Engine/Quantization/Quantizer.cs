@@ -9,8 +9,9 @@ namespace Serving.Engine.Quantization;
 /// Converts f32 rows to the stored weight types, bit-exact with ggml's reference (deterministic) quantizers, so
 /// files we write match files llama.cpp's tools write from the same floats:
 /// F16 = IEEE round-to-nearest-even; BF16 = ggml_compute_fp32_to_bf16 (nearest-even on the top 16 bits, NaN
-/// kept quiet); Q8_0 = quantize_row_q8_0_ref; Q4_0 = quantize_row_q4_0_ref (block layouts in <see cref="DataType"/>).
-/// Q4_K and Q6_K are NOT ggml's reference quantizers (those search iteratively for the best scales): a plain
+/// kept quiet); Q8_0 = quantize_row_q8_0_ref; Q4_0 = quantize_row_q4_0_ref; Q5_0 = quantize_row_q5_0_ref (block
+/// layouts in <see cref="DataType"/>).
+/// Q4_K, Q5_K and Q6_K are NOT ggml's reference quantizers (those search iteratively for the best scales): a plain
 /// round-to-nearest version with per-sub-block scales from the sub-block's range, enough for synthetic and test
 /// models; the bytes are valid K-quant blocks any GGUF reader decodes, but differ from llama-quantize's.
 /// </summary>
@@ -44,9 +45,16 @@ public static class Quantizer
             case DataType.Q4_0:
                 QuantizeQ4_0(source, destination);
                 break;
+            case DataType.Q5_0:
+                QuantizeQ5_0(source, destination);
+                break;
             case DataType.Q4_K:
                 for (int b = 0; b < source.Length / 256; b++)
                     QuantizeQ4_K(source.Slice(b * 256, 256), destination.Slice(b * 144, 144));
+                break;
+            case DataType.Q5_K:
+                for (int b = 0; b < source.Length / 256; b++)
+                    QuantizeQ5_K(source.Slice(b * 256, 256), destination.Slice(b * 176, 176));
                 break;
             case DataType.Q6_K:
                 for (int b = 0; b < source.Length / 256; b++)
@@ -186,10 +194,76 @@ public static class Quantizer
         }
     }
 
+    // Q5_0: as Q4_0 with 32 levels: d = max / -16, q = min(31, trunc(x · (1/d) + 16.5)); the low 4 bits go in the
+    // nibbles as Q4_0's, bit 4 of element j goes to bit j of the little-endian uint32 qh.
+    private static void QuantizeQ5_0(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        const int qk = 32, blockBytes = 22;
+        for (int b = 0; b < x.Length / qk; b++)
+        {
+            var xb = x.Slice(b * qk, qk);
+            var yb = y.Slice(b * blockBytes, blockBytes);
+            float amax = 0, max = 0;
+            for (int j = 0; j < qk; j++)
+            {
+                float v = xb[j];
+                if (amax < MathF.Abs(v))
+                {
+                    amax = MathF.Abs(v);
+                    max = v;
+                }
+            }
+            float d = max / -16;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            BinaryPrimitives.WriteHalfLittleEndian(yb, (Half)d);
+            uint qh = 0;
+            for (int j = 0; j < qk / 2; j++)
+            {
+                // C's (int8_t) cast truncates toward zero; the value is in [0, 33) here.
+                int q0 = Math.Min(31, (int)(xb[j] * id + 16.5f));
+                int q1 = Math.Min(31, (int)(xb[j + qk / 2] * id + 16.5f));
+                yb[6 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+                qh |= (uint)(q0 >> 4) << j;
+                qh |= (uint)(q1 >> 4) << (j + qk / 2);
+            }
+            BinaryPrimitives.WriteUInt32LittleEndian(yb[2..], qh);
+        }
+    }
+
     // Q4_K, one super-block: sub-block j spans [lo_j, hi_j] with lo_j = min(0, min x) so the stored min m_j is ≥ 0;
     // its step is (hi_j − lo_j)/15. d and dmin are the largest step and min over 63 (6-bit codes), rounded to f16
     // first so the 6-bit codes and the quants are chosen against the scales a reader will actually use.
     private static void QuantizeQ4_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        Span<byte> q = stackalloc byte[256];
+        ScalesMinsK(x, y, 15, q);
+        var qs = y.Slice(16, 128);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++)
+                qs[32 * g + l] = (byte)(q[64 * g + l] | (q[64 * g + 32 + l] << 4));
+    }
+
+    // Q5_K, one super-block: Q4_K's scheme with 31 steps per sub-block; the low 4 bits of each quant go where Q4_K's
+    // nibble goes, bit 4 of element 64g + l to bit 2g of qh[l] and of element 64g + 32 + l to bit 2g + 1.
+    private static void QuantizeQ5_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        Span<byte> q = stackalloc byte[256];
+        ScalesMinsK(x, y, 31, q);
+        var qh = y.Slice(16, 32);
+        var qs = y.Slice(48, 128);
+        qh.Clear();
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++)
+            {
+                int lo = q[64 * g + l], hi = q[64 * g + 32 + l];
+                qs[32 * g + l] = (byte)((lo & 0x0F) | ((hi & 0x0F) << 4));
+                qh[l] |= (byte)(((lo >> 4) << (2 * g)) | ((hi >> 4) << (2 * g + 1)));
+            }
+    }
+
+    // The shared part of Q4_K and Q5_K: writes d, dmin and the 12 packed scale bytes of y, and the quants (0..levels)
+    // of the 256 elements of x into q in element order.
+    private static void ScalesMinsK(ReadOnlySpan<float> x, Span<byte> y, int levels, Span<byte> q)
     {
         Span<float> step = stackalloc float[8];
         Span<float> lows = stackalloc float[8];
@@ -201,7 +275,7 @@ public static class Quantizer
                 lo = MathF.Min(lo, v);
                 hi = MathF.Max(hi, v);
             }
-            step[j] = (hi - lo) / 15;
+            step[j] = (hi - lo) / levels;
             lows[j] = -lo;
         }
         float maxStep = 0, maxMin = 0;
@@ -218,7 +292,7 @@ public static class Quantizer
         Span<int> m = stackalloc int[8];
         for (int j = 0; j < 8; j++)
         {
-            // Round the step up so the sub-block's range still fits in 15 steps after the 6-bit rounding.
+            // Round the step up so the sub-block's range still fits in `levels` steps after the 6-bit rounding.
             sc[j] = d > 0 ? Math.Clamp((int)MathF.Ceiling(step[j] / d), 0, 63) : 0;
             m[j] = dmin > 0 ? Math.Clamp((int)RoundHalfAwayFromZero(lows[j] / dmin), 0, 63) : 0;
         }
@@ -229,18 +303,13 @@ public static class Quantizer
             scales[j + 4] = (byte)(m[j] | ((m[j + 4] >> 4) << 6));
             scales[j + 8] = (byte)((sc[j + 4] & 0x0F) | ((m[j + 4] & 0x0F) << 4));
         }
-        Span<byte> q = stackalloc byte[256];
         for (int j = 0; j < 8; j++)
         {
             float s = d * sc[j], mn = dmin * m[j];
             float inv = s > 0 ? 1 / s : 0;
             for (int i = 0; i < 32; i++)
-                q[32 * j + i] = (byte)Math.Clamp((int)RoundHalfAwayFromZero((x[32 * j + i] + mn) * inv), 0, 15);
+                q[32 * j + i] = (byte)Math.Clamp((int)RoundHalfAwayFromZero((x[32 * j + i] + mn) * inv), 0, levels);
         }
-        var qs = y.Slice(16, 128);
-        for (int g = 0; g < 4; g++)
-            for (int l = 0; l < 32; l++)
-                qs[32 * g + l] = (byte)(q[64 * g + l] | (q[64 * g + 32 + l] << 4));
     }
 
     // Q6_K, one super-block: group g of 16 gets the step amax_g / 31 (codes q − 32 in [−32, 31]); d is the largest

@@ -34,7 +34,7 @@ public static class SyntheticModel
 
     /// <summary>
     /// Writes a GGUF v3 model of <paramref name="shape"/> to <paramref name="path"/>: 2-D weights in
-    /// <paramref name="weightType"/> (F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K; the K-quants need dim and ffn multiples
+    /// <paramref name="weightType"/> (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K; the K-quants need dim and ffn multiples
     /// of 256, so not the tiny shape), 1-D norm weights in F32 (all ones).
     /// Projections are uniform with std 1/√fan_in (output projections further scaled by 1/√(2·layers), as in
     /// GPT-2, so the residual stream stays O(1) through the layers); embeddings std 1/√D, which also keeps tied
@@ -107,10 +107,12 @@ public static class SyntheticModel
         DataType.F16 => 1,   // LLAMA_FTYPE_MOSTLY_F16
         DataType.Q4_0 => 2,  // LLAMA_FTYPE_MOSTLY_Q4_0
         DataType.Q8_0 => 7,  // LLAMA_FTYPE_MOSTLY_Q8_0
+        DataType.Q5_0 => 8,  // LLAMA_FTYPE_MOSTLY_Q5_0
         DataType.Q4_K => 14, // LLAMA_FTYPE_MOSTLY_Q4_K_S (the nearest ftype to "every matrix Q4_K")
+        DataType.Q5_K => 16, // LLAMA_FTYPE_MOSTLY_Q5_K_S (as Q4_K_S: q5_K everywhere; Q5_K_M = 17 adds q6_K tensors)
         DataType.Q6_K => 18, // LLAMA_FTYPE_MOSTLY_Q6_K
         DataType.BF16 => 32, // LLAMA_FTYPE_MOSTLY_BF16
-        _ => throw new ArgumentException($"{weightType} is not a weight type (use F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K)", nameof(weightType)),
+        _ => throw new ArgumentException($"{weightType} is not a weight type (use F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K)", nameof(weightType)),
     };
 
     private static void Validate(SyntheticShape s, DataType type)

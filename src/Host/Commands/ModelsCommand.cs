@@ -19,7 +19,7 @@ internal static class ModelsCommand
         };
         var type = new Option<string>("--type")
         {
-            Description = "Weight type: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K (K-quants: not for the tiny shape, whose dim 288 is no multiple of 256)",
+            Description = "Weight type: f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K (K-quants: not for the tiny shape, whose dim 288 is no multiple of 256)",
             DefaultValueFactory = _ => "q8_0",
         };
         var output = new Option<string>("--output", "-o") { Description = "Output .gguf path", Required = true };
@@ -34,7 +34,7 @@ internal static class ModelsCommand
             if (!SyntheticModel.Shapes.ContainsKey(shapeName))
                 return Fail($"unknown shape '{shapeName}'; choose one of {string.Join(", ", SyntheticModel.Shapes.Keys)}");
             if (!TryParseType(parse.GetValue(type)!, out DataType dataType))
-                return Fail($"unknown type '{parse.GetValue(type)}'; choose one of f32, f16, bf16, q8_0, q4_0, q4_K, q6_K");
+                return Fail($"unknown type '{parse.GetValue(type)}'; choose one of f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K");
             string path = Path.GetFullPath(parse.GetValue(output)!);
             var started = DateTime.UtcNow;
             try
@@ -62,7 +62,9 @@ internal static class ModelsCommand
             "bf16" => DataType.BF16,
             "q8_0" => DataType.Q8_0,
             "q4_0" => DataType.Q4_0,
+            "q5_0" => DataType.Q5_0,
             "q4_k" => DataType.Q4_K,
+            "q5_k" => DataType.Q5_K,
             "q6_k" => DataType.Q6_K,
             _ => (DataType)(-1),
         };

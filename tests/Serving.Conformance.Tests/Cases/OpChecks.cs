@@ -40,7 +40,7 @@ public sealed partial class OpChecks(IAccelerator device, string backend)
 
     /// <summary>The weight types of MatMul and Embed.</summary>
     public static readonly DataType[] WeightTypes =
-        [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q4_K, DataType.Q6_K];
+        [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K];
 
     /// <summary>The backend under test.</summary>
     public string Backend => backend;

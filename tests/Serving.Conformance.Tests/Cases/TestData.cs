@@ -97,6 +97,25 @@ public sealed class TestData(int seed)
                     _random.NextBytes(block[2..]);
                 }
                 break;
+            case DataType.Q5_0:
+                for (long b = 0; b < elements / 32; b++)
+                {
+                    var block = bytes.AsSpan((int)(b * 22), 22);
+                    WriteScale(block, 0.1 / 8); // |q − 16| ≈ 8
+                    _random.NextBytes(block[2..]); // qh and qs: every fifth bit and nibble
+                }
+                break;
+            case DataType.Q5_K:
+                for (long b = 0; b < elements / 256; b++)
+                {
+                    var block = bytes.AsSpan((int)(b * 176), 176);
+                    _random.NextBytes(block[4..]);
+                    // E[sc·q] = 31.5·15.5 and E[m] = 31.5: dmin ≈ 15.5·|d| centres the values when d > 0.
+                    double d = 0.1 / (31.5 * 15.5);
+                    WriteScale(block, d);
+                    BinaryPrimitives.WriteHalfLittleEndian(block[2..], (Half)(15.5 * d * (0.5 + _random.NextDouble())));
+                }
+                break;
             case DataType.Q4_K:
                 for (long b = 0; b < elements / 256; b++)
                 {

@@ -311,18 +311,18 @@ public class GgufMalformedTests
     [Fact]
     public void Unimplemented_but_known_types_parse_with_their_sizes()
     {
-        // q5_K {256, 2}: 2 blocks of 176 bytes; iq2_xs {512}: 2 blocks of 74 bytes.
-        var bytes = new GgufBytes().Header(tensors: 2).Tensor("a", 13, 0, 256, 2).Tensor("b", 17, 352, 512).PadTo(32).Zeros(352 + 148).ToArray();
+        // q3_K {256, 2}: 2 blocks of 110 bytes (b at the next 32-aligned offset, 224); iq2_xs {512}: 2 blocks of 74 bytes.
+        var bytes = new GgufBytes().Header(tensors: 2).Tensor("a", 11, 0, 256, 2).Tensor("b", 17, 224, 512).PadTo(32).Zeros(224 + 148).ToArray();
         using var f = GgufFile.Parse(bytes);
         var a = f.Tensors[0];
-        Assert.Equal(13, a.GgmlType);
-        Assert.Equal("q5_K", a.TypeName);
-        Assert.Equal(352, a.ByteSize);
-        Assert.Equal(176, a.RowBytes);
+        Assert.Equal(11, a.GgmlType);
+        Assert.Equal("q3_K", a.TypeName);
+        Assert.Equal(220, a.ByteSize);
+        Assert.Equal(110, a.RowBytes);
         Assert.False(a.IsImplementedType);
         var e = Assert.Throws<NotSupportedException>(() => a.Type);
-        Assert.Contains("q5_K", e.Message);
-        Assert.Contains("q4_K, q6_K", e.Message); // the supported list names the implemented K-quants
+        Assert.Contains("q3_K", e.Message);
+        Assert.Contains("q4_K, q5_K, q6_K", e.Message); // the supported list names the implemented K-quants
         Assert.Equal(148, f.Tensors[1].ByteSize);
         Assert.False(f.Tensors[1].IsImplementedType);
     }

@@ -5,7 +5,7 @@ using Serving.Engine.Quantization;
 namespace Serving.Engine.Tests.Quantization;
 
 /// <summary>
-/// Q4_K and Q6_K: the dequantizer against blocks built byte by byte from the ggml layout (values computed by hand),
+/// Q4_K, Q5_K and Q6_K: the dequantizer against blocks built byte by byte from the ggml layout (values computed by hand),
 /// and the simple quantizer's round trip.
 /// </summary>
 public class KQuantTests
@@ -14,8 +14,10 @@ public class KQuantTests
     public void Sizes_and_names_follow_ggml()
     {
         Assert.Equal((256, 144, "q4_K"), (DataType.Q4_K.BlockSize(), DataType.Q4_K.BlockBytes(), DataType.Q4_K.Name()));
+        Assert.Equal((256, 176, "q5_K"), (DataType.Q5_K.BlockSize(), DataType.Q5_K.BlockBytes(), DataType.Q5_K.Name()));
         Assert.Equal((256, 210, "q6_K"), (DataType.Q6_K.BlockSize(), DataType.Q6_K.BlockBytes(), DataType.Q6_K.Name()));
         Assert.Equal(12, (int)DataType.Q4_K);
+        Assert.Equal(13, (int)DataType.Q5_K);
         Assert.Equal(14, (int)DataType.Q6_K);
         Assert.Throws<ArgumentException>(() => DataType.Q4_K.RowBytes(288));
     }
@@ -52,6 +54,39 @@ public class KQuantTests
     }
 
     [Fact]
+    public void Q5_K_known_block()
+    {
+        // Q4_K's scales and mins (d = 1, dmin = 0.5; sc = {1, 2, 3, 4, 17, 33, 63, 5}, m = {0, 1, 2, 3, 16, 32, 63, 7}),
+        // then qh[32] at 16 and qs[128] at 48. Element 64g + l: low nibble of qs[32g + l] + 16·bit 2g of qh[l];
+        // element 64g + 32 + l: high nibble + 16·bit 2g + 1.
+        var blk = new byte[176];
+        BinaryPrimitives.WriteUInt16LittleEndian(blk, 0x3C00);       // d = 1
+        BinaryPrimitives.WriteUInt16LittleEndian(blk.AsSpan(2), 0x3800); // dmin = 0.5
+        byte[] scales = [1 | 1 << 6, 2 | 2 << 6, 3 | 3 << 6, 4, 0 | 1 << 6, 1 | 2 << 6, 2 | 3 << 6, 3, 0x01, 0x01, 0xFF, 0x75];
+        scales.CopyTo(blk, 4);
+        blk[16 + 0] = 0x01;        // qh[0]: element 0 gets +16, element 32 does not
+        blk[16 + 1] = 0x01;        // qh[1]: element 1 (nibble 0) gets +16
+        blk[16 + 5] = 0x30;        // qh[5]: bits 4 and 5, elements 133 and 165
+        blk[16 + 31] = 0x80;       // qh[31]: bit 7, element 255 (not 223)
+        blk[48 + 0] = 0x3A;        // element 0 nibble 10, element 32 nibble 3
+        blk[48 + 64 + 5] = 0xF1;   // element 133 nibble 1, element 165 nibble 15
+        blk[48 + 96 + 31] = 0x9C;  // element 223 nibble 12, element 255 nibble 9
+        var y = new float[256];
+        Dequantizer.DequantizeRow(DataType.Q5_K, blk, y);
+        // y = d·sc·q − dmin·m
+        Assert.Equal(1 * 26 - 0f, y[0]);          // q = 10 + 16
+        Assert.Equal(2 * 3 - 0.5f, y[32]);        // q = 3
+        Assert.Equal(1 * 16 - 0f, y[1]);          // q = 0 + 16
+        Assert.Equal(17 * 17 - 8f, y[133]);       // q = 1 + 16
+        Assert.Equal(33 * 31 - 16f, y[165]);      // q = 15 + 16
+        Assert.Equal(63 * 12 - 31.5f, y[223]);    // q = 12
+        Assert.Equal(5 * 25 - 3.5f, y[255]);      // q = 9 + 16
+        Assert.Equal(-0.5f, y[33]);               // q = 0 in sub-block 1
+        Assert.Equal(-1.5f, y[100]);              // sub-block 3
+        Assert.Equal(-3.5f, y[254]);              // sub-block 7
+    }
+
+    [Fact]
     public void Q6_K_known_block()
     {
         // d = 0.5; scales[g] = 1 except scales[0] = 2, scales[2] = −3, scales[5] = 4, scales[15] = −128.
@@ -85,6 +120,7 @@ public class KQuantTests
 
     [Theory]
     [InlineData(DataType.Q4_K)]
+    [InlineData(DataType.Q5_K)]
     [InlineData(DataType.Q6_K)]
     public void Round_trip_error_is_within_the_format_bound(DataType type)
     {
@@ -101,7 +137,8 @@ public class KQuantTests
         Quantizer.Quantize(type, x, y);
         var back = new float[x.Length];
         Dequantizer.DequantizeRow(type, y, back);
-        int group = type == DataType.Q4_K ? 32 : 16;
+        int group = type == DataType.Q6_K ? 16 : 32;
+        float levels = type == DataType.Q5_K ? 31 : 15; // Q4_K / Q5_K steps per sub-block
         for (int sb = 0; sb < x.Length / 256; sb++)
         {
             float superMax = 0;
@@ -111,10 +148,10 @@ public class KQuantTests
                 int first = 256 * sb + g * group;
                 float lo = 0, hi = 0;
                 for (int i = 0; i < group; i++) { lo = MathF.Min(lo, x[first + i]); hi = MathF.Max(hi, x[first + i]); }
-                // Q4_K: half a step of (hi − lo)/15, the 6-bit rounding of the step (≤ d = maxStep/63) and of the min
-                // (≤ dmin/2), with f16 slack. Q6_K: half a step of amax/31 plus the 8-bit rounding of the step.
-                float bound = type == DataType.Q4_K
-                    ? ((hi - lo) / 30 + superMax * 2 / 15 / 63 + superMax / 63) * 1.01f
+                // Q4_K/Q5_K: half a step of (hi − lo)/levels, the 6-bit rounding of the step (≤ d = maxStep/63) and of
+                // the min (≤ dmin/2), with f16 slack. Q6_K: half a step of amax/31 plus the 8-bit rounding of the step.
+                float bound = type != DataType.Q6_K
+                    ? ((hi - lo) / (2 * levels) + superMax * 2 / levels / 63 + superMax / 63) * 1.01f
                     : (MathF.Max(hi, -lo) / 62 + superMax / 31 / 127) * 1.01f;
                 for (int i = 0; i < group; i++)
                 {
@@ -131,6 +168,8 @@ public class KQuantTests
     {
         Assert.Throws<ArgumentException>(() => Quantizer.Quantize(DataType.Q4_K, new float[288], new byte[162]));
         Assert.Throws<ArgumentException>(() => Quantizer.Quantize(DataType.Q6_K, new float[256], new byte[209]));
+        Assert.Throws<ArgumentException>(() => Quantizer.Quantize(DataType.Q5_K, new float[256], new byte[144]));
+        Assert.Throws<ArgumentException>(() => Dequantizer.DequantizeRow(DataType.Q5_K, new byte[176], new float[288]));
         Assert.Throws<ArgumentException>(() => Dequantizer.DequantizeRow(DataType.Q6_K, new byte[210], new float[32]));
     }
 }

@@ -58,6 +58,50 @@ public class QuantizerTests
     }
 
     [Fact]
+    public void Q5_0_known_block_with_negative_max()
+    {
+        // Largest magnitude is -16 → d = -16 / -16 = 1; q = min(31, trunc(x + 16.5)); the low 4 bits go in the nibbles,
+        // bit 4 of element j in bit j of the little-endian uint32 qh.
+        var x = new float[32];
+        x[0] = -16f;  // → 0
+        x[16] = 15f;  // → 31
+        x[1] = 0f;    // → 16 (as every element left at 0)
+        x[17] = 15.6f; // → trunc(32.1) = 32 → clamped to 31
+        x[2] = -0.6f; // → 15
+        x[18] = 0.5f; // → 17
+        var y = Quantize(DataType.Q5_0, x);
+        Assert.Equal(22, y.Length);
+        Assert.Equal(0x3C00, BinaryPrimitives.ReadUInt16LittleEndian(y));
+        // Fifth bits: clear for elements 0 (q = 0) and 2 (q = 15), set for every other (q ≥ 16).
+        Assert.Equal(0xFFFFFFFAu, BinaryPrimitives.ReadUInt32LittleEndian(y.AsSpan(2)));
+        Assert.Equal(0xF0, y[6]); // low nibble element 0 (0), high nibble element 16 (31 & 15)
+        Assert.Equal(0xF0, y[7]); // 16 & 15, 31 & 15
+        Assert.Equal(0x1F, y[8]); // 15, 17 & 15
+        for (int j = 3; j < 16; j++)
+            Assert.Equal(0x00, y[6 + j]);
+    }
+
+    [Fact]
+    public void Q5_0_known_block_dequantizes_by_hand()
+    {
+        // d = 0.5; qh = bits 0, 5, 16, 31 → 0x80010021; value = (q − 16)·d.
+        var blk = new byte[22];
+        BinaryPrimitives.WriteUInt16LittleEndian(blk, 0x3800);
+        BinaryPrimitives.WriteUInt32LittleEndian(blk.AsSpan(2), 0x80010021u);
+        blk[6 + 0] = 0x3A;  // element 0 nibble 10, element 16 nibble 3
+        blk[6 + 15] = 0xF0; // element 15 nibble 0, element 31 nibble 15
+        var y = new float[32];
+        Dequantizer.DequantizeRow(DataType.Q5_0, blk, y);
+        Assert.Equal((26 - 16) * 0.5f, y[0]);  // 10 + 16
+        Assert.Equal((19 - 16) * 0.5f, y[16]); // 3 + 16
+        Assert.Equal((0 - 16) * 0.5f, y[15]);  // bit 15 clear
+        Assert.Equal((31 - 16) * 0.5f, y[31]); // 15 + 16
+        Assert.Equal(0f, y[5]);                // nibble 0, bit 5 set: q = 16
+        Assert.Equal(-8f, y[1]);               // q = 0
+        Assert.Equal(-8f, y[21]);              // bit 21 clear, high nibble of qs[5] = 0
+    }
+
+    [Fact]
     public void Q4_0_known_block_with_positive_max()
     {
         // Largest magnitude is +16 → d = 16 / -8 = -2 (f16 0xC000); 16 maps to q 0, i.e. (0 - 8) · -2 = 16.
@@ -103,6 +147,7 @@ public class QuantizerTests
     [InlineData(DataType.BF16)]
     [InlineData(DataType.Q8_0)]
     [InlineData(DataType.Q4_0)]
+    [InlineData(DataType.Q5_0)]
     public void Round_trip_error_is_within_the_format_bound(DataType type)
     {
         var rng = new Random(7);
@@ -127,6 +172,7 @@ public class QuantizerTests
                     DataType.F16 => MathF.Abs(x[i]) * MathF.Pow(2, -11) + 6e-8f,
                     DataType.BF16 => MathF.Abs(x[i]) * MathF.Pow(2, -8),
                     DataType.Q8_0 => amax / 127 * (0.5f + 127 * MathF.Pow(2, -11)) * 1.0001f,
+                    DataType.Q5_0 => amax / 16 * (1f + 16 * MathF.Pow(2, -11)) * 1.0001f, // a full step where +16 clamps to 15
                     _ => amax / 8 * (1f + 8 * MathF.Pow(2, -11)) * 1.0001f, // Q4_0: a full step where +8 clamps to 7
                 };
                 Assert.True(MathF.Abs(back[i] - x[i]) <= bound, $"{type} element {i}: {x[i]} came back as {back[i]} (bound {bound})");

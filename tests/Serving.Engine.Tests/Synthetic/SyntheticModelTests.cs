@@ -19,6 +19,7 @@ public sealed class SyntheticModelTests : IDisposable
     [InlineData(DataType.BF16, 32u)]
     [InlineData(DataType.Q8_0, 7u)]
     [InlineData(DataType.Q4_0, 2u)]
+    [InlineData(DataType.Q5_0, 8u)]
     public void Tiny_model_has_llama_keys_and_tensors(DataType type, uint fileType)
     {
         string path = Path.Combine(_dir, $"tiny-{type}.gguf");
@@ -148,6 +149,7 @@ public sealed class SyntheticModelTests : IDisposable
 
     [Theory]
     [InlineData(DataType.Q4_K, 14u)]
+    [InlineData(DataType.Q5_K, 16u)]
     [InlineData(DataType.Q6_K, 18u)]
     public void K_quant_models_need_dims_of_whole_super_blocks(DataType type, uint fileType)
     {

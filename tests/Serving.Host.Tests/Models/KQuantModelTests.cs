@@ -10,9 +10,10 @@ using Serving.Engine.Synthetic;
 namespace Serving.Host.Tests.Models;
 
 /// <summary>
-/// K-quant weights end to end: a model mixing Q6_K, Q4_K, Q4_0 and Q8_0 tensors the way llama-quantize writes them
-/// (Q4_K_M: Q6_K for attn_v/ffn_down of some layers; Q4_0 files of Llama-3.2-1B: token_embd, tied to the output, in
-/// Q6_K) loads on the Cpu backend and matches the float64 reference; an unimplemented type is refused by name.
+/// K-quant weights end to end: a model mixing Q6_K, Q5_K, Q4_K, Q5_0, Q4_0 and Q8_0 tensors the way llama-quantize
+/// writes them (Q4_K_M: Q6_K for attn_v/ffn_down of some layers; Q4_0 files of Llama-3.2-1B: token_embd, tied to the
+/// output, in Q6_K; Q4_K_S/Q5_K_M: Q5_K tensors; K-quant files of models whose rows are no multiple of 256: Q5_0
+/// fallbacks) loads on the Cpu backend and matches the float64 reference; an unimplemented type is refused by name.
 /// Dim 256 and FFN 512 make every row whole super-blocks of 256.
 /// </summary>
 [Collection("tiny")]
@@ -55,6 +56,8 @@ public sealed class KQuantModelTests(TinyModelFixture fixture) : IDisposable
         _ when name.StartsWith("blk.0.", StringComparison.Ordinal) => DataType.Q4_K,
         "blk.1.attn_v.weight" or "blk.1.ffn_down.weight" => DataType.Q6_K,
         "blk.1.attn_q.weight" => DataType.Q8_0,
+        "blk.1.attn_k.weight" => DataType.Q5_0,
+        "blk.1.ffn_up.weight" or "blk.1.attn_output.weight" => DataType.Q5_K,
         _ => DataType.Q4_0,
     };
 
@@ -66,6 +69,8 @@ public sealed class KQuantModelTests(TinyModelFixture fixture) : IDisposable
         Assert.Equal(DataType.Q6_K, file.GetTensor("token_embd.weight").Type);
         Assert.Equal(DataType.Q4_K, file.GetTensor("blk.0.ffn_up.weight").Type);
         Assert.Equal(DataType.Q6_K, file.GetTensor("blk.1.ffn_down.weight").Type);
+        Assert.Equal(DataType.Q5_K, file.GetTensor("blk.1.ffn_up.weight").Type);
+        Assert.Equal(DataType.Q5_0, file.GetTensor("blk.1.attn_k.weight").Type);
         using var model = LlamaModel.Load(file, fixture.Device, new ModelOptions { MaxBatchTokens = 16, MaxBatchSequences = 1, KvCacheTokens = 64 });
         var batch = new StepBatch(16, 1, model.MaxBlocksPerSequence);
         ForwardPassTests.AddSequence(batch, Prompt, 0, 0, model.KvBlockSize, allLogits: true);
@@ -96,6 +101,6 @@ public sealed class KQuantModelTests(TinyModelFixture fixture) : IDisposable
         var e = Assert.Throws<ModelLoadException>(() => LlamaModel.Load(file, fixture.Device, new ModelOptions { KvCacheTokens = 64 }));
         Assert.Equal("blk.0.attn_q.weight", e.Field);
         Assert.Contains("iq4_nl", e.Message);
-        Assert.Contains("q4_K, q6_K", e.Message);
+        Assert.Contains("q4_K, q5_K, q6_K", e.Message);
     }
 }

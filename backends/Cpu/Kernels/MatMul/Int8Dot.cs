@@ -94,28 +94,58 @@ internal static class Int8Dot
     }
 
     /// <summary>
-    /// The x-side term of <see cref="DotOffset"/>: 8·(x[2i] + x[2i+1]) per int16 lane (|·| ≤ 2032, exact).
-    /// One per x block, shared by every weight row dotted against it. Zero where <see cref="HasUnsignedDot"/> is false.
+    /// The x-side term of <see cref="DotOffset"/>: offset·(x[2i] + x[2i+1]) per int16 lane (|·| ≤ 2·16·127 = 4064
+    /// for the offsets used, 8 for Q4_0 and 16 for Q5_0: exact). One per x block, shared by every weight row dotted
+    /// against it. Zero where <see cref="HasUnsignedDot"/> is false.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<short> OffsetBias(Vector256<sbyte> x)
-        => Avx2.IsSupported ? Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), x) : Vector256<short>.Zero;
+    public static Vector256<short> OffsetBias(Vector256<sbyte> x, byte offset = 8)
+        => Avx2.IsSupported ? Avx2.MultiplyAddAdjacent(Vector256.Create(offset), x) : Vector256<short>.Zero;
 
     /// <summary>
-    /// Dot(u − 8, x) for unsigned quants u in [0, 15], given <paramref name="bias"/> = OffsetBias(x): the same int32
-    /// lanes, bit for bit, as <see cref="Dot(Vector256{sbyte}, Vector256{sbyte})"/> on the signed values, because
-    /// each int16 pair Σ u·x − 8·Σ x = Σ (u − 8)·x is exact (|Σ u·x| ≤ 2·15·127, no saturation) and the pair layout
-    /// is the same. Without AVX2 it subtracts 8 and takes the plain dot.
+    /// Dot(u − offset, x) for unsigned quants u in [0, 2·offset − 1] (offset 8 or 16), given <paramref name="bias"/> =
+    /// OffsetBias(x, offset): the same int32 lanes, bit for bit, as <see cref="Dot(Vector256{sbyte}, Vector256{sbyte})"/>
+    /// on the signed values, because each int16 pair Σ u·x − offset·Σ x = Σ (u − offset)·x is exact (|Σ u·x| ≤
+    /// 2·31·127 = 7874, no saturation) and the pair layout is the same. Without AVX2 it subtracts the offset and takes
+    /// the plain dot.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> DotOffset(Vector256<byte> u, Vector256<sbyte> x, Vector256<short> bias)
+    public static Vector256<int> DotOffset(Vector256<byte> u, Vector256<sbyte> x, Vector256<short> bias, byte offset = 8)
     {
         if (Avx2.IsSupported)
         {
             Vector256<short> pairs = Avx2.MultiplyAddAdjacent(u, x) - bias;
             return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1));
         }
-        return Dot(u.AsSByte() - Vector256.Create((sbyte)8), x);
+        return Dot(u.AsSByte() - Vector256.Create((sbyte)offset), x);
+    }
+
+    /// <summary>
+    /// Q5_0's fifth bits as bytes: byte i of the result is 0x10 when bit i of <paramref name="qh"/> is set, else 0.
+    /// On AVX2 one in-lane byte shuffle spreads qh byte i/8 over bytes i, then an AND with the bit of each byte and a
+    /// compare turn it into a mask.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> HighBits(uint qh)
+    {
+        if (Avx2.IsSupported)
+        {
+            // Every 128-bit lane holds qh's 4 bytes; bytes 0–15 pick qh bytes 0 and 1, bytes 16–31 bytes 2 and 3.
+            Vector256<byte> spread = Avx2.Shuffle(Vector256.Create(qh).AsByte(),
+                Vector256.Create(0x0000000000000000UL, 0x0101010101010101UL, 0x0202020202020202UL, 0x0303030303030303UL).AsByte());
+            Vector256<byte> bit = Vector256.Create(0x8040201008040201UL).AsByte(); // byte j of each 8: 1 << j
+            return Vector256.Equals(spread & bit, bit) & Vector256.Create((byte)0x10);
+        }
+        return Vector256.Create(Spread8(qh), Spread8(qh >> 8), Spread8(qh >> 16), Spread8(qh >> 24)).AsByte();
+
+        // The low 8 bits of b as 8 bytes of 0x10 or 0.
+        static ulong Spread8(uint b)
+        {
+            ulong r = 0;
+            for (int j = 0; j < 8; j++)
+                r |= (ulong)((b >> j) & 1) << (8 * j + 4);
+            return r;
+        }
     }
 
     /// <summary>16 int8 products summed into 4 int32 lanes.</summary>

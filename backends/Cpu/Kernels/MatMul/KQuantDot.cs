@@ -8,7 +8,7 @@ namespace Serving.Backends.Cpu.Kernels.MatMul;
 /// One K-quant weight format (super-blocks of 256 elements, layouts in <see cref="Serving.Abstractions.DataType"/>)
 /// dotted against q8 activations: xq int8 [K], xd f32 [K/32] (<see cref="QuantizeActivations"/>) and, for formats
 /// with a min term, xs f32 [K/32] = xd[b]·Σ xq over block b. Each 32-element x block lines up with one weight
-/// sub-block (Q4_K) or a pair of 16-element groups (Q6_K), so every block's integer dot is exact and one f32 scale
+/// sub-block (Q4_K, Q5_K) or a pair of 16-element groups (Q6_K), so every block's integer dot is exact and one f32 scale
 /// product per block applies it, as in llama.cpp's vec_dot_q4_K_q8_K (whose x scale is per 256, ours per 32).
 /// Batch invariance: <see cref="Dot4x1"/> gives, row for row, the bits of <see cref="Dot1"/> (the same int32 lanes,
 /// the same f32 products, the same fused multiply-adds into per-row accumulators in the same order).
@@ -42,7 +42,7 @@ internal static unsafe class KQuant
 
     /// <summary>
     /// 32 unsigned quants u dotted with 32 int8 x (in [−127, 127]) into 8 int32 lanes, lane i = Σ u·x over elements
-    /// 4i..4i+3. Exact while each int16 pair sum 2·u·127 fits, i.e. for u ≤ 128; Q4_K's u ≤ 15 gives |pair| ≤ 3810.
+    /// 4i..4i+3. Exact while each int16 pair sum 2·u·127 fits, i.e. for u ≤ 128; Q4_K's u ≤ 15 gives |pair| ≤ 3810, Q5_K's u ≤ 31 |pair| ≤ 7874.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> DotUnsigned(Vector256<byte> u, Vector256<sbyte> x)

@@ -47,7 +47,7 @@ internal unsafe struct MatMulJob
     /// </summary>
     public float* XdT;
     /// <summary>
-    /// Per x block, xd[b]·Σ xq over the block, [T, K/32] f32 (Q4_K only: its min term needs the block sums of x).
+    /// Per x block, xd[b]·Σ xq over the block, [T, K/32] f32 (Q4_K and Q5_K only: their min term needs the block sums of x).
     /// </summary>
     public float* Xs;
     /// <summary>Per-worker f32 tiles [Workers][RowsPerTile, K] for converted weights (F16/BF16 with T &gt; 1).</summary>
@@ -86,10 +86,10 @@ internal static unsafe class MatMulDriver
     /// <summary>Scratch bytes <see cref="Run"/> needs for these shapes with <paramref name="workers"/> workers.</summary>
     public static long ScratchBytes(DataType type, int t, int k, int workers) => type switch
     {
-        DataType.Q8_0 or DataType.Q4_0 => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float))
+        DataType.Q8_0 or DataType.Q4_0 or DataType.Q5_0 => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float))
                                           + workers * ScaleTileBytes(k),
         // xq, xd and xs; K-quant scales are decoded per super-block inside the kernels.
-        DataType.Q4_K or DataType.Q6_K => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float)),
+        DataType.Q4_K or DataType.Q5_K or DataType.Q6_K => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float)),
         DataType.F16 or DataType.BF16 when t > 1 => (long)workers * Align64((long)RowsPerTile * k * sizeof(float)),
         _ => 0,
     };
@@ -124,9 +124,17 @@ internal static unsafe class MatMulDriver
                 Quantize(pool, job, scratch);
                 pool.Run(&QuantItem<MatMulQ4_0>, job, tiles, work);
                 break;
+            case DataType.Q5_0:
+                Quantize(pool, job, scratch);
+                pool.Run(&QuantItem<MatMulQ5_0>, job, tiles, work);
+                break;
             case DataType.Q4_K:
                 QuantizeForKQuants(pool, job, scratch, blockSums: true);
                 pool.Run(&KQuantItem<MatMulQ4_K>, job, tiles, work);
+                break;
+            case DataType.Q5_K:
+                QuantizeForKQuants(pool, job, scratch, blockSums: true);
+                pool.Run(&KQuantItem<MatMulQ5_K>, job, tiles, work);
                 break;
             case DataType.Q6_K:
                 QuantizeForKQuants(pool, job, scratch, blockSums: false);
@@ -152,7 +160,7 @@ internal static unsafe class MatMulDriver
         pool.Run(&QuantizeRow, job, job->T, (long)job->T * job->K);
     }
 
-    // The K-quant layout of the same scratch: xq, xd, then xs where Q4_K needs it (no interleaved scales, no scale tiles).
+    // The K-quant layout of the same scratch: xq, xd, then xs where Q4_K and Q5_K need it (no interleaved scales, no scale tiles).
     private static void QuantizeForKQuants(WorkerPool pool, MatMulJob* job, byte* scratch, bool blockSums)
     {
         job->Xq = (sbyte*)scratch;
