@@ -50,10 +50,10 @@ internal static unsafe class Embed
                 QuantBlock.Dequantize<MatMulQ5_0>(src, job->D / 32, dst);
                 break;
             case DataType.Q4_K:
-                MatMulQ4_K.Dequantize(src, job->D / 256, dst);
+                KQuantMinDot<MatMulQ4_K>.Dequantize(src, job->D / 256, dst);
                 break;
             case DataType.Q5_K:
-                MatMulQ5_K.Dequantize(src, job->D / 256, dst);
+                KQuantMinDot<MatMulQ5_K>.Dequantize(src, job->D / 256, dst);
                 break;
             case DataType.Q6_K:
                 MatMulQ6_K.Dequantize(src, job->D / 256, dst);

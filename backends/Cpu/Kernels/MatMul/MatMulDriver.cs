@@ -130,11 +130,11 @@ internal static unsafe class MatMulDriver
                 break;
             case DataType.Q4_K:
                 QuantizeForKQuants(pool, job, scratch, blockSums: true);
-                pool.Run(&KQuantItem<MatMulQ4_K>, job, tiles, work);
+                pool.Run(&KQuantItem<KQuantMinDot<MatMulQ4_K>>, job, tiles, work);
                 break;
             case DataType.Q5_K:
                 QuantizeForKQuants(pool, job, scratch, blockSums: true);
-                pool.Run(&KQuantItem<MatMulQ5_K>, job, tiles, work);
+                pool.Run(&KQuantItem<KQuantMinDot<MatMulQ5_K>>, job, tiles, work);
                 break;
             case DataType.Q6_K:
                 QuantizeForKQuants(pool, job, scratch, blockSums: false);

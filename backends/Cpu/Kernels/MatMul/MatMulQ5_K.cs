@@ -1,103 +1,24 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace Serving.Backends.Cpu.Kernels.MatMul;
 
 /// <summary>
-/// Q5_K weights: Q4_K's scheme (<see cref="MatMulQ4_K"/>) with 5-bit quants q in 0..31: y = d·sc_j·q − dmin·m_j per
-/// 32-element sub-block j, Σ y·x ≈ (d·sc_j)·xd_b·Σ q·xq − (dmin·m_j)·xs_b. The fifth bit of the quants in chunk g
-/// (qs[32g..32g+31]) is bit 2g (low nibbles) or 2g + 1 (high nibbles) of qh[0..31], one byte per lane, so each chunk
-/// adds one AND, one compare and one OR per half to Q4_K's unpacking. The unsigned dot stays exact (u ≤ 31, pair sums
-/// ≤ 2·31·127).
+/// Q5_K weights (176-byte super-blocks: d, dmin, 12 bytes of scales and mins, qh[32], qs[128]): Q4_K's nibbles
+/// (<see cref="MatMulQ4_K"/>) at qs with a fifth bit, q in 0..31. The fifth bit of the quants of chunk g is bit 2g (low
+/// nibbles) or 2g + 1 (high nibbles) of qh[0..31], one byte per lane, so each chunk adds one AND, one compare and one OR
+/// per half to Q4_K's unpacking. The kernels are <see cref="KQuantMinDot{TQ}"/>.
 /// </summary>
-internal unsafe struct MatMulQ5_K : IKQuant
+internal unsafe struct MatMulQ5_K : IKQuantMinQuants
 {
     /// <inheritdoc/>
     public static int BlockBytes => 176;
 
     /// <inheritdoc/>
-    public static float Dot1(byte* w, sbyte* xq, float* xd, float* xs, int superBlocks)
-    {
-        if (!KQuant.UseAvx2)
-            return Dot1Scalar(w, xq, xd, xs, superBlocks);
-        Vector256<float> acc = Vector256<float>.Zero, mins = Vector256<float>.Zero;
-        float* sc = stackalloc float[8];
-        for (int sb = 0; sb < superBlocks; sb++, w += 176, xq += 256, xd += 8, xs += 8)
-        {
-            Prepare(w, out Vector256<float> dsc, out Vector256<float> dm);
-            Vector256<byte> qh = Vector256.Load(w + 16);
-            (dsc * Vector256.Load(xd)).Store(sc);
-            mins = Vector256.MultiplyAddEstimate(dm, Vector256.Load(xs), mins);
-            for (int g = 0; g < 4; g++)
-            {
-                Unpack(w, qh, g, out Vector256<byte> lo, out Vector256<byte> hi);
-                acc = Step(lo, hi, xq + 64 * g, sc + 2 * g, acc);
-            }
-        }
-        return Vector256.Sum(acc) - Vector256.Sum(mins);
-    }
-
-    /// <inheritdoc/>
-    public static void Dot4x1(byte* w, sbyte* xq, float* xd, float* xs, int k, float* y, int yStride)
-    {
-        int blocks = k / 32, superBlocks = k / 256;
-        if (!KQuant.UseAvx2)
-        {
-            for (int r = 0; r < 4; r++)
-                y[r * yStride] = Dot1Scalar(w, xq + (long)r * k, xd + r * blocks, xs + r * blocks, superBlocks);
-            return;
-        }
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<float> m0 = default, m1 = default, m2 = default, m3 = default;
-        sbyte* x0 = xq, x1 = xq + k, x2 = xq + 2 * k, x3 = xq + 3 * k;
-        float* sc = stackalloc float[32]; // [row·8 + sub-block]: (d·sc_j)·xd_b
-        for (int sb = 0; sb < superBlocks; sb++, w += 176)
-        {
-            Prepare(w, out Vector256<float> dsc, out Vector256<float> dm);
-            Vector256<byte> qh = Vector256.Load(w + 16);
-            int o = 8 * sb;
-            (dsc * Vector256.Load(xd + o)).Store(sc);
-            (dsc * Vector256.Load(xd + blocks + o)).Store(sc + 8);
-            (dsc * Vector256.Load(xd + 2 * blocks + o)).Store(sc + 16);
-            (dsc * Vector256.Load(xd + 3 * blocks + o)).Store(sc + 24);
-            m0 = Vector256.MultiplyAddEstimate(dm, Vector256.Load(xs + o), m0);
-            m1 = Vector256.MultiplyAddEstimate(dm, Vector256.Load(xs + blocks + o), m1);
-            m2 = Vector256.MultiplyAddEstimate(dm, Vector256.Load(xs + 2 * blocks + o), m2);
-            m3 = Vector256.MultiplyAddEstimate(dm, Vector256.Load(xs + 3 * blocks + o), m3);
-            int xo = 256 * sb;
-            for (int g = 0; g < 4; g++)
-            {
-                Unpack(w, qh, g, out Vector256<byte> lo, out Vector256<byte> hi);
-                int go = xo + 64 * g;
-                a0 = Step(lo, hi, x0 + go, sc + 2 * g, a0);
-                a1 = Step(lo, hi, x1 + go, sc + 8 + 2 * g, a1);
-                a2 = Step(lo, hi, x2 + go, sc + 16 + 2 * g, a2);
-                a3 = Step(lo, hi, x3 + go, sc + 24 + 2 * g, a3);
-            }
-        }
-        y[0] = Vector256.Sum(a0) - Vector256.Sum(m0);
-        y[yStride] = Vector256.Sum(a1) - Vector256.Sum(m1);
-        y[2 * yStride] = Vector256.Sum(a2) - Vector256.Sum(m2);
-        y[3 * yStride] = Vector256.Sum(a3) - Vector256.Sum(m3);
-    }
-
-    // d·sc_j and dmin·m_j for the 8 sub-blocks (exact in f32: an f16 times a 6-bit integer).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Prepare(byte* blk, out Vector256<float> dsc, out Vector256<float> dm)
+    public static void Unpack(byte* blk, int g, out Vector256<byte> lo, out Vector256<byte> hi)
     {
-        float d = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(blk));
-        float dmin = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(blk + 2));
-        (ulong scales, ulong mins) = KQuant.Q4_KScalesMins(blk + 4);
-        dsc = KQuant.BytesToFloats(scales) * Vector256.Create(d);
-        dm = KQuant.BytesToFloats(mins) * Vector256.Create(dmin);
-    }
-
-    // The 64 quants of chunk g of super-block blk: low nibbles of qs[32g..32g+31] with bit 2g of qh (sub-block 2g) and
-    // high nibbles with bit 2g + 1 (sub-block 2g+1), as bytes 0..31; qh = the block's 32 qh bytes.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Unpack(byte* blk, Vector256<byte> qh, int g, out Vector256<byte> lo, out Vector256<byte> hi)
-    {
+        Vector256<byte> qh = Vector256.Load(blk + 16);
         Vector256<byte> raw = Vector256.Load(blk + 48 + 32 * g);
         Vector256<byte> mask = Vector256.Create((byte)0x0F), five = Vector256.Create((byte)0x10);
         Vector256<byte> b0 = Vector256.Create((byte)(1 << (2 * g))), b1 = Vector256.Create((byte)(2 << (2 * g)));
@@ -105,68 +26,8 @@ internal unsafe struct MatMulQ5_K : IKQuant
         hi = (Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) | (Vector256.Equals(qh & b1, b1) & five);
     }
 
-    // Two sub-blocks (2g, 2g+1) of one x row into its accumulator; s = that row's two block scales.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Step(Vector256<byte> lo, Vector256<byte> hi, sbyte* x, float* s, Vector256<float> acc)
-    {
-        Vector256<int> p0 = KQuant.DotUnsigned(lo, Vector256.Load(x));
-        acc = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(p0), Vector256.Create(s[0]), acc);
-        Vector256<int> p1 = KQuant.DotUnsigned(hi, Vector256.Load(x + 32));
-        return Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(p1), Vector256.Create(s[1]), acc);
-    }
-
-    // The scalar tiers: the same formula one element at a time (its own rounding order; not bit-equal to AVX2).
-    private static float Dot1Scalar(byte* w, sbyte* xq, float* xd, float* xs, int superBlocks)
-    {
-        float sum = 0, minSum = 0;
-        for (int sb = 0; sb < superBlocks; sb++, w += 176)
-        {
-            float d = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(w));
-            float dmin = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(w + 2));
-            (ulong scales, ulong mins) = KQuant.Q4_KScalesMins(w + 4);
-            for (int j = 0; j < 8; j++)
-            {
-                int b = 8 * sb + j;
-                byte* qs = w + 48 + 32 * (j >> 1);
-                int shift = 4 * (j & 1);
-                sbyte* x = xq + 32 * b;
-                int isum = 0;
-                for (int i = 0; i < 32; i++)
-                    isum += (((qs[i] >> shift) & 0x0F) | (((w[16 + i] >> j) & 1) << 4)) * x[i];
-                sum += d * (byte)(scales >> (8 * j)) * xd[b] * isum;
-                minSum += dmin * (byte)(mins >> (8 * j)) * xs[b];
-            }
-        }
-        return sum - minSum;
-    }
-
     /// <inheritdoc/>
-    public static void Dequantize(byte* src, int superBlocks, float* dst)
-    {
-        for (int sb = 0; sb < superBlocks; sb++, src += 176, dst += 256)
-        {
-            float d = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(src));
-            float dmin = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(src + 2));
-            (ulong scales, ulong mins) = KQuant.Q4_KScalesMins(src + 4);
-            if (KQuant.UseAvx2)
-            {
-                Vector256<byte> qh = Vector256.Load(src + 16);
-                for (int g = 0; g < 4; g++)
-                {
-                    Unpack(src, qh, g, out Vector256<byte> lo, out Vector256<byte> hi);
-                    KQuant.Expand32(lo, d * (byte)(scales >> (16 * g)), dmin * (byte)(mins >> (16 * g)), dst + 64 * g);
-                    KQuant.Expand32(hi, d * (byte)(scales >> (16 * g + 8)), dmin * (byte)(mins >> (16 * g + 8)), dst + 64 * g + 32);
-                }
-                continue;
-            }
-            for (int j = 0; j < 8; j++)
-            {
-                float dj = d * (byte)(scales >> (8 * j)), mj = dmin * (byte)(mins >> (8 * j));
-                byte* qs = src + 48 + 32 * (j >> 1);
-                int shift = 4 * (j & 1);
-                for (int i = 0; i < 32; i++)
-                    dst[32 * j + i] = dj * (((qs[i] >> shift) & 0x0F) | (((src[16 + i] >> j) & 1) << 4)) - mj;
-            }
-        }
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Quant(byte* blk, int j, int i)
+        => ((blk[48 + 32 * (j >> 1) + i] >> (4 * (j & 1))) & 0x0F) | (((blk[16 + i] >> j) & 1) << 4);
 }
