@@ -13,21 +13,6 @@ namespace Serving.Backends.Cpu.Kernels.MatMul;
 /// </summary>
 internal static class Int8Dot
 {
-    /// <summary>64 int8 products summed into 16 int32 lanes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<int> Dot(Vector512<sbyte> w, Vector512<sbyte> x)
-    {
-        if (Avx512BW.IsSupported)
-        {
-            Vector512<byte> absW = Avx512BW.Abs(w);
-            // sign(x, w): no vpsignb at 512 bits, so negate x where w is negative (where w is 0, |w| zeroes it).
-            Vector512<sbyte> signedX = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero), -x, x);
-            Vector512<short> pairs = Avx512BW.MultiplyAddAdjacent(absW, signedX);
-            return Avx512BW.MultiplyAddAdjacent(pairs, Vector512.Create((short)1));
-        }
-        return Vector512.Create(Dot(w.GetLower(), x.GetLower()), Dot(w.GetUpper(), x.GetUpper()));
-    }
-
     /// <summary>32 int8 products summed into 8 int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x)

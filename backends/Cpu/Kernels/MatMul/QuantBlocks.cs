@@ -42,11 +42,6 @@ internal unsafe interface IQuantBlock
 /// <summary>Shared helpers for block formats.</summary>
 internal static unsafe class QuantBlock
 {
-    /// <summary>Two consecutive blocks' quants in one 512-bit vector (block b in the low half, b+1 in the high).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<sbyte> Quants512<TB>(byte* block) where TB : struct, IQuantBlock
-        => Vector512.Create(TB.Quants256(block), TB.Quants256(block + TB.BlockBytes));
-
     /// <summary>Dequantizes <paramref name="blocks"/> consecutive blocks into 32·blocks floats (d · q, exact in f32).</summary>
     public static void Dequantize<TB>(byte* src, int blocks, float* dst) where TB : struct, IQuantBlock
     {

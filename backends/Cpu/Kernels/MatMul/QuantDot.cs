@@ -6,8 +6,8 @@ namespace Serving.Backends.Cpu.Kernels.MatMul;
 /// <summary>
 /// Dot products of a q8-quantized x row (xq int8 [K], xd f32 [K/32]) with block-quantized weight rows.
 /// Per block: an exact int8 dot (<see cref="Int8Dot"/>), converted to f32 and scaled by d_w · d_x into a vector
-/// accumulator; the accumulator is summed once at the end. At 512 bits two blocks share a vector (an odd last block
-/// goes through the 256-bit path). <see cref="Dot4"/> gives bit-identical results to four <see cref="Dot1"/> calls.
+/// accumulator; the accumulator is summed once at the end. The 512-bit tier runs the 256-bit kernels: two blocks per
+/// 512-bit vector (two scales per vector, and no vpsignb at 512 bits) measured 1.3–3.5× slower on a Zen 5 (AVX-512). <see cref="Dot4"/> gives bit-identical results to four <see cref="Dot1"/> calls.
 /// </summary>
 internal static unsafe class QuantDot
 {
@@ -20,19 +20,7 @@ internal static unsafe class QuantDot
     {
         int bb = TB.BlockBytes;
         int b = 0;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> acc = Vector512<float>.Zero;
-            for (; b <= blocks - 2; b += 2)
-            {
-                acc = Step512<TB>(w + b * bb, Vector512.Load(xq + b * 32), ws[b] * xd[b], ws[b + 1] * xd[b + 1], acc);
-            }
-            float sum = Vector512.Sum(acc);
-            if (b < blocks)
-                sum += Tail256<TB>(w + b * bb, xq + b * 32, ws[b] * xd[b]);
-            return sum;
-        }
-        if (Simd.Tier == SimdTier.V256)
+        if (Simd.Tier >= SimdTier.V256)
         {
             Vector256<float> acc = Vector256<float>.Zero;
             for (; b < blocks; b++)
@@ -77,35 +65,7 @@ internal static unsafe class QuantDot
         int bb = TB.BlockBytes;
         byte* w0 = w, w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes;
         float* s0p = ws, s1p = ws + blocks, s2p = ws + 2 * blocks, s3p = ws + 3 * blocks;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            int b = 0;
-            for (; b <= blocks - 2; b += 2)
-            {
-                Vector512<sbyte> xv = Vector512.Load(xq + b * 32);
-                float dx0 = xd[b], dx1 = xd[b + 1];
-                long o = (long)b * bb;
-                a0 = Step512<TB>(w0 + o, xv, s0p[b] * dx0, s0p[b + 1] * dx1, a0);
-                a1 = Step512<TB>(w1 + o, xv, s1p[b] * dx0, s1p[b + 1] * dx1, a1);
-                a2 = Step512<TB>(w2 + o, xv, s2p[b] * dx0, s2p[b + 1] * dx1, a2);
-                a3 = Step512<TB>(w3 + o, xv, s3p[b] * dx0, s3p[b + 1] * dx1, a3);
-            }
-            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
-            if (b < blocks)
-            {
-                long o = (long)b * bb;
-                s0 += Tail256<TB>(w0 + o, xq + b * 32, s0p[b] * xd[b]);
-                s1 += Tail256<TB>(w1 + o, xq + b * 32, s1p[b] * xd[b]);
-                s2 += Tail256<TB>(w2 + o, xq + b * 32, s2p[b] * xd[b]);
-                s3 += Tail256<TB>(w3 + o, xq + b * 32, s3p[b] * xd[b]);
-            }
-            y[0] = s0;
-            y[1] = s1;
-            y[2] = s2;
-            y[3] = s3;
-        }
-        else if (Simd.Tier == SimdTier.V256)
+        if (Simd.Tier >= SimdTier.V256)
         {
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             // The block scales d_w·d_x of 8 blocks × 4 rows by 4 vector multiplies (the same f32 products, w-side
@@ -154,24 +114,6 @@ internal static unsafe class QuantDot
             y[3] = Dot1<TB>(w3, s3p, xq, xd, blocks);
         }
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Step512<TB>(byte* blk, Vector512<sbyte> xv, float scale0, float scale1, Vector512<float> acc) where TB : struct, IQuantBlock
-        => Step512(QuantBlock.Quants512<TB>(blk), xv, scale0, scale1, acc);
-
-    /// <summary>One 512-bit step of a dot: two blocks' quants <paramref name="q"/> against x, scaled, into acc.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Step512(Vector512<sbyte> q, Vector512<sbyte> xv, float scale0, float scale1, Vector512<float> acc)
-    {
-        Vector512<int> p = Int8Dot.Dot(q, xv);
-        Vector512<float> s = Vector512.Create(Vector256.Create(scale0), Vector256.Create(scale1));
-        return Vector512.MultiplyAddEstimate(Vector512.ConvertToSingle(p), s, acc);
-    }
-
-    /// <summary>The odd last block of a 512-bit dot: d_w·d_x·Σ q_w·q_x with an exact integer sum.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Tail256<TB>(byte* blk, sbyte* xq, float scale) where TB : struct, IQuantBlock
-        => scale * Vector256.Sum(Int8Dot.Dot(TB.Quants256(blk), Vector256.Load(xq)));
 
     /// <summary>
     /// Converts the f16 scales of <paramref name="blocks"/> consecutive blocks to f32 (exact) into ws: once per tile

@@ -19,14 +19,10 @@ internal static unsafe class QuantTile
     public static void Run4x2<TB>(byte* w0, byte* w1, float* ws0, float* ws1, sbyte* xq, int k, float* xd, float* xdT,
         int blocks, float* y, int yStride) where TB : struct, IQuantBlock
     {
-        if (Simd.Tier == SimdTier.V256)
+        if (Simd.Tier >= SimdTier.V256)
         {
+            // The 512-bit tier too: see QuantDot.
             Run256<TB>(w0, w1, ws0, ws1, xq, k, xdT, blocks, y, yStride);
-            return;
-        }
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Run512<TB>(w0, w1, ws0, ws1, xq, k, xdT, blocks, y, yStride);
             return;
         }
         // Narrow tiers: too few registers for a tile; the plain dots are the same arithmetic.
@@ -80,60 +76,5 @@ internal static unsafe class QuantTile
         y += yStride;
         y[0] = Vector256.Sum(a30);
         y[1] = Vector256.Sum(a31);
-    }
-
-    private static void Run512<TB>(byte* w0, byte* w1, float* ws0, float* ws1, sbyte* xq, int k, float* xdT,
-        int blocks, float* y, int yStride) where TB : struct, IQuantBlock
-    {
-        int bb = TB.BlockBytes;
-        // Two blocks per vector as in Dot1; a0..a3 are the x rows against w0, c0..c3 against w1.
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        int b = 0;
-        for (; b <= blocks - 2; b += 2)
-        {
-            long o = (long)b * bb;
-            Vector512<sbyte> q0 = QuantBlock.Quants512<TB>(w0 + o), q1 = QuantBlock.Quants512<TB>(w1 + o);
-            float s0 = ws0[b], s0n = ws0[b + 1], s1 = ws1[b], s1n = ws1[b + 1];
-            float* d = xdT + 4 * b;
-            int xo = b * 32;
-            Vector512<sbyte> xv = Vector512.Load(xq + xo);
-            a0 = QuantDot.Step512(q0, xv, s0 * d[0], s0n * d[4], a0);
-            c0 = QuantDot.Step512(q1, xv, s1 * d[0], s1n * d[4], c0);
-            xv = Vector512.Load(xq + k + xo);
-            a1 = QuantDot.Step512(q0, xv, s0 * d[1], s0n * d[5], a1);
-            c1 = QuantDot.Step512(q1, xv, s1 * d[1], s1n * d[5], c1);
-            xv = Vector512.Load(xq + 2 * k + xo);
-            a2 = QuantDot.Step512(q0, xv, s0 * d[2], s0n * d[6], a2);
-            c2 = QuantDot.Step512(q1, xv, s1 * d[2], s1n * d[6], c2);
-            xv = Vector512.Load(xq + 3 * k + xo);
-            a3 = QuantDot.Step512(q0, xv, s0 * d[3], s0n * d[7], a3);
-            c3 = QuantDot.Step512(q1, xv, s1 * d[3], s1n * d[7], c3);
-        }
-        float* sums = stackalloc float[8];
-        sums[0] = Vector512.Sum(a0);
-        sums[1] = Vector512.Sum(c0);
-        sums[2] = Vector512.Sum(a1);
-        sums[3] = Vector512.Sum(c1);
-        sums[4] = Vector512.Sum(a2);
-        sums[5] = Vector512.Sum(c2);
-        sums[6] = Vector512.Sum(a3);
-        sums[7] = Vector512.Sum(c3);
-        if (b < blocks)
-        {
-            long o = (long)b * bb;
-            for (int r = 0; r < 4; r++)
-            {
-                sbyte* xr = xq + (long)r * k + b * 32;
-                float dx = xdT[4 * b + r];
-                sums[2 * r] += QuantDot.Tail256<TB>(w0 + o, xr, ws0[b] * dx);
-                sums[2 * r + 1] += QuantDot.Tail256<TB>(w1 + o, xr, ws1[b] * dx);
-            }
-        }
-        for (int r = 0; r < 4; r++)
-        {
-            y[r * yStride] = sums[2 * r];
-            y[r * yStride + 1] = sums[2 * r + 1];
-        }
     }
 }
