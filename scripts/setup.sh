@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the .NET SDK, on a fresh machine: Debian's python3-msgpack (the Python
-# interop client) and npm's @msgpack/msgpack (the Node interop client). Idempotent and quiet when all is there.
+# interop client), npm's @msgpack/msgpack (the Node interop client) and npm's node-llama-cpp with its prebuilt
+# linux-x64 CPU build of llama.cpp (tests/llamacpp: llama.cpp loads and scores the files Serving writes; ~85 MB; the
+# optional GPU builds are left out and its postinstall, which would look for them, is not run). Idempotent and quiet
+# when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +23,9 @@ fi
 if [ -f clients/node/package.json ] && command -v npm >/dev/null && [ ! -d clients/node/node_modules/@msgpack ]; then
   echo "setup: npm install in clients/node"
   (cd clients/node && npm install --no-audit --no-fund --silent)
+fi
+
+if [ -f tests/llamacpp/package.json ] && command -v npm >/dev/null && [ ! -d tests/llamacpp/node_modules/@node-llama-cpp/linux-x64 ]; then
+  echo "setup: npm install in tests/llamacpp (node-llama-cpp, llama.cpp's prebuilt CPU build)"
+  (cd tests/llamacpp && npm install --omit=optional --ignore-scripts --no-audit --no-fund --silent)
 fi

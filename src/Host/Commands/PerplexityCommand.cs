@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Text.Json;
 using Serving.Engine.Models;
 
 namespace Serving.Host.Commands;
@@ -8,7 +9,8 @@ namespace Serving.Host.Commands;
 /// <c>perplexity</c>: perplexity over non-overlapping windows of --ctx tokens, scored as llama.cpp's
 /// llama-perplexity does: the file is tokenized once (with BOS when the model adds one), each window's first
 /// token is replaced by BOS, and only the second half of each window is scored (each of those tokens then has at
-/// least ctx/2 tokens of context), so the two tools can be compared on the same file.
+/// least ctx/2 tokens of context), so the two tools can be compared on the same file. <c>--json</c> also writes each
+/// scored token's id and natural-log probability, for token-by-token comparison with another implementation.
 /// </summary>
 internal static class PerplexityCommand
 {
@@ -19,10 +21,11 @@ internal static class PerplexityCommand
         var file = new Option<string>("--file", "-f") { Description = "UTF-8 text file", Required = true };
         var ctx = new Option<int>("--ctx", "-c") { Description = "Window length in tokens", DefaultValueFactory = _ => 128 };
         var chunks = new Option<int>("--chunks") { Description = "Score at most this many windows (0 = all)", DefaultValueFactory = _ => 0 };
+        var json = new Option<string?>("--json") { Description = "Also write the result and every scored token's id and log-probability as JSON to this file" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
-        foreach (var o in new Option[] { model, file, ctx, chunks, device, threads, noMmap }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, file, ctx, chunks, json, device, threads, noMmap }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             int n = parse.GetValue(ctx);
@@ -50,6 +53,8 @@ internal static class PerplexityCommand
             var logits = new float[step * V];
             double nll = 0, nll2 = 0;
             long count = 0;
+            var scored = new List<int>();
+            var logProbs = new List<double>();
             var sw = Stopwatch.StartNew();
             for (int w = 0; w < windows; w++)
             {
@@ -72,6 +77,8 @@ internal static class PerplexityCommand
                     {
                         int pos = chunkStart + batch.LogitRows[r];
                         double lp = LogSoftmaxAt(logits.AsSpan(r * V, V), tokens[start + pos + 1]);
+                        scored.Add(tokens[start + pos + 1]);
+                        logProbs.Add(lp);
                         nll -= lp;
                         nll2 += lp * lp;
                         count++;
@@ -84,6 +91,11 @@ internal static class PerplexityCommand
             double variance = nll2 / count - mean * mean;
             double stderr = Math.Sqrt(Math.Max(0, variance) / Math.Max(1, count - 1)) * Math.Exp(mean);
             Console.WriteLine($"Final estimate: PPL = {Math.Exp(mean):0.0000} +/- {stderr:0.00000}");
+            if (parse.GetValue(json) is { } jsonPath)
+            {
+                var report = new { ppl = Math.Exp(mean), stderr, ctx = n, windows, scored = count, tokens = scored, logprobs = logProbs };
+                File.WriteAllText(jsonPath, JsonSerializer.Serialize(report));
+            }
             Console.WriteLine($"scored {count} tokens in {sw.Elapsed.TotalSeconds:0.00} s ({windows * n / sw.Elapsed.TotalSeconds:0.0} tokens/s evaluated)");
             return 0;
         });

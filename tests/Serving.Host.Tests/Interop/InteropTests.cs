@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Text.Json;
 using Serving.Host.Serve;
 using Serving.Host.Tests.Rpc;
@@ -117,26 +116,7 @@ public sealed class InteropTests(RpcHostFixture fixture) : IAsyncLifetime
         }
         psi.ArgumentList.Add("--json");
         foreach (string a in args) psi.ArgumentList.Add(a);
-        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
-        psi.StandardOutputEncoding = psi.StandardErrorEncoding = Encoding.UTF8;
-        psi.UseShellExecute = false;
-
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {psi.FileName}");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(ChildTimeout);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{client} client did not finish within {ChildTimeout.TotalSeconds} s; stderr: {await stderr}");
-        }
-        string output = await stdout, errors = await stderr;
-        Assert.True(process.ExitCode == expectExit,
-            $"{client} client exited {process.ExitCode} (expected {expectExit})\nstdout:\n{output}\nstderr:\n{errors}");
+        string output = await ChildProcess.RunAsync(psi, ChildTimeout, expectExit: expectExit);
         return output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => JsonDocument.Parse(line).RootElement.Clone()).ToList();
     }
@@ -170,7 +150,7 @@ public sealed class InteropTests(RpcHostFixture fixture) : IAsyncLifetime
     /// The repository root: from this source file's compile-time path (the build machine is the test machine),
     /// else by walking up from the test binaries or the working directory to Serving.sln.
     /// </summary>
-    private static string RepoRoot([CallerFilePath] string sourceFile = "")
+    internal static string RepoRoot([CallerFilePath] string sourceFile = "")
     {
         foreach (string? start in new[] { Path.GetDirectoryName(sourceFile), AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
         {
