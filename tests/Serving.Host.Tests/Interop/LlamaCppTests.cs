@@ -14,7 +14,10 @@ namespace Serving.Host.Tests.Interop;
 /// arithmetic allows (llama.cpp rounds activations to bf16 against bf16 weights and to q8 with f16 scales against
 /// quantized ones; Serving keeps f32 activations, or q8 with f32 scales). For scale: the same model's f32 and q4_0
 /// files differ by ~0.8 nats at worst on these tokens, so a wrong layer, RoPE or tokenizer shows far above the bounds.
-/// A missing dependency fails with what to run; nothing passes silently.
+/// Files written by llama.cpp's own quantizer (libllama's llama_model_quantize, i.e. llama-quantize, through
+/// tests/llamacpp/quantize.py) are checked the same way, with its per-tensor type choices and fallbacks; one whose
+/// fallback type Serving does not compute (q5_1) is refused by name. A missing dependency fails with what to run;
+/// nothing passes silently.
 /// </summary>
 public sealed class LlamaCppTests : IDisposable
 {
@@ -58,29 +61,63 @@ public sealed class LlamaCppTests : IDisposable
             SyntheticModel.Create("tiny", dataType, model, seed: 3);
         else
             SyntheticModel.Create(Small256, dataType, model, seed: 3);
-        string text = Path.Combine(InteropTests.RepoRoot(), "README.md");
+        await AssertScoresAgree(model, type, maxDelta);
+    }
 
-        string ours = Path.Combine(_dir, $"{shape}-{type}.serving.json");
-        await RunAsync(Host("perplexity", "--model", model, "--file", text, "--ctx", $"{Ctx}", "--chunks", $"{Chunks}", "--json", ours,
-            "--device", "cpu:0", "--plugins", Path.Combine(AppContext.BaseDirectory, "plugins")));
-        var serving = Scores.Parse(File.ReadAllText(ours));
-        var llama = Scores.Parse(await RunAsync(LlamaCpp("perplexity", model, text, $"{Ctx}", $"{Chunks}")));
+    /// <summary>llama-quantize's file type, the f32 source's shape, and the bound on |Δ log p| per token.</summary>
+    public static TheoryData<string, string, double> Quantized() => new()
+    {
+        // Measured max |Δ| on 93 tokens, 2026-11-26, Zen 5. Tiny's 288-wide rows are no multiple of 256, so llama-quantize
+        // falls back: q6_K → q8_0 (the tied token_embd of Q4_0 files), q4_K → q5_0; its 768-wide ffn_down keeps q6_K.
+        { "q4_0", "tiny", 0.2 },    // 0.062
+        { "q8_0", "tiny", 0.2 },    // 0.053
+        { "q5_0", "tiny", 0.2 },    // 0.065
+        { "q4_K_M", "tiny", 0.2 },  // 0.101: q5_0, q8_0 and q6_K tensors
+        { "q6_K", "tiny", 0.2 },    // 0.084: q8_0 and q6_K tensors
+        { "q4_K_S", "256", 0.2 },   // 0.080: q4_K with q5_K
+        { "q4_K_M", "256", 0.2 },   // 0.092: q4_K with q6_K attn_v/ffn_down/output
+        { "q5_K_S", "256", 0.2 },   // 0.080
+        { "q5_K_M", "256", 0.2 },   // 0.082: q5_K with q6_K
+        { "q6_K", "256", 0.2 },     // 0.108
+    };
 
-        Assert.Equal(Chunks * (Ctx / 2 - 1), serving.Tokens.Length);
-        Assert.Equal(llama.Tokens, serving.Tokens); // the same tokenization of the text
-        double worst = 0, sum = 0;
-        int worstAt = -1;
-        for (int i = 0; i < serving.LogProbs.Length; i++)
+    [Theory]
+    [MemberData(nameof(Quantized))]
+    public async Task Files_llama_quantize_writes_load_and_score_as_in_llama_cpp(string ftype, string shape, double maxDelta)
+    {
+        string source = Path.Combine(_dir, $"{shape}-f32.gguf");
+        if (shape == "tiny")
+            SyntheticModel.Create("tiny", DataType.F32, source, seed: 3);
+        else
+            SyntheticModel.Create(Small256, DataType.F32, source, seed: 3);
+        string model = Path.Combine(_dir, $"{shape}-{ftype}.llama-quantize.gguf");
+        await RunAsync(Quantize(source, model, ftype));
+        await AssertScoresAgree(model, $"llama-quantize {ftype} of {shape}", maxDelta);
+    }
+
+    [Fact]
+    public async Task A_llama_quantize_file_with_an_uncomputed_type_is_refused_naming_tensor_and_type()
+    {
+        // Q5_K_M of rows that are no multiple of 256: llama-quantize falls back to q5_1, which Serving does not compute.
+        string source = Path.Combine(_dir, "tiny-f32.gguf");
+        SyntheticModel.Create("tiny", DataType.F32, source, seed: 3);
+        string model = Path.Combine(_dir, "tiny-q5_K_M.llama-quantize.gguf");
+        await RunAsync(Quantize(source, model, "q5_K_M"));
+        var psi = Host("perplexity", "--model", model, "--file", Path.Combine(InteropTests.RepoRoot(), "README.md"), "--ctx", $"{Ctx}",
+            "--device", "cpu:0", "--plugins", Path.Combine(AppContext.BaseDirectory, "plugins"));
+        psi.RedirectStandardError = true;
+        string stderr = "";
+        psi.RedirectStandardOutput = true;
+        using (var p = Process.Start(psi)!)
         {
-            Assert.True(double.IsFinite(llama.LogProbs[i]) && double.IsFinite(serving.LogProbs[i]), $"token {i}: llama.cpp {llama.LogProbs[i]}, Serving {serving.LogProbs[i]}");
-            double d = Math.Abs(llama.LogProbs[i] - serving.LogProbs[i]);
-            sum += d;
-            if (d > worst) (worst, worstAt) = (d, i);
+            var err = p.StandardError.ReadToEndAsync();
+            await p.StandardOutput.ReadToEndAsync();
+            await p.WaitForExitAsync();
+            stderr = await err;
+            Assert.NotEqual(0, p.ExitCode);
         }
-        double mean = sum / serving.LogProbs.Length;
-        Assert.True(worst <= maxDelta && mean <= maxDelta / 4,
-            $"{type}: token {worstAt} (id {serving.Tokens[worstAt]}) log p llama.cpp {llama.LogProbs[worstAt]:0.0000} vs Serving {serving.LogProbs[worstAt]:0.0000}; " +
-            $"max |Δ| {worst:0.0000} (bound {maxDelta}), mean {mean:0.00000} (bound {maxDelta / 4}); perplexity {llama.Ppl:0.00} vs {serving.Ppl:0.00}");
+        Assert.Matches(@"blk\.\d+\.\w+\.weight: tensor type q5_1 is not supported", stderr);
+        Assert.DoesNotContain("   at ", stderr); // a message, not a stack trace
     }
 
     [Fact]
@@ -100,6 +137,33 @@ public sealed class LlamaCppTests : IDisposable
         Assert.Equal(strings.Length, serving.Length);
         for (int i = 0; i < strings.Length; i++)
             Assert.True(llama[i].SequenceEqual(serving[i]), $"\"{strings[i]}\": llama.cpp [{string.Join(',', llama[i])}] vs Serving [{string.Join(',', serving[i])}]");
+    }
+
+    /// <summary>Serving's perplexity --json and llama.cpp's scores of the README on <paramref name="model"/> agree.</summary>
+    private async Task AssertScoresAgree(string model, string what, double maxDelta)
+    {
+        string text = Path.Combine(InteropTests.RepoRoot(), "README.md");
+        string ours = Path.Combine(_dir, Path.GetFileNameWithoutExtension(model) + ".serving.json");
+        await RunAsync(Host("perplexity", "--model", model, "--file", text, "--ctx", $"{Ctx}", "--chunks", $"{Chunks}", "--json", ours,
+            "--device", "cpu:0", "--plugins", Path.Combine(AppContext.BaseDirectory, "plugins")));
+        var serving = Scores.Parse(File.ReadAllText(ours));
+        var llama = Scores.Parse(await RunAsync(LlamaCpp("perplexity", model, text, $"{Ctx}", $"{Chunks}")));
+
+        Assert.Equal(Chunks * (Ctx / 2 - 1), serving.Tokens.Length);
+        Assert.Equal(llama.Tokens, serving.Tokens); // the same tokenization of the text
+        double worst = 0, sum = 0;
+        int worstAt = -1;
+        for (int i = 0; i < serving.LogProbs.Length; i++)
+        {
+            Assert.True(double.IsFinite(llama.LogProbs[i]) && double.IsFinite(serving.LogProbs[i]), $"token {i}: llama.cpp {llama.LogProbs[i]}, Serving {serving.LogProbs[i]}");
+            double d = Math.Abs(llama.LogProbs[i] - serving.LogProbs[i]);
+            sum += d;
+            if (d > worst) (worst, worstAt) = (d, i);
+        }
+        double mean = sum / serving.LogProbs.Length;
+        Assert.True(worst <= maxDelta && mean <= maxDelta / 4,
+            $"{what}: token {worstAt} (id {serving.Tokens[worstAt]}) log p llama.cpp {llama.LogProbs[worstAt]:0.0000} vs Serving {serving.LogProbs[worstAt]:0.0000}; " +
+            $"max |Δ| {worst:0.0000} (bound {maxDelta}), mean {mean:0.00000} (bound {maxDelta / 4}); perplexity {llama.Ppl:0.00} vs {serving.Ppl:0.00}");
     }
 
     private static DataType ModelsTypeName(string type) => type switch
@@ -128,11 +192,26 @@ public sealed class LlamaCppTests : IDisposable
         return psi;
     }
 
-    private static ProcessStartInfo LlamaCpp(params string[] args)
+    private static string LlamaCppDir()
     {
         string dir = Path.Combine(InteropTests.RepoRoot(), "tests", "llamacpp");
         if (!Directory.Exists(Path.Combine(dir, "node_modules", "node-llama-cpp")) || !Directory.Exists(Path.Combine(dir, "node_modules", "@node-llama-cpp", "linux-x64")))
             Assert.Fail($"{dir}/node_modules lacks node-llama-cpp and its linux-x64 build: run scripts/setup.sh");
+        return dir;
+    }
+
+    /// <summary>llama-quantize through libllama (tests/llamacpp/quantize.py, Debian's python3 and ctypes only).</summary>
+    private static ProcessStartInfo Quantize(string source, string target, string ftype)
+    {
+        string dir = LlamaCppDir();
+        var psi = new ProcessStartInfo("/usr/bin/python3") { WorkingDirectory = dir };
+        foreach (string a in new[] { Path.Combine(dir, "quantize.py"), source, target, ftype }) psi.ArgumentList.Add(a);
+        return psi;
+    }
+
+    private static ProcessStartInfo LlamaCpp(params string[] args)
+    {
+        string dir = LlamaCppDir();
         var psi = new ProcessStartInfo("node") { WorkingDirectory = dir };
         psi.ArgumentList.Add(Path.Combine(dir, "llamacpp.mjs"));
         foreach (string a in args) psi.ArgumentList.Add(a);
