@@ -39,6 +39,7 @@ internal unsafe struct KQuantMinDot<TQ> : IKQuant where TQ : struct, IKQuantMinQ
         float* sc = stackalloc float[8];
         for (int sb = 0; sb < superBlocks; sb++, w += TQ.BlockBytes, xq += 256, xd += 8, xs += 8)
         {
+            Simd.PrefetchAhead(w, TQ.BlockBytes);
             Prepare(w, out Vector256<float> dsc, out Vector256<float> dm);
             (dsc * Vector256.Load(xd)).Store(sc);
             mins = Vector256.MultiplyAddEstimate(dm, Vector256.Load(xs), mins);
@@ -67,6 +68,7 @@ internal unsafe struct KQuantMinDot<TQ> : IKQuant where TQ : struct, IKQuantMinQ
         float* sc = stackalloc float[32]; // [row·8 + sub-block]: (d·sc_j)·xd_b
         for (int sb = 0; sb < superBlocks; sb++, w += TQ.BlockBytes)
         {
+            Simd.PrefetchAhead(w, TQ.BlockBytes);
             Prepare(w, out Vector256<float> dsc, out Vector256<float> dm);
             int o = 8 * sb;
             (dsc * Vector256.Load(xd + o)).Store(sc);

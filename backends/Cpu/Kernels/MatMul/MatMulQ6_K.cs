@@ -24,6 +24,7 @@ internal unsafe struct MatMulQ6_K : IKQuant
         float* dx = stackalloc float[8];
         for (int sb = 0; sb < superBlocks; sb++, w += 210, xq += 256, xd += 8)
         {
+            Simd.PrefetchAhead(w, 210);
             Vector256<float> d = Vector256.Create(Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(w + 208)));
             (d * Vector256.Load(xd)).Store(dx);
             Vector256<short> scales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(w + 192)));
@@ -51,6 +52,7 @@ internal unsafe struct MatMulQ6_K : IKQuant
         float* dx = stackalloc float[32]; // [row·8 + block]: d·xd_b
         for (int sb = 0; sb < superBlocks; sb++, w += 210)
         {
+            Simd.PrefetchAhead(w, 210);
             Vector256<float> d = Vector256.Create(Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(w + 208)));
             int o = 8 * sb;
             (d * Vector256.Load(xd + o)).Store(dx);

@@ -128,6 +128,7 @@ internal static unsafe class QuantDot
             for (; b <= blocks - 8; b += 8)
             {
                 byte* p = row + b * bb;
+                Simd.PrefetchAhead(p, 8 * bb); // the first pass over the tile's rows: see Simd.PrefetchAhead
                 Vector256<uint> h = Vector256.Create(
                     (uint)Unsafe.ReadUnaligned<ushort>(p), Unsafe.ReadUnaligned<ushort>(p + bb),
                     Unsafe.ReadUnaligned<ushort>(p + 2 * bb), Unsafe.ReadUnaligned<ushort>(p + 3 * bb),
