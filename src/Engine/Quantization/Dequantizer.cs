@@ -103,35 +103,19 @@ public static class Dequantizer
             : ((scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
 
     // One Q4_K super-block (layout in DataType): y = d·sc_j·q − dmin·m_j, the two products formed in f32 as ggml does.
-    private static void DequantizeQ4_K(ReadOnlySpan<byte> blk, Span<float> y)
-    {
-        float d = (float)BinaryPrimitives.ReadHalfLittleEndian(blk);
-        float dmin = (float)BinaryPrimitives.ReadHalfLittleEndian(blk[2..]);
-        var scales = blk.Slice(4, 12);
-        var qs = blk.Slice(16, 128);
-        for (int g = 0; g < 4; g++)
-        {
-            (int sc0, int m0) = Q4_KScaleMin(scales, 2 * g);
-            (int sc1, int m1) = Q4_KScaleMin(scales, 2 * g + 1);
-            float d0 = d * sc0, min0 = dmin * m0, d1 = d * sc1, min1 = dmin * m1;
-            for (int l = 0; l < 32; l++)
-            {
-                byte q = qs[32 * g + l];
-                y[64 * g + l] = d0 * (q & 0x0F) - min0;
-                y[64 * g + 32 + l] = d1 * (q >> 4) - min1;
-            }
-        }
-    }
+    private static void DequantizeQ4_K(ReadOnlySpan<byte> blk, Span<float> y) => DequantizeScaleMinK(blk, blk.Slice(16, 128), default, y);
 
     // One Q5_K super-block (layout in DataType): Q4_K's formula with a fifth bit from qh, bits 2g and 2g + 1 of qh[l]
     // for the low and high nibbles of chunk g.
-    private static void DequantizeQ5_K(ReadOnlySpan<byte> blk, Span<float> y)
+    private static void DequantizeQ5_K(ReadOnlySpan<byte> blk, Span<float> y) => DequantizeScaleMinK(blk, blk.Slice(48, 128), blk.Slice(16, 32), y);
+
+    // The scale-and-min K-quants: d, dmin and the packed 6-bit scales and mins at bytes 0..15, the low nibbles in qs,
+    // and a fifth bit per quant in qh when it is not empty.
+    private static void DequantizeScaleMinK(ReadOnlySpan<byte> blk, ReadOnlySpan<byte> qs, ReadOnlySpan<byte> qh, Span<float> y)
     {
         float d = (float)BinaryPrimitives.ReadHalfLittleEndian(blk);
         float dmin = (float)BinaryPrimitives.ReadHalfLittleEndian(blk[2..]);
         var scales = blk.Slice(4, 12);
-        var qh = blk.Slice(16, 32);
-        var qs = blk.Slice(48, 128);
         for (int g = 0; g < 4; g++)
         {
             (int sc0, int m0) = Q4_KScaleMin(scales, 2 * g);
@@ -140,7 +124,7 @@ public static class Dequantizer
             for (int l = 0; l < 32; l++)
             {
                 byte q = qs[32 * g + l];
-                int h0 = ((qh[l] >> (2 * g)) & 1) << 4, h1 = ((qh[l] >> (2 * g + 1)) & 1) << 4;
+                int h0 = qh.IsEmpty ? 0 : ((qh[l] >> (2 * g)) & 1) << 4, h1 = qh.IsEmpty ? 0 : ((qh[l] >> (2 * g + 1)) & 1) << 4;
                 y[64 * g + l] = d0 * ((q & 0x0F) | h0) - min0;
                 y[64 * g + 32 + l] = d1 * ((q >> 4) | h1) - min1;
             }

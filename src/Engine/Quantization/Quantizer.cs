@@ -171,16 +171,7 @@ public static class Quantizer
         {
             var xb = x.Slice(b * qk, qk);
             var yb = y.Slice(b * blockBytes, blockBytes);
-            float amax = 0, max = 0;
-            for (int j = 0; j < qk; j++)
-            {
-                float v = xb[j];
-                if (amax < MathF.Abs(v))
-                {
-                    amax = MathF.Abs(v);
-                    max = v;
-                }
-            }
+            float max = SignedAbsMax(xb);
             float d = max / -8;
             float id = d != 0 ? 1.0f / d : 0.0f;
             BinaryPrimitives.WriteHalfLittleEndian(yb, (Half)d);
@@ -194,6 +185,21 @@ public static class Quantizer
         }
     }
 
+    // The element of largest magnitude, with its sign (the first of equals), as ggml's q4_0/q5_0 quantizers pick it.
+    private static float SignedAbsMax(ReadOnlySpan<float> xb)
+    {
+        float amax = 0, max = 0;
+        foreach (float v in xb)
+        {
+            if (amax < MathF.Abs(v))
+            {
+                amax = MathF.Abs(v);
+                max = v;
+            }
+        }
+        return max;
+    }
+
     // Q5_0: as Q4_0 with 32 levels: d = max / -16, q = min(31, trunc(x · (1/d) + 16.5)); the low 4 bits go in the
     // nibbles as Q4_0's, bit 4 of element j goes to bit j of the little-endian uint32 qh.
     private static void QuantizeQ5_0(ReadOnlySpan<float> x, Span<byte> y)
@@ -203,16 +209,7 @@ public static class Quantizer
         {
             var xb = x.Slice(b * qk, qk);
             var yb = y.Slice(b * blockBytes, blockBytes);
-            float amax = 0, max = 0;
-            for (int j = 0; j < qk; j++)
-            {
-                float v = xb[j];
-                if (amax < MathF.Abs(v))
-                {
-                    amax = MathF.Abs(v);
-                    max = v;
-                }
-            }
+            float max = SignedAbsMax(xb);
             float d = max / -16;
             float id = d != 0 ? 1.0f / d : 0.0f;
             BinaryPrimitives.WriteHalfLittleEndian(yb, (Half)d);

@@ -13,6 +13,14 @@ internal static class ChildProcess
     /// </summary>
     public static async Task<string> RunAsync(ProcessStartInfo psi, TimeSpan timeout, string? stdin = null, int expectExit = 0)
     {
+        (int exit, string output, string errors) = await RunToEndAsync(psi, timeout, stdin);
+        Assert.True(exit == expectExit, $"{psi.FileName} {string.Join(' ', psi.ArgumentList)} exited {exit} (expected {expectExit})\nstdout:\n{output}\nstderr:\n{errors}");
+        return output;
+    }
+
+    /// <summary>As <see cref="RunAsync"/>, any exit status: returns it with stdout and stderr.</summary>
+    public static async Task<(int Exit, string Stdout, string Stderr)> RunToEndAsync(ProcessStartInfo psi, TimeSpan timeout, string? stdin = null)
+    {
         psi.RedirectStandardOutput = psi.RedirectStandardError = true;
         psi.RedirectStandardInput = stdin is not null;
         psi.StandardOutputEncoding = psi.StandardErrorEncoding = Encoding.UTF8;
@@ -37,8 +45,6 @@ internal static class ChildProcess
             process.Kill(entireProcessTree: true);
             Assert.Fail($"{command} did not finish within {timeout.TotalSeconds} s; stderr: {await stderr}");
         }
-        string output = await stdout, errors = await stderr;
-        Assert.True(process.ExitCode == expectExit, $"{command} exited {process.ExitCode} (expected {expectExit})\nstdout:\n{output}\nstderr:\n{errors}");
-        return output;
+        return (process.ExitCode, await stdout, await stderr);
     }
 }

@@ -105,17 +105,8 @@ public sealed class LlamaCppTests : IDisposable
         await RunAsync(Quantize(source, model, "q5_K_M"));
         var psi = Host("perplexity", "--model", model, "--file", Path.Combine(InteropTests.RepoRoot(), "README.md"), "--ctx", $"{Ctx}",
             "--device", "cpu:0", "--plugins", Path.Combine(AppContext.BaseDirectory, "plugins"));
-        psi.RedirectStandardError = true;
-        string stderr = "";
-        psi.RedirectStandardOutput = true;
-        using (var p = Process.Start(psi)!)
-        {
-            var err = p.StandardError.ReadToEndAsync();
-            await p.StandardOutput.ReadToEndAsync();
-            await p.WaitForExitAsync();
-            stderr = await err;
-            Assert.NotEqual(0, p.ExitCode);
-        }
+        (int exit, _, string stderr) = await ChildProcess.RunToEndAsync(psi, ChildTimeout);
+        Assert.NotEqual(0, exit);
         Assert.Matches(@"blk\.\d+\.\w+\.weight: tensor type q5_1 is not supported", stderr);
         Assert.DoesNotContain("   at ", stderr); // a message, not a stack trace
     }
