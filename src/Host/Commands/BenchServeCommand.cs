@@ -99,7 +99,7 @@ internal static class BenchServeCommand
                 {
                     report = await ServeBenchmark.RunAsync(options, new ProgressLine(), cancel);
                 }
-                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Client.ServingRpcException)
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Protocol.Rpc.RpcException)
                 {
                     // Reaching the server (or authenticating) failed before any request: one line, no stack trace.
                     return CliErrors.Fail($"cannot benchmark the server at {address}:{serverPort}: {e.Message}");
