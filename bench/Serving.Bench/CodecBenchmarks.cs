@@ -73,7 +73,7 @@ public class CodecBenchmarks
         {
             throw new InvalidOperationException("incomplete request");
         }
-        var message = RpcMessage.Parse(MsgPack.DecodeFrame(frame));
+        var message = RpcMessage.Parse(frame);
         var args = RpcArgs.FromParams(message.Params);
         args.EnsureOnly("prompt", "tokens", "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
             "repeat_last_n", "seed", "stop", "stream", "add_bos", "model");
@@ -104,7 +104,7 @@ public class CodecBenchmarks
         {
             throw new InvalidOperationException("incomplete notification");
         }
-        var message = RpcMessage.Parse(MsgPack.DecodeFrame(frame));
+        var message = RpcMessage.Parse(frame);
         var args = RpcArgs.FromParams(message.Params);
         long id = args.GetInt64("id", 0, uint.MaxValue);
         long token = args.GetInt64("token", -1, int.MaxValue);

@@ -297,7 +297,7 @@ public sealed partial class ServingClient : IAsyncDisposable
         {
             while (true)
             {
-                if (await messages.ReadAsync(_lifetime.Token).ConfigureAwait(false) is not { } message)
+                if (await messages.ReadAsync(static frame => RpcMessage.Parse(frame), _lifetime.Token).ConfigureAwait(false) is not { } message)
                 {
                     reason = new IOException($"The connection to {_remote} was closed by the server.");
                     break;
@@ -321,9 +321,8 @@ public sealed partial class ServingClient : IAsyncDisposable
         Close(reason);
     }
 
-    private void Dispatch(MsgValue message, long timestamp)
+    private void Dispatch(RpcMessage m, long timestamp)
     {
-        var m = RpcMessage.Parse(message);
         switch (m.Type)
         {
             case RpcMessageType.Response:

@@ -102,7 +102,7 @@ internal sealed class RpcDispatcher
         RpcMessage message;
         try
         {
-            message = RpcMessage.Parse(MsgPack.DecodeFrame(frame));
+            message = RpcMessage.Parse(frame);
         }
         catch (RpcException ex) when (ex.IsProtocolError)
         {

@@ -45,30 +45,37 @@ public static class MsgPack
         {
             return; // scalars and empty containers: the common case allocates nothing
         }
-        var stack = new PooledStack<(MsgValue Container, int Next)>(8);
-        try
+        var inline = new WriteBuffer();
+        Span<(MsgValue Container, int Next)> stack = inline; // deeper: a heap array
+        int depth = 0;
+        stack[depth++] = (value, 0);
+        while (depth > 0)
         {
-            stack.Push((value, 0));
-            while (stack.Count > 0)
+            ref var top = ref stack[depth - 1];
+            int total = top.Container.Kind == MsgValueKind.Array ? top.Container.Count : 2 * top.Container.Count;
+            if (top.Next == total)
             {
-                ref var top = ref stack.Peek();
-                int total = top.Container.Kind == MsgValueKind.Array ? top.Container.Count : 2 * top.Container.Count;
-                if (top.Next == total)
+                stack[--depth] = default;
+                continue;
+            }
+            var item = ItemAt(top.Container, top.Next++);
+            if (WriteOpen(ref writer, item))
+            {
+                if (depth == stack.Length)
                 {
-                    stack.Pop();
-                    continue;
+                    var bigger = new (MsgValue, int)[stack.Length * 2];
+                    stack.CopyTo(bigger);
+                    stack = bigger;
                 }
-                var item = ItemAt(top.Container, top.Next++);
-                if (WriteOpen(ref writer, item))
-                {
-                    stack.Push((item, 0));
-                }
+                stack[depth++] = (item, 0);
             }
         }
-        finally
-        {
-            stack.Dispose();
-        }
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(InlineFrames)]
+    private struct WriteBuffer
+    {
+        private (MsgValue Container, int Next) _first;
     }
 
     private static MsgValue ItemAt(MsgValue container, int index) =>
@@ -145,40 +152,67 @@ public static class MsgPack
     public static MsgValue DecodeFrame(in ReadOnlySequence<byte> frame)
     {
         var reader = new MessagePackReader(frame);
-        var value = ReadScalarOrOpen(ref reader, out var open);
-        if (open is null)
+        return ReadValue(ref reader);
+    }
+
+    /// <summary>
+    /// Reads the next value of a framed (validated) message: scalars directly, containers through an explicit
+    /// stack of partly filled arrays and maps. The first <see cref="InlineFrames"/> levels live on the call stack,
+    /// so an ordinary message costs no allocation beyond its values.
+    /// </summary>
+    internal static MsgValue ReadValue(ref MessagePackReader reader)
+    {
+        var value = ReadScalarOrOpen(ref reader, out var kind, out int count);
+        if (kind == Open.None)
         {
             return value;
         }
-        // Non-empty containers: an explicit stack of partly filled arrays and maps.
-        var stack = new PooledStack<Frame>(8);
-        try
+        var inline = new FrameBuffer();
+        Span<Frame> frames = inline; // deeper than the inline frames: a heap array (depth is bounded by the framer)
+        int depth = 0;
+        Push(ref frames, ref depth, kind, count);
+        while (true)
         {
-            stack.Push(open.Value);
-            while (true)
+            value = ReadScalarOrOpen(ref reader, out kind, out count);
+            if (kind != Open.None)
             {
-                value = ReadScalarOrOpen(ref reader, out open);
-                if (open is not null)
+                Push(ref frames, ref depth, kind, count);
+                continue;
+            }
+            // Hand the finished value to its parent; a parent that becomes full is itself finished.
+            while (frames[depth - 1].Add(value, out var finished))
+            {
+                frames[--depth] = default;
+                if (depth == 0)
                 {
-                    stack.Push(open.Value);
-                    continue;
+                    return finished;
                 }
-                // Hand the finished value to its parent; a parent that becomes full is itself finished.
-                while (stack.Peek().Add(value, out var finished))
-                {
-                    stack.Pop();
-                    if (stack.Count == 0)
-                    {
-                        return finished;
-                    }
-                    value = finished;
-                }
+                value = finished;
             }
         }
-        finally
+    }
+
+    private static void Push(ref Span<Frame> frames, ref int depth, Open kind, int count)
+    {
+        if (depth == frames.Length)
         {
-            stack.Dispose();
+            var bigger = new Frame[frames.Length * 2];
+            frames.CopyTo(bigger);
+            frames = bigger;
         }
+        frames[depth++] = kind == Open.Array
+            ? new Frame { Items = new MsgValue[count] }
+            : new Frame { Pairs = new KeyValuePair<MsgValue, MsgValue>[count] };
+    }
+
+    private enum Open : byte { None, Array, Map }
+
+    private const int InlineFrames = 8;
+
+    [System.Runtime.CompilerServices.InlineArray(InlineFrames)]
+    private struct FrameBuffer
+    {
+        private Frame _first;
     }
 
     /// <summary>A container being filled: an array's items or a map's pairs.</summary>
@@ -221,10 +255,11 @@ public static class MsgPack
         }
     }
 
-    // Reads a scalar or an empty container (returned), or the header of a non-empty one (open set, value nil).
-    private static MsgValue ReadScalarOrOpen(ref MessagePackReader reader, out Frame? open)
+    // Reads a scalar or an empty container (returned; kind None), or the header of a non-empty one (kind and count set).
+    private static MsgValue ReadScalarOrOpen(ref MessagePackReader reader, out Open kind, out int count)
     {
-        open = null;
+        kind = Open.None;
+        count = 0;
         long at = reader.Consumed;
         byte code = reader.NextCode;
         switch (MessagePackCode.ToMessagePackType(code))
@@ -254,38 +289,29 @@ public static class MsgPack
                 return MsgValue.FromExt(header.TypeCode, data.ToArray());
             }
             case MessagePackType.Array:
-            {
-                int count = reader.ReadArrayHeader();
-                if (count == 0)
-                {
-                    return MsgValue.EmptyArray;
-                }
-                open = new Frame { Items = new MsgValue[count] };
-                return default;
-            }
+                count = reader.ReadArrayHeader();
+                kind = count == 0 ? Open.None : Open.Array;
+                return count == 0 ? MsgValue.EmptyArray : default;
             case MessagePackType.Map:
-            {
-                int count = reader.ReadMapHeader();
-                if (count == 0)
-                {
-                    return MsgValue.EmptyMap;
-                }
-                open = new Frame { Pairs = new KeyValuePair<MsgValue, MsgValue>[count] };
-                return default;
-            }
+                count = reader.ReadMapHeader();
+                kind = count == 0 ? Open.None : Open.Map;
+                return count == 0 ? MsgValue.EmptyMap : default;
             default:
                 // Unreachable after framing (0xc1 is refused there); kept so a misuse cannot go unnoticed.
                 throw RpcException.Protocol(RpcProtocolFault.Malformed, "Byte 0xc1 is never used in MessagePack", at);
         }
     }
 
-    private static string ReadString(ref MessagePackReader reader, long at)
+    /// <summary>Reads a str as a string: strict UTF-8; the protocol's own names come back as their constants (no allocation).</summary>
+    /// <param name="at">Offset of the token in its message, for the error.</param>
+    /// <exception cref="RpcException">Malformed: not valid UTF-8.</exception>
+    internal static string ReadString(ref MessagePackReader reader, long at)
     {
         try
         {
             if (reader.TryReadStringSpan(out var span))
             {
-                return StrictUtf8.GetString(span);
+                return KnownNames.Find(span) ?? StrictUtf8.GetString(span);
             }
             // Split across pipe segments: decode from the pieces.
             return StrictUtf8.GetString(reader.ReadStringSequence()!.Value);

@@ -18,21 +18,19 @@ namespace Serving.Protocol.MessagePack;
 /// Resumable: when the bytes end inside a message the framer remembers the last whole token it accepted, and the
 /// next call — given the same message start and more bytes — goes on from there, so a message trickling in costs
 /// O(bytes) in total, not O(bytes²). A token cut by the end of the bytes is found with the library's
-/// <see cref="EndOfStreamException"/>, which costs a few microseconds, at most once per call. Not thread-safe: one
-/// reader loop owns it. A struct: copy it only before use.
+/// <see cref="EndOfStreamException"/>, which costs a few microseconds, at most once per call; it is caught outside
+/// the token loop, since a try block inside it costs the loop about as much as the library's own reads. Not
+/// thread-safe: one reader loop owns it. A struct: copy it only before use.
 /// </remarks>
 public struct MsgPackFramer
 {
-    // The longest scalar token (float 64, int 64, uint 64) and the longest container/str/bin/ext header: with at
-    // least this many bytes left, reading a header or a scalar cannot run out.
-    private const int LongestHeader = 9;
-
     private readonly MsgPackLimits _limits;
     private readonly MessagePackSecurity _security;
     private long[]? _due;     // _due[d] = items still expected in the open container at depth d+1
     private int _depth;       // open containers (mirrored in MessagePackReader.Depth for DepthStep)
     private long _offset;     // bytes of the current message accepted so far
     private long _elements;   // tokens accepted so far in the current message
+    private long _openingAt;  // offset of the container being opened (for a depth error raised by the library)
 
     /// <summary>Creates a framer applying <paramref name="limits"/> (default: <see cref="MsgPackLimits.Default"/>).</summary>
     /// <exception cref="ArgumentOutOfRangeException">A limit is not positive.</exception>
@@ -70,7 +68,23 @@ public struct MsgPackFramer
     /// cannot be resynchronized and must be closed.</exception>
     public bool TryReadFrame(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> frame)
     {
-        if (buffer.IsEmpty || !TryScan(buffer, out long length))
+        long length = 0;
+        bool whole;
+        try
+        {
+            whole = !buffer.IsEmpty && TryScan(buffer, out length);
+        }
+        catch (EndOfStreamException)
+        {
+            // A token cut by the end of the bytes; everything before it is committed.
+            whole = NeedMore(buffer.Length);
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            // MessagePackSecurity.DepthStep: one more container than MaxDepth.
+            throw Fault(RpcProtocolFault.DepthExceeded, _openingAt, $"Nesting deeper than the limit of {Limits.MaxDepth}");
+        }
+        if (!whole)
         {
             frame = default;
             return false;
@@ -96,7 +110,8 @@ public struct MsgPackFramer
             }
             byte code = reader.NextCode;
             long total; // bytes of the whole token, header and payload
-            switch (MessagePackCode.ToMessagePackType(code))
+            var type = MessagePackCode.ToMessagePackType(code);
+            switch (type)
             {
                 case MessagePackType.Unknown:
                     throw Fault(RpcProtocolFault.Malformed, at, "Byte 0xc1 is never used in MessagePack");
@@ -104,14 +119,12 @@ public struct MsgPackFramer
                 case MessagePackType.Array:
                 case MessagePackType.Map:
                 {
-                    var peek = reader;
-                    bool isArray = MessagePackCode.ToMessagePackType(code) == MessagePackType.Array;
-                    if (!(isArray ? peek.TryReadArrayHeader(out int signed) : peek.TryReadMapHeader(out signed)))
+                    bool isArray = type == MessagePackType.Array;
+                    if (!(isArray ? reader.TryReadArrayHeader(out int signed) : reader.TryReadMapHeader(out signed)))
                     {
-                        return NeedMore(available);
+                        return NeedMore(available); // the reader is dropped: the next call restarts at _offset
                     }
                     Accept(at, limits);
-                    reader = peek;
                     // The library reads 32-bit counts as int; counts of 2^31 and more come out negative.
                     OpenContainer(ref reader, isArray, unchecked((uint)signed), at, start + reader.Consumed, limits);
                     break;
@@ -120,7 +133,7 @@ public struct MsgPackFramer
                 case MessagePackType.String:
                 case MessagePackType.Binary:
                 {
-                    bool isString = MessagePackCode.ToMessagePackType(code) == MessagePackType.String;
+                    bool isString = type == MessagePackType.String;
                     if (!TryPeekPayloadLength(reader, code, out int header, out uint payload))
                     {
                         return NeedMore(available);
@@ -173,15 +186,8 @@ public struct MsgPackFramer
                     break;
                 }
 
-                default: // nil, bool, integer, float: fixed size, known from the code
-                    if (available - at >= LongestHeader)
-                    {
-                        reader.Skip();
-                    }
-                    else if (!TrySkipScalar(ref reader))
-                    {
-                        return NeedMore(available);
-                    }
+                default: // nil, bool, integer, float: the library knows the size (EndOfStreamException when cut)
+                    reader.Skip();
                     Accept(at, limits);
                     break;
             }
@@ -253,14 +259,8 @@ public struct MsgPackFramer
         {
             throw Limit(at, $"Message has more than {limits.MaxTotalElements} elements");
         }
-        try
-        {
-            _security.DepthStep(ref reader);
-        }
-        catch (InsufficientExecutionStackException)
-        {
-            throw Fault(RpcProtocolFault.DepthExceeded, at, $"Nesting deeper than the limit of {limits.MaxDepth}");
-        }
+        _openingAt = at;
+        _security.DepthStep(ref reader); // InsufficientExecutionStackException past MaxDepth, turned into DepthExceeded above
         if (_due is null || _due.Length == _depth)
         {
             Array.Resize(ref _due, Math.Min(limits.MaxDepth, Math.Max(8, _depth * 2)));
@@ -284,22 +284,6 @@ public struct MsgPackFramer
             throw Limit(_offset, $"Message exceeds the limit of {Limits.MaxMessageBytes} bytes");
         }
         return false;
-    }
-
-    // A scalar near the end of the bytes: the library says whether all of it is there.
-    private static bool TrySkipScalar(ref MessagePackReader reader)
-    {
-        var peek = reader;
-        try
-        {
-            peek.Skip();
-        }
-        catch (EndOfStreamException)
-        {
-            return false;
-        }
-        reader = peek;
-        return true;
     }
 
     /// <summary>

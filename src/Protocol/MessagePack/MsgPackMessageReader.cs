@@ -30,20 +30,31 @@ public sealed class MsgPackMessageReader
     /// <exception cref="RpcException">A protocol error: malformed bytes, a limit passed, nesting too deep, or the
     /// stream ending inside a message (Truncated). The stream cannot be resynchronized; stop reading.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled.</exception>
-    public async ValueTask<MsgValue?> ReadAsync(CancellationToken ct = default)
+    public ValueTask<MsgValue?> ReadAsync(CancellationToken ct = default) =>
+        ReadAsync(static frame => MsgPack.DecodeFrame(frame), ct);
+
+    /// <summary>
+    /// The next message decoded by <paramref name="decode"/> from its framed bytes (valid only during the call, e.g.
+    /// <c>frame => RpcMessage.Parse(frame)</c>), or null when the stream ended cleanly between messages.
+    /// </summary>
+    /// <exception cref="RpcException">As <see cref="ReadAsync(CancellationToken)"/>, or thrown by <paramref name="decode"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled.</exception>
+    public async ValueTask<T?> ReadAsync<T>(Func<ReadOnlySequence<byte>, T> decode, CancellationToken ct = default)
+        where T : struct
     {
+        ArgumentNullException.ThrowIfNull(decode);
         while (true)
         {
             var result = await _input.ReadAsync(ct).ConfigureAwait(false);
             var buffer = result.Buffer;
             bool framed = false;
-            MsgValue message = default;
+            T message = default;
             try
             {
                 framed = _framer.TryReadFrame(ref buffer, out var frame);
                 if (framed)
                 {
-                    message = MsgPack.DecodeFrame(frame);
+                    message = decode(frame);
                 }
             }
             finally

@@ -111,6 +111,65 @@ public readonly struct RpcMessage
     }
 
     /// <summary>
+    /// Classifies a whole framed message (from <see cref="MsgPackFramer"/>) without building the envelope as a tree:
+    /// the type, msgid and method are read straight from the bytes (a method that is one of <see cref="RpcMethods"/>
+    /// costs no allocation) and only params, error and result become <see cref="MsgValue"/>s. A message that breaks
+    /// a rule is decoded whole and handed to <see cref="Parse(MsgValue)"/>, so the errors are exactly its errors.
+    /// </summary>
+    /// <exception cref="RpcException">A protocol error: Malformed (e.g. invalid UTF-8) or InvalidMessage, with the
+    /// MessageId set when known.</exception>
+    public static RpcMessage Parse(in ReadOnlySequence<byte> frame)
+    {
+        var reader = new MessagePackReader(frame);
+        if (reader.NextMessagePackType == MessagePackType.Array)
+        {
+            int count = reader.ReadArrayHeader();
+            if (TryReadNonNegative(ref reader, out ulong type))
+            {
+                switch (type)
+                {
+                    case (ulong)RpcMessageType.Request when count == 4
+                        && TryReadNonNegative(ref reader, out ulong id) && id <= uint.MaxValue
+                        && TryReadMethod(ref reader, out string? method)
+                        && reader.NextMessagePackType == MessagePackType.Array:
+                        return new RpcMessage(RpcMessageType.Request, (uint)id, method, MsgPack.ReadValue(ref reader), default, default);
+                    case (ulong)RpcMessageType.Response when count == 4
+                        && TryReadNonNegative(ref reader, out ulong id) && id <= uint.MaxValue:
+                    {
+                        var error = MsgPack.ReadValue(ref reader);
+                        return new RpcMessage(RpcMessageType.Response, (uint)id, null, default, error, MsgPack.ReadValue(ref reader));
+                    }
+                    case (ulong)RpcMessageType.Notification when count == 3
+                        && TryReadMethod(ref reader, out string? method)
+                        && reader.NextMessagePackType == MessagePackType.Array:
+                        return new RpcMessage(RpcMessageType.Notification, 0, method, MsgPack.ReadValue(ref reader), default, default);
+                }
+            }
+        }
+        // Not a well-formed message: the tree-based rules say exactly what is wrong.
+        return Parse(MsgPack.DecodeFrame(frame));
+    }
+
+    // A non-empty str method name; false for anything else (invalid UTF-8 included: the slow path reports it).
+    private static bool TryReadMethod(ref MessagePackReader reader, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? method)
+    {
+        method = null;
+        if (reader.NextMessagePackType != MessagePackType.String)
+        {
+            return false;
+        }
+        try
+        {
+            method = MsgPack.ReadString(ref reader, reader.Consumed);
+        }
+        catch (RpcException)
+        {
+            return false;
+        }
+        return method.Length > 0;
+    }
+
+    /// <summary>
     /// Reads the msgid of a request straight from its bytes (header tokens only), for replying to a request whose
     /// body failed to decode (e.g. invalid UTF-8 in the method, or a size over a limit). False unless the bytes
     /// start like a request.
