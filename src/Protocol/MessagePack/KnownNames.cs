@@ -22,9 +22,15 @@ internal static class KnownNames
         {
             return null;
         }
+        if (utf8.IsEmpty)
+        {
+            return string.Empty;
+        }
+        byte first = utf8[0];
         foreach (var (bytes, name) in ByLength[utf8.Length])
         {
-            if (utf8.SequenceEqual(bytes))
+            // The first byte rules out most names of the same length without a call.
+            if (bytes[0] == first && utf8.SequenceEqual(bytes))
             {
                 return name;
             }

@@ -10,7 +10,8 @@ namespace Serving.Protocol.MessagePack;
 /// <see cref="MessagePackReader"/>. Writing uses the smallest form of every value (the library's choice; floats
 /// keep their width; timestamps the shortest of the three forms). Reading first validates the whole message with
 /// <see cref="MsgPackFramer"/> (limits, depth, never-used bytes, timestamps: nothing is allocated for bytes that
-/// fail), then builds the tree. Both walks are iterative, so deep trees cannot overflow the call stack.
+/// fail), then builds the tree. Both walks recurse over the first 16 levels only (messages are shallow, and recursion
+/// costs nothing to set up) and go on iteratively below, so deep trees cannot overflow the call stack.
 /// </summary>
 public static class MsgPack
 {
@@ -35,15 +36,47 @@ public static class MsgPack
     }
 
     /// <summary>
-    /// Writes <paramref name="value"/> with <paramref name="writer"/> (the caller flushes). Scalars are written
-    /// directly; containers through an explicit stack, so even very deep trees built in code cannot overflow the
-    /// call stack.
+    /// Writes <paramref name="value"/> with <paramref name="writer"/> (the caller flushes). The first 16 levels are
+    /// written by recursion, deeper ones through an explicit stack, so even very deep trees built in code cannot
+    /// overflow the call stack.
     /// </summary>
-    public static void Write(ref MessagePackWriter writer, MsgValue value)
+    public static void Write(ref MessagePackWriter writer, MsgValue value) => WriteShallow(ref writer, value, 0);
+
+    // Messages nest a few levels: recursion costs nothing to set up. Past ShallowDepth levels (bounded, so the call
+    // stack is safe) the rest of the subtree goes to the iterative walk, which takes any depth.
+    private static void WriteShallow(ref MessagePackWriter writer, MsgValue value, int depth)
+    {
+        if (depth == ShallowDepth)
+        {
+            WriteDeep(ref writer, value);
+            return;
+        }
+        if (!WriteOpen(ref writer, value))
+        {
+            return;
+        }
+        if (value.Kind == MsgValueKind.Array)
+        {
+            foreach (var item in value.AsArray())
+            {
+                WriteShallow(ref writer, item, depth + 1);
+            }
+            return;
+        }
+        foreach (var entry in value.AsMap())
+        {
+            WriteShallow(ref writer, entry.Key, depth + 1);
+            WriteShallow(ref writer, entry.Value, depth + 1);
+        }
+    }
+
+    private const int ShallowDepth = 16;
+
+    private static void WriteDeep(ref MessagePackWriter writer, MsgValue value)
     {
         if (!WriteOpen(ref writer, value))
         {
-            return; // scalars and empty containers: the common case allocates nothing
+            return;
         }
         var inline = new WriteBuffer();
         Span<(MsgValue Container, int Next)> stack = inline; // deeper: a heap array
@@ -156,11 +189,46 @@ public static class MsgPack
     }
 
     /// <summary>
-    /// Reads the next value of a framed (validated) message: scalars directly, containers through an explicit
-    /// stack of partly filled arrays and maps. The first <see cref="InlineFrames"/> levels live on the call stack,
-    /// so an ordinary message costs no allocation beyond its values.
+    /// Reads the next value of a framed (validated) message. Messages nest a few levels, so the first
+    /// <see cref="ShallowDepth"/> levels are read by recursion (nothing to set up; the call stack stays small and
+    /// bounded); a subtree below that goes to <see cref="ReadDeep"/>, which takes any depth without recursion.
     /// </summary>
-    internal static MsgValue ReadValue(ref MessagePackReader reader)
+    internal static MsgValue ReadValue(ref MessagePackReader reader) => ReadShallow(ref reader, 0);
+
+    private static MsgValue ReadShallow(ref MessagePackReader reader, int depth)
+    {
+        if (depth == ShallowDepth)
+        {
+            return ReadDeep(ref reader);
+        }
+        var value = ReadScalarOrOpen(ref reader, out var kind, out int count);
+        if (kind == Open.Array)
+        {
+            var items = new MsgValue[count];
+            for (int i = 0; i < items.Length; i++)
+            {
+                items[i] = ReadShallow(ref reader, depth + 1);
+            }
+            return MsgValue.FromArray(items);
+        }
+        if (kind == Open.Map)
+        {
+            var pairs = new KeyValuePair<MsgValue, MsgValue>[count];
+            for (int i = 0; i < pairs.Length; i++)
+            {
+                var key = ReadShallow(ref reader, depth + 1);
+                pairs[i] = new(key, ReadShallow(ref reader, depth + 1));
+            }
+            return MsgValue.FromMap(pairs);
+        }
+        return value;
+    }
+
+    /// <summary>
+    /// Reads the next value without recursion: scalars directly, containers through an explicit stack of partly
+    /// filled arrays and maps (its first <see cref="InlineFrames"/> levels inline, then a heap array).
+    /// </summary>
+    private static MsgValue ReadDeep(ref MessagePackReader reader)
     {
         var value = ReadScalarOrOpen(ref reader, out var kind, out int count);
         if (kind == Open.None)
