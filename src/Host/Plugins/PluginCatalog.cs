@@ -1,4 +1,5 @@
 using System.Reflection;
+using McMaster.NETCore.Plugins;
 using Serving.Abstractions;
 
 namespace Serving.Host.Plugins;
@@ -17,12 +18,21 @@ internal sealed record PluginEntry(string Folder, string Name, IBackendPlugin? P
 
 /// <summary>
 /// Finds backend plugins: every sub-folder of the plugins folder holding a <c>&lt;folder&gt;.dll</c> (or exactly
-/// one Serving.Backends.*.dll). Each is loaded into its own <see cref="PluginLoadContext"/>, its
-/// <see cref="IBackendPlugin"/> instantiated, its contract version checked and its Probe called. Nothing a
-/// plugin does can stop discovery: every failure becomes a skipped entry with its reason.
+/// one Serving.Backends.*.dll). Each is loaded by McMaster.NETCore.Plugins into a load context of its own, which
+/// resolves the plugin's dependencies, managed and native (<c>runtimes/&lt;rid&gt;/native</c>), from its folder through
+/// its .deps.json, so two plugins may carry different versions of one library. Its <see cref="IBackendPlugin"/> is
+/// instantiated, its contract version checked and its Probe called. Nothing a plugin does can stop discovery: every
+/// failure becomes a skipped entry with its reason.
 /// </summary>
 internal static class PluginCatalog
 {
+    /// <summary>
+    /// Types whose assemblies every plugin shares with the host: the contract. A plugin's private copy of it would be
+    /// a different <see cref="IBackendPlugin"/> type. Nothing else needs sharing: the contract exposes only its own
+    /// and framework types, and the framework always comes from the host.
+    /// </summary>
+    private static readonly Type[] SharedTypes = [typeof(IBackendPlugin)];
+
     /// <summary>The default plugins folder: <c>plugins/</c> beside the host, or <c>$SERVING_PLUGINS</c>.</summary>
     public static string DefaultFolder =>
         Environment.GetEnvironmentVariable("SERVING_PLUGINS") is { Length: > 0 } env
@@ -53,8 +63,8 @@ internal static class PluginCatalog
         IBackendPlugin plugin;
         try
         {
-            var context = new PluginLoadContext(dll);
-            Assembly assembly = context.LoadFromAssemblyPath(dll);
+            // Not unloadable: a device's native handles and worker threads live as long as the process.
+            Assembly assembly = PluginLoader.CreateFromAssemblyFile(dll, SharedTypes).LoadDefaultAssembly();
             Type[] types = assembly.GetExportedTypes()
                 .Where(t => t is { IsClass: true, IsAbstract: false } && typeof(IBackendPlugin).IsAssignableFrom(t))
                 .ToArray();
