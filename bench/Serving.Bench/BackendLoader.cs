@@ -1,4 +1,4 @@
-using McMaster.NETCore.Plugins;
+using McMaster.NETCore.Plugins.Loader;
 using Serving.Abstractions;
 
 namespace Serving.Bench;
@@ -24,7 +24,9 @@ public static class BackendLoader
             {
                 string dll = Path.Combine(folder, Path.GetFileName(folder) + ".dll");
                 if (!File.Exists(dll)) continue;
-                var assembly = PluginLoader.CreateFromAssemblyFile(dll, sharedTypes: [typeof(IBackendPlugin)]).LoadDefaultAssembly();
+                // As the host loads it (src/Host/Plugins/PluginCatalog.cs): McMaster's load context, the contract shared.
+                var assembly = new AssemblyLoadContextBuilder().SetMainAssemblyPath(dll)
+                    .PreferDefaultLoadContextAssembly(typeof(IBackendPlugin).Assembly.GetName()).Build().LoadFromAssemblyPath(dll);
                 var type = assembly.GetExportedTypes().FirstOrDefault(t =>
                     typeof(IBackendPlugin).IsAssignableFrom(t) && !t.IsAbstract && t.GetConstructor(Type.EmptyTypes) is not null);
                 if (type is null) continue;

@@ -7,6 +7,11 @@ namespace Serving.Host.Cli;
 /// results, <see cref="Error"/> on stderr for progress and messages. Each is set up for where its stream goes: on a
 /// terminal colours, live redraw and box tables; on a pipe or a file (CI, scripts, tests) no escape codes, no redraw
 /// and no wrapping at an assumed 80 columns, so every line stays whole for grep and diff.
+/// Cost, measured against the hand-written table and bar it replaced (2-core build machine, medians of 9 runs, same
+/// session): Spectre's code is compiled on first use, fully optimized (the host turns quick JIT off for its kernels),
+/// which adds ~0.3 s to <c>devices</c> (0.26 → 0.58 s) and ~0.5 s to a 64-token <c>generate</c> under a terminal
+/// (1.6 → 2.2 s; none on a pipe, 1.27 s both); tokens/s are unchanged. Kept: it is paid once per command, never per
+/// token. Error lines stay plain <see cref="Console.Error"/> writes (see <see cref="CliErrors"/>).
 /// </summary>
 internal static class Terminal
 {

@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using McMaster.NETCore.Plugins;
+using McMaster.NETCore.Plugins.Loader;
 using Serving.Abstractions;
 
 namespace Serving.Conformance.Tests.Infrastructure;
@@ -102,7 +102,9 @@ public static class Backends
             }
             try
             {
-                var assembly = PluginLoader.CreateFromAssemblyFile(dll, sharedTypes: [typeof(IBackendPlugin)]).LoadDefaultAssembly();
+                // As the host loads it (src/Host/Plugins/PluginCatalog.cs): McMaster's load context, the contract shared.
+                var assembly = new AssemblyLoadContextBuilder().SetMainAssemblyPath(dll)
+                    .PreferDefaultLoadContextAssembly(typeof(IBackendPlugin).Assembly.GetName()).Build().LoadFromAssemblyPath(dll);
                 var types = assembly.GetExportedTypes()
                     .Where(t => typeof(IBackendPlugin).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false }
                                 && t.GetConstructor(Type.EmptyTypes) is not null)
