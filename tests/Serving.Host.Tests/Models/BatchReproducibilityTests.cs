@@ -10,6 +10,7 @@ namespace Serving.Host.Tests.Models;
 /// per-row arithmetic does not depend on the batch, and the sampler's RNG is per request.
 /// </summary>
 [Collection("tiny")]
+[Trait("Category", "Slow")]
 public sealed class BatchReproducibilityTests(TinyModelFixture fixture)
 {
     private static readonly string[] Prompts =
