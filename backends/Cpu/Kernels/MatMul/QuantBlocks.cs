@@ -43,7 +43,7 @@ internal unsafe interface IQuantBlock
 internal static unsafe class QuantBlock
 {
     /// <summary>Dequantizes <paramref name="blocks"/> consecutive blocks into 32·blocks floats (d · q, exact in f32).</summary>
-    public static void Dequantize<TB>(byte* src, int blocks, float* dst) where TB : struct, IQuantBlock
+    public static void Decode<TB>(byte* src, int blocks, float* dst) where TB : struct, IQuantBlock
     {
         for (int b = 0; b < blocks; b++, src += TB.BlockBytes, dst += 32)
         {
