@@ -46,17 +46,6 @@ internal static unsafe class WeightFormats
         new(DataType.Q6_K, &Q6_KBlock.DecodeRow, MatMulDriver.SuperBlocks<Q6_KDot>()),
     ];
 
-    // Indexed by the enum value (ggml ids are small): the lookup runs in every MatMul and Embed.
-    private static readonly WeightFormat?[] ById = BuildIndex();
-
-    private static WeightFormat?[] BuildIndex()
-    {
-        var index = new WeightFormat?[Table.Max(f => (int)f.Type) + 1];
-        foreach (WeightFormat f in Table)
-            index[(int)f.Type] = f;
-        return index;
-    }
-
     /// <summary>The weight types MatMul and Embed accept, in table order.</summary>
     public static readonly DataType[] Types = [.. Table.Select(f => f.Type)];
 
@@ -66,7 +55,16 @@ internal static unsafe class WeightFormats
     /// <summary>The kernels of <paramref name="type"/>; false when it is not a weight format of this backend.</summary>
     public static bool TryGet(DataType type, [NotNullWhen(true)] out WeightFormat? format)
     {
-        format = (uint)type < (uint)ById.Length ? ById[(int)type] : null;
-        return format is not null;
+        // A scan of nine rows per MatMul or Embed call: cheaper to read than an index, and far below the op's cost.
+        foreach (WeightFormat f in Table)
+        {
+            if (f.Type == type)
+            {
+                format = f;
+                return true;
+            }
+        }
+        format = null;
+        return false;
     }
 }

@@ -1,24 +1,22 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Serving.Abstractions;
 
 namespace Serving.Engine.Quantization;
 
 /// <summary>
-/// Q6_K rows (layout in <see cref="Serving.Abstractions.DataType"/>). The quantizer is plain round-to-nearest (not
+/// Q6_K super-blocks (layout in <see cref="DataType"/>). The quantizer is plain round-to-nearest (not
 /// ggml's iterative search, see <see cref="Q4_KCodec"/>): group g of 16 gets the step amax_g / 31 (codes q − 32 in
 /// [−32, 31]); d is the largest step over 127 (int8 scales), rounded to f16 before the scales and quants are chosen
 /// against it. The dequantizer is ggml's: y = d·scales[e/16]·(q − 32).
 /// </summary>
 public static class Q6_KCodec
 {
-    private const int BlockBytes = 210;
-
     /// <summary>f32 → Q6_K super-blocks.</summary>
-    public static void Quantize(ReadOnlySpan<float> x, Span<byte> y)
-    {
-        for (int b = 0; b < x.Length / 256; b++)
-            QuantizeBlock(x.Slice(b * 256, 256), y.Slice(b * BlockBytes, BlockBytes));
-    }
+    public static void Quantize(ReadOnlySpan<float> x, Span<byte> y) => Blocks.Quantize(DataType.Q6_K, x, y, QuantizeBlock);
+
+    /// <summary>Q6_K super-blocks → f32.</summary>
+    public static void Dequantize(ReadOnlySpan<byte> x, Span<float> y) => Blocks.Dequantize(DataType.Q6_K, x, y, DequantizeBlock);
 
     private static void QuantizeBlock(ReadOnlySpan<float> x, Span<byte> y)
     {
@@ -54,13 +52,6 @@ public static class Q6_KCodec
                 y[64 * h + l + 32] = (byte)((q2 & 0x0F) | ((q4 & 0x0F) << 4));
                 y[128 + 32 * h + l] = (byte)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
             }
-    }
-
-    /// <summary>Q6_K super-blocks → f32.</summary>
-    public static void Dequantize(ReadOnlySpan<byte> x, Span<float> y)
-    {
-        for (int b = 0; b < y.Length / 256; b++)
-            DequantizeBlock(x.Slice(b * BlockBytes, BlockBytes), y.Slice(b * 256, 256));
     }
 
     private static void DequantizeBlock(ReadOnlySpan<byte> blk, Span<float> y)

@@ -1,11 +1,12 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Serving.Abstractions;
 
 namespace Serving.Engine.Quantization;
 
 /// <summary>
-/// Q8_0 rows (layout in <see cref="Serving.Abstractions.DataType"/>): per block of 32, d = amax / 127 and
+/// Q8_0 blocks (layout in <see cref="DataType"/>): per block of 32, d = amax / 127 and
 /// q = round(x · (1/d)), half away from zero (C roundf) — quantize_row_q8_0_ref bit for bit; value = d · q.
 /// </summary>
 public static class Q8_0Codec
@@ -22,21 +23,18 @@ public static class Q8_0Codec
     }
 
     /// <summary>The plain transcription of quantize_row_q8_0_ref; the vector path must match it bit for bit.</summary>
-    internal static void QuantizeScalar(ReadOnlySpan<float> x, Span<byte> y)
+    internal static void QuantizeScalar(ReadOnlySpan<float> x, Span<byte> y) => Blocks.Quantize(DataType.Q8_0, x, y, QuantizeBlock);
+
+    private static void QuantizeBlock(ReadOnlySpan<float> x, Span<byte> block)
     {
-        for (int b = 0; b < x.Length / Qk; b++)
-        {
-            var xb = x.Slice(b * Qk, Qk);
-            var yb = y.Slice(b * BlockBytes, BlockBytes);
-            float amax = 0;
-            for (int j = 0; j < Qk; j++)
-                amax = MathF.Max(amax, MathF.Abs(xb[j]));
-            float d = amax / 127;
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            BinaryPrimitives.WriteHalfLittleEndian(yb, (Half)d);
-            for (int j = 0; j < Qk; j++)
-                yb[2 + j] = (byte)(sbyte)Quantizer.RoundHalfAwayFromZero(xb[j] * id);
-        }
+        float amax = 0;
+        for (int j = 0; j < Qk; j++)
+            amax = MathF.Max(amax, MathF.Abs(x[j]));
+        float d = amax / 127;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        BinaryPrimitives.WriteHalfLittleEndian(block, (Half)d);
+        for (int j = 0; j < Qk; j++)
+            block[2 + j] = (byte)(sbyte)Quantizer.RoundHalfAwayFromZero(x[j] * id);
     }
 
     // v1: 4 × 8 lanes per block. Every step is exact or the same IEEE op as the scalar path (max, one multiply,
@@ -76,14 +74,12 @@ public static class Q8_0Codec
     }
 
     /// <summary>Q8_0 blocks → f32: d · q.</summary>
-    public static void Dequantize(ReadOnlySpan<byte> x, Span<float> y)
+    public static void Dequantize(ReadOnlySpan<byte> x, Span<float> y) => Blocks.Dequantize(DataType.Q8_0, x, y, DequantizeBlock);
+
+    private static void DequantizeBlock(ReadOnlySpan<byte> block, Span<float> y)
     {
-        for (int b = 0; b < y.Length / Qk; b++)
-        {
-            var blk = x.Slice(b * BlockBytes, BlockBytes);
-            float d = (float)BinaryPrimitives.ReadHalfLittleEndian(blk);
-            for (int j = 0; j < Qk; j++)
-                y[b * Qk + j] = (sbyte)blk[2 + j] * d;
-        }
+        float d = (float)BinaryPrimitives.ReadHalfLittleEndian(block);
+        for (int j = 0; j < Qk; j++)
+            y[j] = (sbyte)block[2 + j] * d;
     }
 }

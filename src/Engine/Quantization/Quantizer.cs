@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Serving.Abstractions;
 
 namespace Serving.Engine.Quantization;
@@ -29,11 +30,15 @@ public static class Quantizer
         return MathF.Abs(v - t) >= 0.5f ? t + MathF.CopySign(1.0f, v) : t;
     }
 
-    /// <summary>The element of largest magnitude, with its sign (the first of equals), as ggml's q4_0/q5_0 quantizers pick it.</summary>
-    internal static float SignedAbsMax(ReadOnlySpan<float> xb)
+    /// <summary>
+    /// The scale of a q4_0/q5_0 block, as ggml's quantizers pick it: d = max / −<paramref name="levels"/>, where max is
+    /// the element of largest magnitude with its sign (the first of equals). Writes d as f16 at the start of
+    /// <paramref name="block"/> and returns 1/d (0 when d is 0), the factor the quants are computed with.
+    /// </summary>
+    internal static float WriteSignedScale(ReadOnlySpan<float> x, Span<byte> block, int levels)
     {
         float amax = 0, max = 0;
-        foreach (float v in xb)
+        foreach (float v in x)
         {
             if (amax < MathF.Abs(v))
             {
@@ -41,6 +46,9 @@ public static class Quantizer
                 max = v;
             }
         }
-        return max;
+        float d = max / -levels;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        BinaryPrimitives.WriteHalfLittleEndian(block, (Half)d);
+        return id;
     }
 }

@@ -3,7 +3,8 @@ using System.Buffers.Binary;
 namespace Serving.Engine.Quantization;
 
 /// <summary>
-/// The shared part of the "scale and min" K-quants (Q4_K, Q5_K; layouts in <see cref="Serving.Abstractions.DataType"/>):
+/// The shared part of the "scale and min" K-quants (Q4_K, Q5_K; layouts in <see cref="Serving.Abstractions.DataType"/>),
+/// one super-block at a time:
 /// super-blocks of 256 = 8 sub-blocks of 32, f16 d and dmin at bytes 0..3, 6-bit scales and mins packed in bytes
 /// 4..15, value = d·sc_j·q − dmin·m_j. Only where the quants are stored differs between the two.
 /// </summary>
