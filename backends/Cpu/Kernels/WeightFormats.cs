@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Diagnostics.CodeAnalysis;
 using Serving.Abstractions;
 using Serving.Backends.Cpu.Kernels.Formats;
@@ -46,6 +47,8 @@ internal static unsafe class WeightFormats
         new(DataType.Q6_K, &Q6_KBlock.DecodeRow, MatMulDriver.SuperBlocks<Q6_KDot>()),
     ];
 
+    private static readonly FrozenDictionary<DataType, WeightFormat> ByType = Table.ToFrozenDictionary(f => f.Type);
+
     /// <summary>The weight types MatMul and Embed accept, in table order.</summary>
     public static readonly DataType[] Types = [.. Table.Select(f => f.Type)];
 
@@ -53,18 +56,5 @@ internal static unsafe class WeightFormats
     public static readonly string Names = string.Join(", ", Table.Select(f => f.Type.Name()));
 
     /// <summary>The kernels of <paramref name="type"/>; false when it is not a weight format of this backend.</summary>
-    public static bool TryGet(DataType type, [NotNullWhen(true)] out WeightFormat? format)
-    {
-        // A scan of nine rows per MatMul or Embed call: cheaper to read than an index, and far below the op's cost.
-        foreach (WeightFormat f in Table)
-        {
-            if (f.Type == type)
-            {
-                format = f;
-                return true;
-            }
-        }
-        format = null;
-        return false;
-    }
+    public static bool TryGet(DataType type, [NotNullWhen(true)] out WeightFormat? format) => ByType.TryGetValue(type, out format);
 }

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Diagnostics.CodeAnalysis;
 using Serving.Abstractions;
 
@@ -25,6 +26,8 @@ public static class WeightFormats
         new(DataType.BF16, BF16Codec.Quantize, BF16Codec.Dequantize, 32),  // LLAMA_FTYPE_MOSTLY_BF16
     ];
 
+    private static readonly FrozenDictionary<DataType, WeightFormat> ByType = Table.ToFrozenDictionary(f => f.Type);
+
     /// <summary>Every weight format, in ggml id order.</summary>
     public static IReadOnlyList<WeightFormat> All => Table;
 
@@ -34,19 +37,7 @@ public static class WeightFormats
     public static string Names { get; } = string.Join(", ", Table.Select(f => f.Name));
 
     /// <summary>The format of <paramref name="type"/>; false for types that are not weight formats (I32, unknown values).</summary>
-    public static bool TryGet(DataType type, [NotNullWhen(true)] out WeightFormat? format)
-    {
-        foreach (WeightFormat f in Table)
-        {
-            if (f.Type == type)
-            {
-                format = f;
-                return true;
-            }
-        }
-        format = null;
-        return false;
-    }
+    public static bool TryGet(DataType type, [NotNullWhen(true)] out WeightFormat? format) => ByType.TryGetValue(type, out format);
 
     /// <summary>The format of <paramref name="type"/>. Throws <see cref="ArgumentException"/> (listing the formats) when it is none.</summary>
     public static WeightFormat Get(DataType type)
