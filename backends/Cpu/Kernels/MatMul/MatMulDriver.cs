@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using Serving.Backends.Cpu.Kernels.Formats;
 using Serving.Backends.Cpu.Threading;
 
