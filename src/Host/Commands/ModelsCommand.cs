@@ -32,19 +32,19 @@ internal static class ModelsCommand
         {
             string shapeName = parse.GetValue(shape)!;
             if (!SyntheticModel.Shapes.ContainsKey(shapeName))
-                return Fail($"unknown shape '{shapeName}'; choose one of {string.Join(", ", SyntheticModel.Shapes.Keys)}");
+                return CliErrors.Fail($"unknown shape '{shapeName}'; choose one of {string.Join(", ", SyntheticModel.Shapes.Keys)}");
             if (!TryParseType(parse.GetValue(type)!, out DataType dataType))
-                return Fail($"unknown type '{parse.GetValue(type)}'; choose one of f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K");
+                return CliErrors.Fail($"unknown type '{parse.GetValue(type)}'; choose one of f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K");
             string path = Path.GetFullPath(parse.GetValue(output)!);
             var started = DateTime.UtcNow;
             try
             {
-                using var bar = new ProgressBar($"creating {shapeName} {dataType.Name()}");
-                SyntheticModel.Create(shapeName, dataType, path, parse.GetValue(seed), bar);
+                ProgressBar.Run($"creating {shapeName} {dataType.Name()}", ProgressUnit.Bytes,
+                    bar => SyntheticModel.Create(shapeName, dataType, path, parse.GetValue(seed), bar));
             }
             catch (ArgumentException e) // a shape the type cannot hold (e.g. tiny in q4_K): nothing was written
             {
-                return Fail(e.Message.Split(" (Parameter", 2)[0]);
+                return CliErrors.Fail(e.Message.Split(" (Parameter", 2)[0]);
             }
             Console.WriteLine($"wrote {path} ({Units.Bytes(new FileInfo(path).Length)}) in {(DateTime.UtcNow - started).TotalSeconds:0.0} s");
             return 0;
@@ -53,7 +53,7 @@ internal static class ModelsCommand
         return models;
     }
 
-    internal static bool TryParseType(string text, out DataType type)
+    private static bool TryParseType(string text, out DataType type)
     {
         type = text.ToLowerInvariant() switch
         {
@@ -69,11 +69,5 @@ internal static class ModelsCommand
             _ => (DataType)(-1),
         };
         return (int)type >= 0;
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"error: {message}");
-        return 2;
     }
 }

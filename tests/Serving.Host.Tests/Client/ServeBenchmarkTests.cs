@@ -1,4 +1,4 @@
-using Serving.Host.Commands;
+using Serving.Host.Benchmarks;
 
 namespace Serving.Host.Tests.Client;
 
