@@ -8,7 +8,7 @@ using Serving.Host.Cli;
 namespace Serving.Host.Commands;
 
 /// <summary>
-/// <c>bench step</c>: the cost of one decode step at growing batch (design.md §5 step 3), measured on the model
+/// <c>bench step</c>: the cost of one decode step at growing batch (docs/tuning.md), measured on the model
 /// directly (no scheduler, no sampling): each of B sequences adds one token per step. Shows where the step stops
 /// being weight-bandwidth bound — the batch beyond which batching no longer buys throughput at equal latency.
 /// </summary>

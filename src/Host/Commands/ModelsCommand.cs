@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Serving.Abstractions;
+using Serving.Engine.Quantization;
 using Serving.Engine.Synthetic;
 using Serving.Host.Cli;
 
@@ -19,7 +20,7 @@ internal static class ModelsCommand
         };
         var type = new Option<string>("--type")
         {
-            Description = "Weight type: f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K (K-quants: not for the tiny shape, whose dim 288 is no multiple of 256)",
+            Description = $"Weight type: {WeightFormats.Names} (K-quants: not for the tiny shape, whose dim 288 is no multiple of 256)",
             DefaultValueFactory = _ => "q8_0",
         };
         var output = new Option<string>("--output", "-o") { Description = "Output .gguf path", Required = true };
@@ -33,8 +34,9 @@ internal static class ModelsCommand
             string shapeName = parse.GetValue(shape)!;
             if (!SyntheticModel.Shapes.ContainsKey(shapeName))
                 return CliErrors.Fail($"unknown shape '{shapeName}'; choose one of {string.Join(", ", SyntheticModel.Shapes.Keys)}");
-            if (!TryParseType(parse.GetValue(type)!, out DataType dataType))
-                return CliErrors.Fail($"unknown type '{parse.GetValue(type)}'; choose one of f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K");
+            if (!WeightFormats.TryParse(parse.GetValue(type)!, out WeightFormat? format))
+                return CliErrors.Fail($"unknown type '{parse.GetValue(type)}'; choose one of {WeightFormats.Names}");
+            DataType dataType = format.Type;
             string path = Path.GetFullPath(parse.GetValue(output)!);
             var started = DateTime.UtcNow;
             try
@@ -51,23 +53,5 @@ internal static class ModelsCommand
         });
         models.Subcommands.Add(create);
         return models;
-    }
-
-    private static bool TryParseType(string text, out DataType type)
-    {
-        type = text.ToLowerInvariant() switch
-        {
-            "f32" => DataType.F32,
-            "f16" => DataType.F16,
-            "bf16" => DataType.BF16,
-            "q8_0" => DataType.Q8_0,
-            "q4_0" => DataType.Q4_0,
-            "q5_0" => DataType.Q5_0,
-            "q4_k" => DataType.Q4_K,
-            "q5_k" => DataType.Q5_K,
-            "q6_k" => DataType.Q6_K,
-            _ => (DataType)(-1),
-        };
-        return (int)type >= 0;
     }
 }
