@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the .NET SDK, on a fresh machine: Debian's python3-msgpack (the Python
-# interop client), npm's @msgpack/msgpack (the Node interop client) and npm's node-llama-cpp with its prebuilt
-# linux-x64 CPU build of llama.cpp (tests/llamacpp: llama.cpp loads and scores the files Serving writes; ~85 MB; the
-# optional GPU builds are left out and its postinstall, which would look for them, is not run). Idempotent and quiet
-# when all is there.
+# interop client) and gcc (the native-library test plugin's C library), npm's @msgpack/msgpack (the Node interop
+# client) and npm's node-llama-cpp with its prebuilt linux-x64 CPU build of llama.cpp (tests/llamacpp: llama.cpp
+# loads and scores the files Serving writes; ~85 MB; the optional GPU builds are left out and its postinstall, which
+# would look for them, is not run). Idempotent and quiet when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 # The system interpreter: Debian's python3-msgpack installs for it only (a pyenv python3 may come first on PATH).
 /usr/bin/python3 -c 'import msgpack' 2>/dev/null || need_apt+=(python3-msgpack)
+# A C compiler: the native-library test plugin (tests/TestPlugins/NativeLibrary) builds its small shared library.
+command -v gcc >/dev/null || need_apt+=(gcc)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} (apt)"

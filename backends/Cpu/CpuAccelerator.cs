@@ -140,9 +140,9 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
             return OpSupport.No($"unknown data type {(int)type}");
         return op switch
         {
-            OpKind.MatMul or OpKind.Embed => Variants.WeightTypes.Contains(type)
+            OpKind.MatMul or OpKind.Embed => WeightFormats.TryGet(type, out _)
                 ? OpSupport.Yes
-                : OpSupport.No($"{op} weights must be one of {Variants.WeightTypeNames}, not {type.Name()}"),
+                : OpSupport.No($"{op} weights must be one of {WeightFormats.Names}, not {type.Name()}"),
             OpKind.Copy => OpSupport.Yes,
             OpKind.KvWrite or OpKind.Attention => type == DataType.F32
                 ? OpSupport.Yes

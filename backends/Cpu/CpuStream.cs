@@ -32,7 +32,7 @@ internal sealed unsafe class CpuStream : IComputeStream
         const string op = nameof(Embed);
         Enter();
         byte* tab = Ptr(op, nameof(table), table);
-        RequireWeightType(op, nameof(table), table);
+        WeightFormat format = RequireWeightFormat(op, nameof(table), table);
         int* ids = (int*)Ptr(op, nameof(tokenIds), tokenIds, DataType.I32);
         RequireRows(op, nameof(tokenIds), tokenIds, 1, "[1, T]");
         int t = tokenIds.Cols, d = table.Cols;
@@ -45,7 +45,7 @@ internal sealed unsafe class CpuStream : IComputeStream
             if ((uint)ids[i] >= (uint)table.Rows)
                 throw new ArgumentOutOfRangeException(nameof(tokenIds), $"{op}: tokenIds[{i}] = {ids[i]} is outside the table's [0, {table.Rows}) rows");
         }
-        Kernels.Embed.Run(Pool, tab, table.RowBytes, table.Type, ids, t, d, y);
+        Kernels.Embed.Run(Pool, tab, table.RowBytes, format, ids, t, d, y);
     }
 
     /// <inheritdoc/>
@@ -72,7 +72,7 @@ internal sealed unsafe class CpuStream : IComputeStream
         Enter();
         float* px = (float*)Ptr(op, nameof(x), x, DataType.F32);
         byte* pw = Ptr(op, nameof(weight), weight);
-        RequireWeightType(op, nameof(weight), weight);
+        WeightFormat format = RequireWeightFormat(op, nameof(weight), weight);
         float* py = (float*)Ptr(op, nameof(y), y, DataType.F32);
         if (weight.Cols != x.Cols)
             throw new ArgumentException($"{op}: x {x} and weight {weight} disagree on K ({x.Cols} vs {weight.Cols})", nameof(weight));
@@ -82,7 +82,7 @@ internal sealed unsafe class CpuStream : IComputeStream
         MatMulKernel kernel = Variants.KernelOf(ResolveVariant(op, weight.Type, variant));
 
         int workers = Pool.Workers;
-        byte* scratch = Scratch(op, MatMulDriver.ScratchBytes(weight.Type, x.Rows, x.Cols, workers));
+        byte* scratch = Scratch(op, format.MatMul.ScratchBytes(x.Rows, x.Cols, workers));
         var job = new MatMulJob
         {
             X = px, W = pw, Y = py, RowBytes = weight.RowBytes, T = x.Rows, K = x.Cols, N = weight.Rows, Kernel = kernel,
@@ -93,7 +93,7 @@ internal sealed unsafe class CpuStream : IComputeStream
             new Span<float>(py, checked(x.Rows * weight.Rows)).Clear();
             return;
         }
-        MatMulDriver.Run(Pool, weight.Type, &job, scratch);
+        MatMulDriver.Run(Pool, format.MatMul, &job, scratch);
     }
 
     /// <inheritdoc/>
@@ -363,11 +363,10 @@ internal sealed unsafe class CpuStream : IComputeStream
             nameof(variant));
     }
 
-    private static void RequireWeightType(string op, string name, in TensorView view)
-    {
-        if (Array.IndexOf(Variants.WeightTypes, view.Type) < 0)
-            throw new ArgumentException($"{op}: {name} must be one of {Variants.WeightTypeNames}, got {view}", name);
-    }
+    private static WeightFormat RequireWeightFormat(string op, string name, in TensorView view)
+        => WeightFormats.TryGet(view.Type, out WeightFormat? format)
+            ? format
+            : throw new ArgumentException($"{op}: {name} must be one of {WeightFormats.Names}, got {view}", name);
 
     private static void RequireRows(string op, string name, in TensorView view, int rows, string expected)
     {

@@ -1,13 +1,12 @@
-using System.Reflection;
-using System.Runtime.Loader;
+using McMaster.NETCore.Plugins.Loader;
 using Serving.Abstractions;
 
 namespace Serving.Bench;
 
 /// <summary>
 /// Opens a backend from <c>plugins/&lt;Assembly&gt;/</c> next to this program (build/Plugins.targets puts them there):
-/// one non-collectible <see cref="AssemblyLoadContext"/> per plugin resolving its own dependencies, sharing
-/// Serving.Abstractions with this process.
+/// one McMaster.NETCore.Plugins load context per plugin, resolving the plugin's own dependencies from its folder and
+/// sharing Serving.Abstractions with this process.
 /// </summary>
 public static class BackendLoader
 {
@@ -25,7 +24,9 @@ public static class BackendLoader
             {
                 string dll = Path.Combine(folder, Path.GetFileName(folder) + ".dll");
                 if (!File.Exists(dll)) continue;
-                var assembly = new PluginContext(dll).LoadFromAssemblyPath(dll);
+                // As the host loads it (src/Host/Plugins/PluginCatalog.cs): McMaster's load context, the contract shared.
+                var assembly = new AssemblyLoadContextBuilder().SetMainAssemblyPath(dll)
+                    .PreferDefaultLoadContextAssembly(typeof(IBackendPlugin).Assembly.GetName()).Build().LoadFromAssemblyPath(dll);
                 var type = assembly.GetExportedTypes().FirstOrDefault(t =>
                     typeof(IBackendPlugin).IsAssignableFrom(t) && !t.IsAbstract && t.GetConstructor(Type.EmptyTypes) is not null);
                 if (type is null) continue;
@@ -43,21 +44,4 @@ public static class BackendLoader
         }
     }
 
-    private sealed class PluginContext(string path) : AssemblyLoadContext(Path.GetFileNameWithoutExtension(path), isCollectible: false)
-    {
-        private readonly AssemblyDependencyResolver _resolver = new(path);
-
-        protected override Assembly? Load(AssemblyName name)
-        {
-            if (name.Name == typeof(IBackendPlugin).Assembly.GetName().Name) return null; // the shared contract
-            string? file = _resolver.ResolveAssemblyToPath(name);
-            return file is null ? null : LoadFromAssemblyPath(file);
-        }
-
-        protected override nint LoadUnmanagedDll(string name)
-        {
-            string? file = _resolver.ResolveUnmanagedDllToPath(name);
-            return file is null ? 0 : LoadUnmanagedDllFromPath(file);
-        }
-    }
 }

@@ -5,7 +5,7 @@ using Serving.Abstractions;
 namespace Serving.Bench;
 
 /// <summary>
-/// The Copy op on a buffer several times any last-level cache (the tuner's bandwidth probe, design.md §5), against a
+/// The Copy op on a buffer several times any last-level cache (the tuner's bandwidth probe, docs/tuning.md), against a
 /// single-threaded host memcpy of the same size as the baseline. GB/s counts bytes read + written.
 /// </summary>
 [Config(typeof(BenchConfig))]

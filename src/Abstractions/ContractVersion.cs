@@ -7,6 +7,6 @@ namespace Serving.Abstractions;
 /// </summary>
 public static class ContractVersion
 {
-    /// <summary>The contract version: 1 = op set v1 (design.md §3).</summary>
+    /// <summary>The contract version: 1 = op set v1 (docs/contract.md).</summary>
     public const int Current = 1;
 }

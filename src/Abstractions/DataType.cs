@@ -43,30 +43,70 @@ public enum DataType
     BF16 = 30,
 }
 
-/// <summary>Sizes of <see cref="DataType"/> values.</summary>
+/// <summary>
+/// The storage geometry of one <see cref="DataType"/>: what any backend needs to size and address a tensor of it.
+/// </summary>
+/// <param name="Type">The type (its value is ggml's type id).</param>
+/// <param name="Name">The name llama.cpp prints ("q8_0", "bf16"; ggml spells the K-quants "q4_K", "q5_K", "q6_K").</param>
+/// <param name="BlockSize">Elements per block: 32 for Q4_0/Q5_0/Q8_0, 256 (ggml's QK_K) for the K-quants, 1 otherwise.</param>
+/// <param name="BlockBytes">Bytes per block (per element for unquantized types).</param>
+public sealed record DataTypeInfo(DataType Type, string Name, int BlockSize, int BlockBytes)
+{
+    /// <summary>True for block-quantized types (rows must be whole blocks).</summary>
+    public bool IsQuantized => BlockSize > 1;
+}
+
+/// <summary>
+/// The table of <see cref="DataType"/> geometry, the one place this layer describes a type. Adding a weight format
+/// means a value in <see cref="DataType"/>, a row here, a row in the engine's format table (its quantizer and
+/// dequantizer) and a row in each backend's kernel table.
+/// </summary>
 public static class DataTypes
 {
-    /// <summary>Elements per block: 32 for Q4_0/Q5_0/Q8_0, 256 for the K-quants, 1 otherwise.</summary>
-    public static int BlockSize(this DataType type) => type switch
-    {
-        DataType.Q4_0 or DataType.Q5_0 or DataType.Q8_0 => 32,
-        DataType.Q4_K or DataType.Q5_K or DataType.Q6_K => 256,
-        _ => 1,
-    };
+    private static readonly DataTypeInfo[] Table =
+    [
+        new(DataType.F32, "f32", 1, 4),
+        new(DataType.F16, "f16", 1, 2),
+        new(DataType.Q4_0, "q4_0", 32, 18),     // f16 d + 16 nibble bytes
+        new(DataType.Q5_0, "q5_0", 32, 22),     // f16 d + 4 bytes of fifth bits + 16 nibble bytes
+        new(DataType.Q8_0, "q8_0", 32, 34),     // f16 d + 32 int8
+        new(DataType.Q4_K, "q4_K", 256, 144),   // f16 d, dmin + 12 scale bytes + 128 nibble bytes
+        new(DataType.Q5_K, "q5_K", 256, 176),   // f16 d, dmin + 12 scale bytes + 32 qh + 128 nibble bytes
+        new(DataType.Q6_K, "q6_K", 256, 210),   // 128 ql + 64 qh + 16 int8 scales + f16 d
+        new(DataType.I32, "i32", 1, 4),
+        new(DataType.BF16, "bf16", 1, 2),
+    ];
 
-    /// <summary>Bytes per block (per element for unquantized types).</summary>
-    public static int BlockBytes(this DataType type) => type switch
+    // Indexed by the enum value (ggml ids are small), so a lookup costs one bounds check.
+    private static readonly DataTypeInfo?[] ById = BuildIndex();
+
+    private static DataTypeInfo?[] BuildIndex()
     {
-        DataType.F32 or DataType.I32 => 4,
-        DataType.F16 or DataType.BF16 => 2,
-        DataType.Q4_0 => 18,
-        DataType.Q5_0 => 22,
-        DataType.Q8_0 => 34,
-        DataType.Q4_K => 144,
-        DataType.Q5_K => 176,
-        DataType.Q6_K => 210,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "unknown data type"),
-    };
+        var index = new DataTypeInfo?[Table.Max(t => (int)t.Type) + 1];
+        foreach (DataTypeInfo info in Table)
+            index[(int)info.Type] = info;
+        return index;
+    }
+
+    /// <summary>Every type, in ggml id order.</summary>
+    public static IReadOnlyList<DataTypeInfo> All => Table;
+
+    /// <summary>The geometry of <paramref name="type"/>; false for a value outside <see cref="DataType"/>.</summary>
+    public static bool TryGetInfo(this DataType type, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out DataTypeInfo? info)
+    {
+        info = (uint)type < (uint)ById.Length ? ById[(int)type] : null;
+        return info is not null;
+    }
+
+    /// <summary>The geometry of <paramref name="type"/>. Throws <see cref="ArgumentOutOfRangeException"/> for an unknown value.</summary>
+    public static DataTypeInfo Info(this DataType type)
+        => type.TryGetInfo(out DataTypeInfo? info) ? info : throw new ArgumentOutOfRangeException(nameof(type), type, "unknown data type");
+
+    /// <summary>Elements per block: 32 for Q4_0/Q5_0/Q8_0, 256 for the K-quants, 1 otherwise (and for unknown values).</summary>
+    public static int BlockSize(this DataType type) => type.TryGetInfo(out DataTypeInfo? info) ? info.BlockSize : 1;
+
+    /// <summary>Bytes per block (per element for unquantized types). Throws <see cref="ArgumentOutOfRangeException"/> for an unknown value.</summary>
+    public static int BlockBytes(this DataType type) => type.Info().BlockBytes;
 
     /// <summary>True for block-quantized types.</summary>
     public static bool IsQuantized(this DataType type) => type.BlockSize() > 1;
@@ -83,12 +123,9 @@ public static class DataTypes
         return elements / bs * type.BlockBytes();
     }
 
-    /// <summary>The name GGUF tools use ("q8_0", "bf16"; ggml spells the K-quants "q4_K", "q5_K", "q6_K").</summary>
-    public static string Name(this DataType type) => type switch
-    {
-        DataType.Q4_K => "q4_K",
-        DataType.Q5_K => "q5_K",
-        DataType.Q6_K => "q6_K",
-        _ => type.ToString().ToLowerInvariant(),
-    };
+    /// <summary>
+    /// The name GGUF tools use ("q8_0", "bf16"; ggml spells the K-quants "q4_K", "q5_K", "q6_K"); an unknown value
+    /// prints as its number, so messages about bad input never throw.
+    /// </summary>
+    public static string Name(this DataType type) => type.TryGetInfo(out DataTypeInfo? info) ? info.Name : ((int)type).ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -1,6 +1,6 @@
 namespace Serving.Abstractions;
 
-/// <summary>The ops of op set v1 (design.md §3). Activations are f32.</summary>
+/// <summary>The ops of op set v1 (docs/contract.md). Activations are f32.</summary>
 public enum OpKind
 {
     /// <summary>Rows of a table [V, D] (any weight type) for token ids [T] → f32 [T, D].</summary>

@@ -2,8 +2,10 @@ using System.CommandLine;
 using Serving.Engine.Gguf;
 using Serving.Engine.Models;
 using Serving.Engine.Tokenizers;
+using Serving.Host.Cli;
 using Serving.Host.Commands;
 using Serving.Host.Plugins;
+using Serving.Host.Serve;
 
 namespace Serving.Host;
 
@@ -34,6 +36,6 @@ internal static class Program
     }
 
     private static bool IsUserError(Exception e) => e is GgufFormatException or ModelLoadException or TokenizerException
-        or DeviceNotFoundException or IOException or UnauthorizedAccessException or Serve.EndPointUnavailableException
+        or DeviceNotFoundException or IOException or UnauthorizedAccessException or EndPointUnavailableException
         or ArgumentException or Abstractions.AcceleratorException or OperationCanceledException;
 }

@@ -6,7 +6,7 @@ using Serving.Conformance.Tests.Infrastructure;
 
 namespace Serving.Conformance.Tests;
 
-// SIMD tiers (style.md "Test every tier on one machine", after ImageSharp's FeatureTestRunner): the in-process run
+// SIMD tiers (docs/conformance.md "Every SIMD tier on one machine", after ImageSharp's FeatureTestRunner): the in-process run
 // tests only the widest tier this CPU has. Here this same assembly is started again as a child process
 // (Program.Main → TierCheck) with the runtime's hardware-intrinsic switches off, and runs a subset — MatMul for every
 // weight type and variant, RmsNorm, Attention — on reduced shapes that still have tails.
@@ -19,7 +19,7 @@ public abstract partial class ConformanceSuite
     /// The kernel subset passes with AVX-512 off, with AVX2 off, and with all hardware intrinsics off (a tier this CPU
     /// lacks anyway is skipped: the in-process tests already ran it).
     /// </summary>
-    [SkippableTheory, MemberData(nameof(SimdTiers))]
+    [SkippableTheory, MemberData(nameof(SimdTiers)), Trait("Category", "Slow")]
     public void KernelsPassAtSimdTier(string tier)
     {
         var device = Device;

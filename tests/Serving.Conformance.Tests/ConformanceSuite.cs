@@ -5,7 +5,7 @@ using Serving.Conformance.Tests.Infrastructure;
 namespace Serving.Conformance.Tests;
 
 /// <summary>
-/// The backend conformance suite (design.md §4), written once against the contract. A backend joins with a one-line
+/// The backend conformance suite (docs/conformance.md), written once against the contract. A backend joins with a one-line
 /// subclass naming it (<see cref="CpuConformance"/>). When the backend's plugin is absent, fails to load, or its
 /// Probe says unusable, every test reports SKIPPED with that reason; an op or type the device does not support is
 /// skipped with the device's own reason. Nothing skipped counts as passed.

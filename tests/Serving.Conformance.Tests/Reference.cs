@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Serving.Abstractions;
+using Serving.Conformance.Tests.Cases;
 
 namespace Serving.Conformance.Tests;
 
@@ -31,74 +32,49 @@ public static class Reference
 
     /// <summary>
     /// Decodes <paramref name="elements"/> values of <paramref name="type"/> from <paramref name="data"/> (one or more
-    /// rows laid out back to back). GGUF layouts: F32/F16/BF16 little-endian; Q8_0 blocks of 32 =
-    /// { f16 d; int8 q[32] }, value = q·d; Q4_0 blocks of 32 = { f16 d; uint8 q[16] }, element j &lt; 16 is the low
-    /// nibble of q[j], element j + 16 its high nibble, value = (nibble − 8)·d; Q5_0 blocks of 32, see
-    /// <see cref="Q5_0Block"/>. K-quants: super-blocks of 256, see <see cref="Q4_KBlock"/>, <see cref="Q5_KBlock"/> and
-    /// <see cref="Q6_KBlock"/>.
+    /// rows laid out back to back), block by block with the format's decoder in <see cref="WeightFormatCases"/>:
+    /// <see cref="F32Element"/>, <see cref="F16Element"/>, <see cref="BF16Element"/>, <see cref="Q8_0Block"/>,
+    /// <see cref="Q4_0Block"/>, <see cref="Q5_0Block"/>, <see cref="Q4_KBlock"/>, <see cref="Q5_KBlock"/>, <see cref="Q6_KBlock"/>.
     /// </summary>
     public static double[] Dequantize(DataType type, ReadOnlySpan<byte> data, long elements)
     {
+        BlockDecoder decode = WeightFormatCases.Get(type).Decode;
+        int blockSize = type.BlockSize(), blockBytes = type.BlockBytes();
         var y = new double[elements];
-        switch (type)
-        {
-            case DataType.F32:
-                for (long i = 0; i < elements; i++)
-                    y[i] = BinaryPrimitives.ReadSingleLittleEndian(data[(int)(4 * i)..]);
-                break;
-            case DataType.F16:
-                for (long i = 0; i < elements; i++)
-                    y[i] = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(data[(int)(2 * i)..]));
-                break;
-            case DataType.BF16:
-                for (long i = 0; i < elements; i++)
-                    y[i] = BFloat16ToDouble(BinaryPrimitives.ReadUInt16LittleEndian(data[(int)(2 * i)..]));
-                break;
-            case DataType.Q8_0:
-                for (long b = 0; b < elements / 32; b++)
-                {
-                    var block = data.Slice((int)(b * 34), 34);
-                    double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
-                    for (int j = 0; j < 32; j++)
-                        y[b * 32 + j] = (sbyte)block[2 + j] * d;
-                }
-                break;
-            case DataType.Q4_0:
-                for (long b = 0; b < elements / 32; b++)
-                {
-                    var block = data.Slice((int)(b * 18), 18);
-                    double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
-                    for (int j = 0; j < 16; j++)
-                    {
-                        y[b * 32 + j] = ((block[2 + j] & 0x0F) - 8) * d;
-                        y[b * 32 + j + 16] = ((block[2 + j] >> 4) - 8) * d;
-                    }
-                }
-                break;
-            case DataType.Q5_0:
-                for (long b = 0; b < elements / 32; b++)
-                    Q5_0Block(data.Slice((int)(b * 22), 22), y.AsSpan((int)(b * 32), 32));
-                break;
-            case DataType.Q4_K:
-                for (long b = 0; b < elements / 256; b++)
-                    Q4_KBlock(data.Slice((int)(b * 144), 144), y.AsSpan((int)(b * 256), 256));
-                break;
-            case DataType.Q5_K:
-                for (long b = 0; b < elements / 256; b++)
-                    Q5_KBlock(data.Slice((int)(b * 176), 176), y.AsSpan((int)(b * 256), 256));
-                break;
-            case DataType.Q6_K:
-                for (long b = 0; b < elements / 256; b++)
-                    Q6_KBlock(data.Slice((int)(b * 210), 210), y.AsSpan((int)(b * 256), 256));
-                break;
-            case DataType.I32:
-                for (long i = 0; i < elements; i++)
-                    y[i] = BinaryPrimitives.ReadInt32LittleEndian(data[(int)(4 * i)..]);
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(type), type, "no reference decoder");
-        }
+        for (long b = 0; b < elements / blockSize; b++)
+            decode(data.Slice((int)(b * blockBytes), blockBytes), y.AsSpan((int)(b * blockSize), blockSize));
         return y;
+    }
+
+    /// <summary>One F32 element: 4 bytes, little-endian IEEE binary32.</summary>
+    public static void F32Element(ReadOnlySpan<byte> block, Span<double> y) => y[0] = BinaryPrimitives.ReadSingleLittleEndian(block);
+
+    /// <summary>One F16 element: 2 bytes, little-endian IEEE binary16 (<see cref="HalfToDouble"/>).</summary>
+    public static void F16Element(ReadOnlySpan<byte> block, Span<double> y) => y[0] = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+
+    /// <summary>One BF16 element: 2 bytes, little-endian bfloat16 (<see cref="BFloat16ToDouble"/>).</summary>
+    public static void BF16Element(ReadOnlySpan<byte> block, Span<double> y) => y[0] = BFloat16ToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+
+    /// <summary>One Q8_0 block { f16 d; int8 q[32] } → 32 values q·d.</summary>
+    public static void Q8_0Block(ReadOnlySpan<byte> block, Span<double> y)
+    {
+        double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        for (int j = 0; j < 32; j++)
+            y[j] = (sbyte)block[2 + j] * d;
+    }
+
+    /// <summary>
+    /// One Q4_0 block { f16 d; uint8 q[16] } → 32 values: element j &lt; 16 is the low nibble of q[j], element j + 16
+    /// its high nibble; value = (nibble − 8)·d.
+    /// </summary>
+    public static void Q4_0Block(ReadOnlySpan<byte> block, Span<double> y)
+    {
+        double d = HalfToDouble(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        for (int j = 0; j < 16; j++)
+        {
+            y[j] = ((block[2 + j] & 0x0F) - 8) * d;
+            y[j + 16] = ((block[2 + j] >> 4) - 8) * d;
+        }
     }
 
     /// <summary>

@@ -3,7 +3,7 @@ using Serving.Abstractions;
 namespace Serving.Conformance.Tests;
 
 /// <summary>
-/// The one table of error limits (design.md §4). Metric: normalized MSE = Σ(y − ref)² / Σ ref² over one case's
+/// The one table of error limits (docs/conformance.md, "Tolerances"). Metric: normalized MSE = Σ(y − ref)² / Σ ref² over one case's
 /// output, against the float64 reference of the same inputs. Every number carries where it comes from; a limit is
 /// set about 10× above the error the stated arithmetic produces on the suite's N(0, 1) data, and far below what a real
 /// bug gives (a wrong index, nibble order or scale gives nMSE ≳ 1e-2). Ops whose results are exact (Copy, KvWrite,

@@ -4,8 +4,9 @@ namespace Serving.Engine.Gguf;
 
 /// <summary>
 /// Block geometry of every ggml tensor type id, so a file holding types this engine does not compute with
-/// (Q3_K, IQ2_XS, ...) still parses and its sizes are still checked. Values follow ggml's type traits
-/// (ggml.c <c>type_traits</c>): ids 4, 5 and 31–33, 36–38 were removed from ggml and are unknown here.
+/// (Q3_K, IQ2_XS, ...) still parses and its sizes are still checked. The types of <see cref="DataType"/> take their
+/// geometry from the contract's table (<see cref="DataTypes"/>); the rest follow ggml's type traits (ggml.c
+/// <c>type_traits</c>): ids 4, 5 and 31–33, 36–38 were removed from ggml and are unknown here.
 /// </summary>
 public static class GgmlTypes
 {
@@ -23,19 +24,13 @@ public static class GgmlTypes
     {
         var t = new Traits?[40];
         void Add(int id, string name, int bs, int bytes) => t[id] = new Traits(id, name, bs, bytes);
-        Add(0, "f32", 1, 4);
-        Add(1, "f16", 1, 2);
-        Add(2, "q4_0", 32, 18);      // f16 d + 16 nibble bytes
+        foreach (DataTypeInfo info in DataTypes.All)
+            Add((int)info.Type, info.Name, info.BlockSize, info.BlockBytes);
         Add(3, "q4_1", 32, 20);      // f16 d, f16 m + 16
-        Add(6, "q5_0", 32, 22);      // f16 d + 4 high bits + 16
         Add(7, "q5_1", 32, 24);      // f16 d, f16 m + 4 + 16
-        Add(8, "q8_0", 32, 34);      // f16 d + 32 int8
         Add(9, "q8_1", 32, 36);      // f16 d, f16 s + 32 int8
         Add(10, "q2_K", 256, 84);    // 16 scales + 64 qs + f16 d, dmin
         Add(11, "q3_K", 256, 110);   // 32 hmask + 64 qs + 12 scales + f16 d
-        Add(12, "q4_K", 256, 144);   // f16 d, dmin + 12 scales + 128 qs
-        Add(13, "q5_K", 256, 176);   // f16 d, dmin + 12 scales + 32 qh + 128 qs
-        Add(14, "q6_K", 256, 210);   // 128 ql + 64 qh + 16 scales + f16 d
         Add(15, "q8_K", 256, 292);   // f32 d + 256 qs + 16 int16 bsums
         Add(16, "iq2_xxs", 256, 66);
         Add(17, "iq2_xs", 256, 74);
@@ -47,11 +42,9 @@ public static class GgmlTypes
         Add(23, "iq4_xs", 256, 136);
         Add(24, "i8", 1, 1);
         Add(25, "i16", 1, 2);
-        Add(26, "i32", 1, 4);
         Add(27, "i64", 1, 8);
         Add(28, "f64", 1, 8);
         Add(29, "iq1_m", 256, 56);
-        Add(30, "bf16", 1, 2);
         Add(34, "tq1_0", 256, 54);
         Add(35, "tq2_0", 256, 66);
         Add(39, "mxfp4", 32, 17);    // e8m0 scale + 16 nibble bytes
@@ -74,12 +67,5 @@ public static class GgmlTypes
     public static string NameOf(int ggmlType) => TryGet(ggmlType, out var t) ? t.Name : $"unknown({ggmlType})";
 
     /// <summary>True when <paramref name="ggmlType"/> is a <see cref="DataType"/> this engine computes with.</summary>
-    public static bool IsImplemented(int ggmlType) => Enum.IsDefined((DataType)ggmlType);
-
-    /// <summary>
-    /// The tensor types this engine stores weights in, for error messages: "f32, f16, q4_0, q5_0, q8_0, q4_K, q5_K, q6_K, bf16"
-    /// (every <see cref="DataType"/> but I32, in ggml id order).
-    /// </summary>
-    public static string ImplementedWeightNames { get; } =
-        string.Join(", ", Enum.GetValues<DataType>().Where(t => t != DataType.I32).Select(t => t.Name()));
+    public static bool IsImplemented(int ggmlType) => ((DataType)ggmlType).TryGetInfo(out _);
 }

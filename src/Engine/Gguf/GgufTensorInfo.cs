@@ -1,4 +1,5 @@
 using Serving.Abstractions;
+using Serving.Engine.Quantization;
 
 namespace Serving.Engine.Gguf;
 
@@ -57,7 +58,7 @@ public sealed class GgufTensorInfo
         ? (DataType)GgmlType
         : throw new NotSupportedException(
             $"tensor '{Name}' has ggml type {GgmlTypes.NameOf(GgmlType)} ({GgmlType}), which this engine does not implement; " +
-            $"supported: {GgmlTypes.ImplementedWeightNames}");
+            $"supported: {WeightFormats.Names}");
 
     /// <summary>ggml's name of the type ("q8_0", "q4_K").</summary>
     public string TypeName => GgmlTypes.NameOf(GgmlType);

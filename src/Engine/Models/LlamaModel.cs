@@ -355,7 +355,7 @@ public sealed class LlamaModel : IStepModel, IDisposable
             if (t.Dims.Length != 2 || t.Dims[0] != cols || t.Dims[1] != rows)
                 throw new ModelLoadException(name, $"shape [{string.Join(", ", t.Dims)}], expected [{cols}, {rows}]");
             if (!t.IsImplementedType)
-                throw new ModelLoadException(name, $"tensor type {t.TypeName} is not supported yet (supported: {GgmlTypes.ImplementedWeightNames})");
+                throw new ModelLoadException(name, $"tensor type {t.TypeName} is not supported yet (supported: {WeightFormats.Names})");
             var type = t.Type;
             var support = _device.Supports(OpKind.MatMul, type);
             if (!support.Supported)

@@ -24,7 +24,7 @@ public readonly record struct GenerationChunk(int TokenId, string Text)
     public const int NoToken = -1;
 }
 
-/// <summary>Token counts and timings of one request. Times are wall-clock.</summary>
+/// <summary>Token counts and timings of one request. Times are read from the scheduler's <see cref="TimeProvider"/> (the system clock unless one was given).</summary>
 /// <param name="PromptTokens">Prompt length in tokens.</param>
 /// <param name="CompletionTokens">Tokens generated (the end-of-generation token is not counted).</param>
 /// <param name="CachedPromptTokens">Prompt tokens served from the prefix cache at first admission (not recomputed).</param>

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using Serving.Engine.KvCache;
 using Serving.Engine.Models;
 using Serving.Engine.Sampling;
@@ -30,6 +29,7 @@ public sealed class Scheduler : IAsyncDisposable
 {
     private readonly IStepModel _model;
     private readonly ITokenDecoder _decoder;
+    private readonly TimeProvider _time;
     private readonly KvBlockManager _kv;
     private readonly int _vocab, _blockSize, _contextLength, _maxBlocksPerSequence, _maxBatchTokens, _maxSequences;
     private readonly int _maxQueuedRequests;
@@ -56,7 +56,7 @@ public sealed class Scheduler : IAsyncDisposable
     private Exception? _fault;
     private int _queuedRequests;
     private long _queuedPromptTokens;
-    private long _drainDeadline = long.MaxValue; // Stopwatch timestamp
+    private long _drainDeadline = long.MaxValue; // _time.GetTimestamp() units
     private volatile bool _cancelPending;
     private volatile bool _stop;
 
@@ -69,8 +69,11 @@ public sealed class Scheduler : IAsyncDisposable
     /// <summary>
     /// Creates the scheduler and starts its loop thread. The scheduler does not own <paramref name="model"/> or
     /// <paramref name="decoder"/>; it must be the only user of the model's KV cache.
+    /// <paramref name="timeProvider"/> (default <see cref="TimeProvider.System"/>) is the clock of every time it
+    /// reports (<see cref="GenerationUsage"/>) and of <see cref="DrainAsync"/>'s grace period, so tests can run it
+    /// on a fake clock. The loop only reads timestamps; it never sleeps or waits on a timer.
     /// </summary>
-    public Scheduler(IStepModel model, ITokenDecoder decoder, SchedulerOptions? options = null)
+    public Scheduler(IStepModel model, ITokenDecoder decoder, SchedulerOptions? options = null, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(decoder);
@@ -84,6 +87,7 @@ public sealed class Scheduler : IAsyncDisposable
 
         _model = model;
         _decoder = decoder;
+        _time = timeProvider ?? TimeProvider.System;
         _vocab = model.VocabSize;
         _blockSize = model.KvBlockSize;
         // One sequence can never hold more positions than the whole cache.
@@ -147,7 +151,7 @@ public sealed class Scheduler : IAsyncDisposable
             tokens[i] = t;
         }
         var sequence = new Sequence(this, request, tokens, promptLength, _maxBlocksPerSequence, sampler, stop,
-            new IncrementalDetokenizer(_decoder, promptLength));
+            new IncrementalDetokenizer(_decoder, promptLength), submittedAt: _time.GetTimestamp());
 
         // Registered before queueing so the loop owns (and disposes) the registration once it sees the request;
         // a token that is already cancelled marks the request, and the loop finishes it as cancelled.
@@ -217,13 +221,15 @@ public sealed class Scheduler : IAsyncDisposable
     /// <summary>
     /// Stops taking requests, lets accepted ones (running and waiting) finish for up to <paramref name="grace"/>,
     /// then cancels what is left. Completes when nothing is in flight. Calling it again can only shorten the grace.
+    /// The grace is measured on the scheduler's clock and checked between steps, so a step that has begun finishes
+    /// first; a grace of a day or more never expires.
     /// </summary>
     public Task DrainAsync(TimeSpan grace)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(grace, TimeSpan.Zero);
         long deadline = grace >= TimeSpan.FromDays(1)
             ? long.MaxValue
-            : Stopwatch.GetTimestamp() + (long)(grace.TotalSeconds * Stopwatch.Frequency);
+            : _time.GetTimestamp() + (long)(grace.TotalSeconds * _time.TimestampFrequency);
         lock (_gate)
         {
             if (_state == SchedulerState.Accepting) _state = SchedulerState.Draining;
@@ -265,7 +271,7 @@ public sealed class Scheduler : IAsyncDisposable
                     _cancelPending = false;
                     SweepCancelled();
                 }
-                if (Stopwatch.GetTimestamp() >= Volatile.Read(ref _drainDeadline)) CancelAll();
+                if (_time.GetTimestamp() >= Volatile.Read(ref _drainDeadline)) CancelAll();
 
                 if (_running.Count == 0 && _waiting.Count == 0)
                 {
@@ -462,7 +468,7 @@ public sealed class Scheduler : IAsyncDisposable
         if (!s.Admitted)
         {
             s.Admitted = true;
-            s.AdmittedAt = Stopwatch.GetTimestamp();
+            s.AdmittedAt = _time.GetTimestamp();
             s.CachedPromptTokens = matched;
             Interlocked.Add(ref _promptTokens, s.PromptLength);
         }
@@ -511,7 +517,7 @@ public sealed class Scheduler : IAsyncDisposable
                 FinishWithFlush(s, FinishReason.EndOfGeneration);
                 return;
             }
-            long now = Stopwatch.GetTimestamp();
+            long now = _time.GetTimestamp();
             if (s.Generated == 0) s.FirstTokenAt = now;
             s.LastTokenAt = now;
             s.Tokens[s.Count++] = token;
@@ -547,16 +553,16 @@ public sealed class Scheduler : IAsyncDisposable
         if (s.CountsInQueue) LeaveQueue(s);
         s.Registration.Dispose();
 
-        long now = Stopwatch.GetTimestamp();
+        long now = _time.GetTimestamp();
         int generated = s.Generated;
         var usage = new GenerationUsage(
             PromptTokens: s.PromptLength,
             CompletionTokens: generated,
             CachedPromptTokens: s.CachedPromptTokens,
-            TimeToFirstToken: generated > 0 ? Stopwatch.GetElapsedTime(s.SubmittedAt, s.FirstTokenAt) : null,
-            TimePerOutputToken: generated > 1 ? Stopwatch.GetElapsedTime(s.FirstTokenAt, s.LastTokenAt) / (generated - 1) : null,
-            TotalTime: Stopwatch.GetElapsedTime(s.SubmittedAt, now),
-            QueueTime: s.Admitted ? Stopwatch.GetElapsedTime(s.SubmittedAt, s.AdmittedAt) : null,
+            TimeToFirstToken: generated > 0 ? _time.GetElapsedTime(s.SubmittedAt, s.FirstTokenAt) : null,
+            TimePerOutputToken: generated > 1 ? _time.GetElapsedTime(s.FirstTokenAt, s.LastTokenAt) / (generated - 1) : null,
+            TotalTime: _time.GetElapsedTime(s.SubmittedAt, now),
+            QueueTime: s.Admitted ? _time.GetElapsedTime(s.SubmittedAt, s.AdmittedAt) : null,
             Preemptions: s.Preemptions);
         var result = new GenerationResult(s.Request.Id, reason, s.Tokens.AsSpan(s.PromptLength, generated).ToArray(),
             s.Text.ToString(), matchedStop, s.Sampler.Seed, usage, error);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;
 using Serving.Engine.KvCache;
@@ -18,7 +17,7 @@ internal sealed class Sequence
     private volatile bool _cancelRequested;
 
     public Sequence(Scheduler owner, GenerationRequest request, int[] tokens, int promptLength, int maxBlocks,
-        Sampler sampler, StopMatcher stop, IncrementalDetokenizer detokenizer)
+        Sampler sampler, StopMatcher stop, IncrementalDetokenizer detokenizer, long submittedAt)
     {
         _owner = owner;
         Request = request;
@@ -29,7 +28,7 @@ internal sealed class Sequence
         Sampler = sampler;
         Stop = stop;
         Detokenizer = detokenizer;
-        SubmittedAt = Stopwatch.GetTimestamp();
+        SubmittedAt = submittedAt;
         _channel = Channel.CreateUnbounded<GenerationChunk>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = false });
         Handle = new GenerationHandle(this, _channel.Reader, _completion.Task);
     }
@@ -82,6 +81,7 @@ internal sealed class Sequence
 
     public int Preemptions { get; set; }
 
+    // Timestamps of the scheduler's TimeProvider (GetTimestamp units).
     public long SubmittedAt { get; }
 
     public long AdmittedAt { get; set; }

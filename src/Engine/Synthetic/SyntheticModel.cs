@@ -46,7 +46,7 @@ public static class SyntheticModel
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentException.ThrowIfNullOrEmpty(path);
-        uint fileType = FileType(weightType);
+        uint fileType = WeightFormats.Get(weightType).LlamaFileType;
         Validate(shape, weightType);
         var vocab = LlamaVocabulary.Instance;
         if (shape.Vocab != vocab.Tokens.Length)
@@ -99,21 +99,6 @@ public static class SyntheticModel
 
         w.WriteTo(path, progress);
     }
-
-    /// <summary>general.file_type (llama_ftype) for a weight type.</summary>
-    public static uint FileType(DataType weightType) => weightType switch
-    {
-        DataType.F32 => 0,   // LLAMA_FTYPE_ALL_F32
-        DataType.F16 => 1,   // LLAMA_FTYPE_MOSTLY_F16
-        DataType.Q4_0 => 2,  // LLAMA_FTYPE_MOSTLY_Q4_0
-        DataType.Q8_0 => 7,  // LLAMA_FTYPE_MOSTLY_Q8_0
-        DataType.Q5_0 => 8,  // LLAMA_FTYPE_MOSTLY_Q5_0
-        DataType.Q4_K => 14, // LLAMA_FTYPE_MOSTLY_Q4_K_S (the nearest ftype to "every matrix Q4_K")
-        DataType.Q5_K => 16, // LLAMA_FTYPE_MOSTLY_Q5_K_S (as Q4_K_S: q5_K everywhere; Q5_K_M = 17 adds q6_K tensors)
-        DataType.Q6_K => 18, // LLAMA_FTYPE_MOSTLY_Q6_K
-        DataType.BF16 => 32, // LLAMA_FTYPE_MOSTLY_BF16
-        _ => throw new ArgumentException($"{weightType} is not a weight type (use F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K)", nameof(weightType)),
-    };
 
     private static void Validate(SyntheticShape s, DataType type)
     {

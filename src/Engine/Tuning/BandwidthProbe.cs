@@ -14,7 +14,7 @@ public sealed record BandwidthResult(double BytesPerSecond, long BufferBytes, IR
 }
 
 /// <summary>
-/// Measures device memory bandwidth (design.md §5 step 1): copies between two buffers several times larger than
+/// Measures device memory bandwidth (docs/tuning.md): copies between two buffers several times larger than
 /// any last-level cache, so every byte crosses the memory bus; counts read plus written bytes.
 /// </summary>
 public static class BandwidthProbe

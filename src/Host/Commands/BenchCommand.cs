@@ -65,9 +65,8 @@ internal static class BenchCommand
             using var accelerator = CommonOptions.Registry(parse).Open(parse.GetValue(device), new(parse.GetValue(threads)));
             var bw = BandwidthProbe.Measure(accelerator);
             Console.Error.WriteLine($"bandwidth: {bw.GBps:0.0} GB/s");
-            LoadedModel lm;
-            using (var bar = new ProgressBar($"loading {Path.GetFileName(path)}"))
-                lm = LoadedModel.Open(path, accelerator, new ModelOptions { MaxBatchSequences = 1, UseMmap = parse.GetValue(mmap) }, bar);
+            var lm = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes,
+                bar => LoadedModel.Open(path, accelerator, new ModelOptions { MaxBatchSequences = 1, UseMmap = parse.GetValue(mmap) }, bar));
             using (lm)
             {
                 int[] promptIds = lm.Tokenizer.Encode(parse.GetValue(prompt)!, lm.Tokenizer.AddBos);
@@ -102,10 +101,10 @@ internal static class BenchCommand
                     ttftMs = Math.Round(result.Usage.TimeToFirstToken?.TotalMilliseconds ?? double.NaN, 2),
                     tpotMs = Math.Round(tpot * 1000, 3),
                 };
-                var table = new TextTable("model", "weights", "bandwidth", "decode", "floor", "of floor", "achieved");
-                table.Add(report.file, Units.Bytes(bytes), $"{bw.GBps:0.0} GB/s", $"{tokensPerSecond:0.0} tok/s",
+                var table = Tables.Create(["model", "weights", "bandwidth", "decode", "floor", "of floor", "achieved"], numeric: true);
+                table.AddCells(report.file, Units.Bytes(bytes), $"{bw.GBps:0.0} GB/s", $"{tokensPerSecond:0.0} tok/s",
                     $"{1 / floorSeconds:0.0} tok/s", $"{floorSeconds / tpot:P0}", $"{report.achievedGBps:0.0} GB/s");
-                table.Write(Console.Out);
+                Terminal.Out.WriteTable(table);
                 if (parse.GetValue(json) is { } jsonPath)
                     File.WriteAllText(jsonPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
             }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Net;
 using Serving.Engine.Models;
 using Serving.Engine.Scheduling;
+using Serving.Host.Benchmarks;
 using Serving.Host.Cli;
 using Serving.Host.Serve;
 
@@ -60,20 +61,17 @@ internal static class BenchServeCommand
             else
             {
                 string path = ModelOption.Resolve(parse.GetValue(model));
-                using (var bar = new ProgressBar($"loading {Path.GetFileName(path)}"))
+                server = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes, bar => ServingHost.Start(new ServingHostOptions
                 {
-                    server = ServingHost.Start(new ServingHostOptions
-                    {
-                        ModelPath = path,
-                        EndPoint = new IPEndPoint(IPAddress.Loopback, 0),
-                        AuthToken = token,
-                        DeviceId = parse.GetValue(device),
-                        Threads = parse.GetValue(threads),
-                        PluginsFolder = parse.GetValue(CommonOptions.Plugins),
-                        Model = new ModelOptions { MaxBatchSequences = batch, UseMmap = parse.GetValue(mmap) },
-                        Scheduler = new SchedulerOptions { MaxBatchSequences = batch, MaxQueuedRequests = Math.Max(64, n) },
-                    }, logs: null, loadProgress: bar);
-                }
+                    ModelPath = path,
+                    EndPoint = new IPEndPoint(IPAddress.Loopback, 0),
+                    AuthToken = token,
+                    DeviceId = parse.GetValue(device),
+                    Threads = parse.GetValue(threads),
+                    PluginsFolder = parse.GetValue(CommonOptions.Plugins),
+                    Model = new ModelOptions { MaxBatchSequences = batch, UseMmap = parse.GetValue(mmap) },
+                    Scheduler = new SchedulerOptions { MaxBatchSequences = batch, MaxQueuedRequests = Math.Max(64, n) },
+                }, logs: null, loadProgress: bar));
                 address = "127.0.0.1";
                 serverPort = server.EndPoint.Port;
                 Console.Error.WriteLine($"in-process server on {server.EndPoint}: {server.Model.Name} on {server.Device.Descriptor.Id} ({server.Device.Descriptor.Name})");
@@ -97,7 +95,8 @@ internal static class BenchServeCommand
                 ServeBenchReport report;
                 try
                 {
-                    report = await ServeBenchmark.RunAsync(options, new ProgressLine(), cancel);
+                    report = await ProgressBar.RunAsync("requests", ProgressUnit.Items,
+                        bar => ServeBenchmark.RunAsync(options, new RequestProgress(bar), cancel));
                 }
                 catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Protocol.Rpc.RpcException)
                 {
@@ -120,30 +119,14 @@ internal static class BenchServeCommand
         return command;
     }
 
-    /// <summary>The progress line on stderr: redrawn in place on a terminal, one line per 10% when redirected.</summary>
-    private sealed class ProgressLine : IProgress<ServeBenchProgress>
+    /// <summary>The run's progress on the bar: requests done of all, with running, failed and output tokens/s beside the label.</summary>
+    private sealed class RequestProgress(ProgressBar bar) : IProgress<ServeBenchProgress>
     {
-        private readonly bool _interactive = !Console.IsErrorRedirected;
-        private readonly Lock _gate = new();
-        private int _lastTenth = -1;
-
         public void Report(ServeBenchProgress p)
         {
             double seconds = Math.Max(1e-3, p.Elapsed.TotalSeconds);
-            string line = $"[{p.Done,5}/{p.Total}] {seconds,6:0.0} s  running {p.Running,3}  failed {p.Failed}  " +
-                          $"output {p.OutputTokens} tok  {p.OutputTokens / seconds:0.0} tok/s";
-            lock (_gate)
-            {
-                if (_interactive)
-                {
-                    Console.Error.Write("\r" + line + (p.Done == p.Total ? "\n" : ""));
-                    return;
-                }
-                int tenth = p.Done * 10 / p.Total;
-                if (tenth == _lastTenth) return;
-                _lastTenth = tenth;
-                Console.Error.WriteLine(line);
-            }
+            bar.Status($"{p.Done}/{p.Total}, running {p.Running}, failed {p.Failed}, {p.OutputTokens / seconds:0.0} output tok/s");
+            bar.Report((p.Done, p.Total));
         }
     }
 }

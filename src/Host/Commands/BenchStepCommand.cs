@@ -8,7 +8,7 @@ using Serving.Host.Cli;
 namespace Serving.Host.Commands;
 
 /// <summary>
-/// <c>bench step</c>: the cost of one decode step at growing batch (design.md §5 step 3), measured on the model
+/// <c>bench step</c>: the cost of one decode step at growing batch (docs/tuning.md), measured on the model
 /// directly (no scheduler, no sampling): each of B sequences adds one token per step. Shows where the step stops
 /// being weight-bandwidth bound — the batch beyond which batching no longer buys throughput at equal latency.
 /// </summary>
@@ -46,16 +46,14 @@ internal static class BenchStepCommand
             using var accelerator = CommonOptions.Registry(parse).Open(parse.GetValue(device), new(parse.GetValue(threads)));
             var bw = BandwidthProbe.Measure(accelerator);
             int maxBatch = sizes.Max();
-            LoadedModel lm;
-            using (var bar = new ProgressBar($"loading {Path.GetFileName(path)}"))
-                lm = LoadedModel.Open(path, accelerator, new ModelOptions
-                {
-                    MaxBatchSequences = maxBatch,
-                    MaxBatchTokens = Math.Max(maxBatch, 16),
-                    ContextLength = Math.Max(pos + 16, 64),
-                    KvCacheTokens = maxBatch * Math.Max(pos + 16, 64),
-                    UseMmap = parse.GetValue(mmap),
-                }, bar);
+            var lm = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes, bar => LoadedModel.Open(path, accelerator, new ModelOptions
+            {
+                MaxBatchSequences = maxBatch,
+                MaxBatchTokens = Math.Max(maxBatch, 16),
+                ContextLength = Math.Max(pos + 16, 64),
+                KvCacheTokens = maxBatch * Math.Max(pos + 16, 64),
+                UseMmap = parse.GetValue(mmap),
+            }, bar));
             using (lm)
             {
                 var m = lm.Model;
@@ -63,7 +61,7 @@ internal static class BenchStepCommand
                 var batch = new StepBatch(m.MaxBatchTokens, maxBatch, m.MaxBlocksPerSequence);
                 var logits = new float[maxBatch * m.VocabSize];
                 var rows = new List<object>();
-                var table = new TextTable("batch", "step ms", "tokens/s", "per token ms", "vs batch 1", "floor ms");
+                var table = Tables.Create(["batch", "step ms", "tokens/s", "per token ms", "vs batch 1", "floor ms"], numeric: true);
                 double? single = null;
                 foreach (int b in sizes)
                 {
@@ -92,12 +90,12 @@ internal static class BenchStepCommand
                     Array.Sort(times);
                     double ms = times[n / 2];
                     single ??= ms;
-                    table.Add(b.ToString(), ms.ToString("0.000"), (b / ms * 1000).ToString("0.0"), (ms / b).ToString("0.000"),
+                    table.AddCells(b.ToString(), ms.ToString("0.000"), (b / ms * 1000).ToString("0.0"), (ms / b).ToString("0.000"),
                         $"{b / ms / (1 / single.Value):0.00}x tok/s, {ms / single.Value:0.00}x latency", floorMs.ToString("0.000"));
                     rows.Add(new { batch = b, stepMs = Math.Round(ms, 4), tokensPerSecond = Math.Round(b / ms * 1000, 2), minMs = Math.Round(times[0], 4) });
                 }
                 Console.WriteLine($"{lm.Name} on {accelerator.Descriptor.Id}: {Units.Bytes(m.WeightBytes)} weights, {bw.GBps:0.0} GB/s → floor {floorMs:0.000} ms per step (any batch, until compute takes over)");
-                table.Write(Console.Out);
+                Terminal.Out.WriteTable(table);
                 if (parse.GetValue(json) is { } jsonPath)
                     File.WriteAllText(jsonPath, JsonSerializer.Serialize(new { model = lm.Name, device = accelerator.Descriptor.Id, weightBytes = m.WeightBytes, bandwidthGBps = bw.GBps, floorMs, position = pos, steps = rows },
                         new JsonSerializerOptions { WriteIndented = true }));

@@ -18,20 +18,21 @@ internal static class DevicesCommand
                 Console.Error.WriteLine($"error: {registry.FolderError}");
                 return 1;
             }
-            var table = new TextTable("backend", "device", "kind", "memory", "status", "name");
+            var table = Tables.Create(["backend", "device", "kind", "memory", "name", "status"]);
             foreach (var p in registry.Plugins)
             {
                 if (!p.Usable)
                 {
-                    table.Add(p.Name, "-", "-", "-", $"unavailable: {p.Error}", "");
+                    table.AddCells(p.Name, "-", "-", "-", "-", $"unavailable: {p.Error}");
                     continue;
                 }
                 foreach (var d in p.Probe!.Devices)
-                    table.Add(p.Name, d.Id, d.Kind.ToString(), Units.Bytes(d.TotalMemoryBytes), $"ready (score {p.Probe.Score})", d.Name);
+                    table.AddCells(p.Name, d.Id, d.Kind.ToString(), Units.Bytes(d.TotalMemoryBytes), d.Name, $"ready (score {p.Probe.Score})");
             }
             if (registry.Plugins.Count == 0)
                 Console.WriteLine("no backend plugins found");
-            table.Write(Console.Out);
+            else
+                Terminal.Out.WriteTable(table);
             return registry.Plugins.Any(p => p.Usable) ? 0 : 1;
         });
         return command;

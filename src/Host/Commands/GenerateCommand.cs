@@ -3,6 +3,7 @@ using System.Text;
 using Serving.Engine.Models;
 using Serving.Engine.Sampling;
 using Serving.Engine.Scheduling;
+using Serving.Host.Cli;
 
 namespace Serving.Host.Commands;
 

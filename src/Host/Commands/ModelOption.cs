@@ -37,8 +37,7 @@ internal static class ModelOption
             string temp = file + $".{Guid.NewGuid():N}.tmp";
             try
             {
-                using (var bar = new ProgressBar("creating default model"))
-                    SyntheticModel.Create("tiny", DataType.Q8_0, temp, seed: 1, progress: bar);
+                ProgressBar.Run("creating default model", ProgressUnit.Bytes, bar => SyntheticModel.Create("tiny", DataType.Q8_0, temp, seed: 1, progress: bar));
                 File.Move(temp, file, overwrite: true);
             }
             finally

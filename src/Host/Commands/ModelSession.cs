@@ -24,9 +24,8 @@ internal sealed class ModelSession : IDisposable
         var accelerator = registry.Open(parse.GetValue(device), new DeviceOptions(parse.GetValue(threads)));
         try
         {
-            LoadedModel loaded;
-            using (var bar = new ProgressBar($"loading {Path.GetFileName(path)}"))
-                loaded = LoadedModel.Open(path, accelerator, options with { UseMmap = !parse.GetValue(noMmap) }, bar);
+            var loaded = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes,
+                bar => LoadedModel.Open(path, accelerator, options with { UseMmap = !parse.GetValue(noMmap) }, bar));
             Console.Error.WriteLine($"model: {loaded.Name} ({loaded.Model.Config.Architecture}, {loaded.Model.Config.Layers} layers, dim {loaded.Model.Config.Dim}, " +
                                     $"{Units.Bytes(loaded.Model.WeightBytes)} weights{(loaded.Model.WeightsMapped ? ", memory-mapped" : ", resident")}) on {accelerator.Descriptor.Id} ({accelerator.Descriptor.Name})");
             WarnIfContextBeyondTraining(loaded.Model);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Serving.Abstractions;
+using Serving.Engine.Quantization;
 using Serving.Engine.Synthetic;
 using Serving.Host.Cli;
 
@@ -19,7 +20,7 @@ internal static class ModelsCommand
         };
         var type = new Option<string>("--type")
         {
-            Description = "Weight type: f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K (K-quants: not for the tiny shape, whose dim 288 is no multiple of 256)",
+            Description = $"Weight type: {WeightFormats.Names} (K-quants: not for the tiny shape, whose dim 288 is no multiple of 256)",
             DefaultValueFactory = _ => "q8_0",
         };
         var output = new Option<string>("--output", "-o") { Description = "Output .gguf path", Required = true };
@@ -32,48 +33,25 @@ internal static class ModelsCommand
         {
             string shapeName = parse.GetValue(shape)!;
             if (!SyntheticModel.Shapes.ContainsKey(shapeName))
-                return Fail($"unknown shape '{shapeName}'; choose one of {string.Join(", ", SyntheticModel.Shapes.Keys)}");
-            if (!TryParseType(parse.GetValue(type)!, out DataType dataType))
-                return Fail($"unknown type '{parse.GetValue(type)}'; choose one of f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K");
+                return CliErrors.Fail($"unknown shape '{shapeName}'; choose one of {string.Join(", ", SyntheticModel.Shapes.Keys)}");
+            if (!WeightFormats.TryParse(parse.GetValue(type)!, out WeightFormat? format))
+                return CliErrors.Fail($"unknown type '{parse.GetValue(type)}'; choose one of {WeightFormats.Names}");
+            DataType dataType = format.Type;
             string path = Path.GetFullPath(parse.GetValue(output)!);
             var started = DateTime.UtcNow;
             try
             {
-                using var bar = new ProgressBar($"creating {shapeName} {dataType.Name()}");
-                SyntheticModel.Create(shapeName, dataType, path, parse.GetValue(seed), bar);
+                ProgressBar.Run($"creating {shapeName} {dataType.Name()}", ProgressUnit.Bytes,
+                    bar => SyntheticModel.Create(shapeName, dataType, path, parse.GetValue(seed), bar));
             }
             catch (ArgumentException e) // a shape the type cannot hold (e.g. tiny in q4_K): nothing was written
             {
-                return Fail(e.Message.Split(" (Parameter", 2)[0]);
+                return CliErrors.Fail(e.Message.Split(" (Parameter", 2)[0]);
             }
             Console.WriteLine($"wrote {path} ({Units.Bytes(new FileInfo(path).Length)}) in {(DateTime.UtcNow - started).TotalSeconds:0.0} s");
             return 0;
         });
         models.Subcommands.Add(create);
         return models;
-    }
-
-    internal static bool TryParseType(string text, out DataType type)
-    {
-        type = text.ToLowerInvariant() switch
-        {
-            "f32" => DataType.F32,
-            "f16" => DataType.F16,
-            "bf16" => DataType.BF16,
-            "q8_0" => DataType.Q8_0,
-            "q4_0" => DataType.Q4_0,
-            "q5_0" => DataType.Q5_0,
-            "q4_k" => DataType.Q4_K,
-            "q5_k" => DataType.Q5_K,
-            "q6_k" => DataType.Q6_K,
-            _ => (DataType)(-1),
-        };
-        return (int)type >= 0;
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"error: {message}");
-        return 2;
     }
 }

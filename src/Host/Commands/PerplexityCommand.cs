@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Serving.Engine.Models;
+using Serving.Host.Cli;
 
 namespace Serving.Host.Commands;
 
@@ -56,37 +57,46 @@ internal static class PerplexityCommand
             var scored = new List<int>();
             var logProbs = new List<double>();
             var sw = Stopwatch.StartNew();
-            for (int w = 0; w < windows; w++)
+            // llama-perplexity prints each window's running estimate as it goes; here the bar shows it, and the same
+            // "[1]ppl,[2]ppl," line follows on stdout once done (a line written under a live bar would tear it).
+            var running = new List<string>(windows);
+            ProgressBar.Run("perplexity", ProgressUnit.Items, bar =>
             {
-                int start = w * n;
-                for (int chunkStart = 0; chunkStart < n; chunkStart += step)
+                bar.Report((0, windows));
+                for (int w = 0; w < windows; w++)
                 {
-                    int len = Math.Min(step, n - chunkStart);
-                    batch.Clear();
-                    batch.SequenceCount = 1;
-                    for (int b = 0; b < m.MaxBlocksPerSequence; b++) batch.BlockTables[b] = b;
-                    for (int i = 0; i < len; i++)
+                    int start = w * n;
+                    for (int chunkStart = 0; chunkStart < n; chunkStart += step)
                     {
-                        int pos = chunkStart + i;
-                        int token = pos == 0 && tok.AddBos ? tok.BosId : tokens[start + pos];
-                        // Rows first..n-2 predict the next token of the window; the last row has no target.
-                        batch.AddToken(token, pos, 0, pos, wantLogits: pos >= first && pos < n - 1);
+                        int len = Math.Min(step, n - chunkStart);
+                        batch.Clear();
+                        batch.SequenceCount = 1;
+                        for (int b = 0; b < m.MaxBlocksPerSequence; b++) batch.BlockTables[b] = b;
+                        for (int i = 0; i < len; i++)
+                        {
+                            int pos = chunkStart + i;
+                            int token = pos == 0 && tok.AddBos ? tok.BosId : tokens[start + pos];
+                            // Rows first..n-2 predict the next token of the window; the last row has no target.
+                            batch.AddToken(token, pos, 0, pos, wantLogits: pos >= first && pos < n - 1);
+                        }
+                        m.Forward(batch, logits);
+                        for (int r = 0; r < batch.LogitCount; r++)
+                        {
+                            int pos = chunkStart + batch.LogitRows[r];
+                            double lp = LogSoftmaxAt(logits.AsSpan(r * V, V), tokens[start + pos + 1]);
+                            scored.Add(tokens[start + pos + 1]);
+                            logProbs.Add(lp);
+                            nll -= lp;
+                            nll2 += lp * lp;
+                            count++;
+                        }
                     }
-                    m.Forward(batch, logits);
-                    for (int r = 0; r < batch.LogitCount; r++)
-                    {
-                        int pos = chunkStart + batch.LogitRows[r];
-                        double lp = LogSoftmaxAt(logits.AsSpan(r * V, V), tokens[start + pos + 1]);
-                        scored.Add(tokens[start + pos + 1]);
-                        logProbs.Add(lp);
-                        nll -= lp;
-                        nll2 += lp * lp;
-                        count++;
-                    }
+                    running.Add($"[{w + 1}]{Math.Exp(nll / count):0.0000}");
+                    bar.Status($"PPL {Math.Exp(nll / count):0.0000}");
+                    bar.Report((w + 1, windows));
                 }
-                Console.Write($"[{w + 1}]{Math.Exp(nll / count):0.0000},");
-            }
-            Console.WriteLine();
+            });
+            Console.WriteLine(string.Join(",", running) + ",");
             double mean = nll / count;
             double variance = nll2 / count - mean * mean;
             double stderr = Math.Sqrt(Math.Max(0, variance) / Math.Max(1, count - 1)) * Math.Exp(mean);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Serving.Engine.Gguf;
 using Serving.Engine.Tokenizers;
+using Serving.Host.Cli;
 
 namespace Serving.Host.Commands;
 

@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging;
 using Serving.Abstractions;
 using Serving.Engine.Models;
 using Serving.Engine.Scheduling;
-using Serving.Host.Commands;
 using Serving.Host.Plugins;
 using Serving.Server;
 
@@ -32,16 +31,14 @@ internal sealed record ServingHostOptions
 /// </summary>
 internal sealed class ServingHost : IAsyncDisposable
 {
-    private readonly ILoggerFactory _logs;
     private bool _stopped;
 
-    private ServingHost(IAccelerator device, LoadedModel model, Scheduler scheduler, RpcServer server, ILoggerFactory logs)
+    private ServingHost(IAccelerator device, LoadedModel model, Scheduler scheduler, RpcServer server)
     {
         Device = device;
         Model = model;
         Scheduler = scheduler;
         Server = server;
-        _logs = logs;
     }
 
     public IAccelerator Device { get; }
@@ -62,6 +59,22 @@ internal sealed class ServingHost : IAsyncDisposable
     internal static ServingHost Start(ServingHostOptions options, ILoggerFactory? logs, IProgress<(long, long)>? loadProgress,
         Func<IStepModel, IStepModel>? wrapModel, Func<ITokenDecoder, ITokenDecoder>? wrapDecoder)
     {
+        var host = Load(options, logs, loadProgress, wrapModel, wrapDecoder);
+        host.Listen();
+        return host;
+    }
+
+    /// <summary>
+    /// Opens the device, loads the model and registers the RPC methods, but does not listen yet (<see cref="Listen"/>
+    /// does): the serve command closes its loading bar in between, so the server's first log line cannot tear it.
+    /// Nothing stays open if any step fails.
+    /// </summary>
+    public static ServingHost Load(ServingHostOptions options, ILoggerFactory? logs = null, IProgress<(long, long)>? loadProgress = null) =>
+        Load(options, logs, loadProgress, wrapModel: null, wrapDecoder: null);
+
+    private static ServingHost Load(ServingHostOptions options, ILoggerFactory? logs, IProgress<(long, long)>? loadProgress,
+        Func<IStepModel, IStepModel>? wrapModel, Func<ITokenDecoder, ITokenDecoder>? wrapDecoder)
+    {
         logs ??= Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
         var registry = DeviceRegistry.Discover(options.PluginsFolder);
         var device = registry.Open(options.DeviceId, new DeviceOptions(options.Threads));
@@ -76,24 +89,40 @@ internal sealed class ServingHost : IAsyncDisposable
             scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, options.Scheduler);
             server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
             new ServingMethods(model, scheduler, registry, device, server, logs.CreateLogger("serving.methods")).Register();
-            try
-            {
-                server.Start();
-            }
-            catch (SocketException e)
-            {
-                throw new EndPointUnavailableException(options.EndPoint, e);
-            }
-            return new ServingHost(device, model, scheduler, server, logs);
+            return new ServingHost(device, model, scheduler, server);
         }
         catch
         {
-            server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            scheduler?.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            model?.Dispose();
-            device.Dispose();
+            Free(server, scheduler, model, device);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Starts accepting connections on the options' endpoint. When it cannot bind, everything is freed and
+    /// <see cref="EndPointUnavailableException"/> says which endpoint and why.
+    /// </summary>
+    public void Listen()
+    {
+        try
+        {
+            Server.Start();
+        }
+        catch (SocketException e)
+        {
+            _stopped = true;
+            Free(Server, Scheduler, Model, Device);
+            throw new EndPointUnavailableException(Server.Options.EndPoint, e);
+        }
+    }
+
+    /// <summary>Frees what a failed start had opened, in reverse order of opening.</summary>
+    private static void Free(RpcServer? server, Scheduler? scheduler, LoadedModel? model, IAccelerator device)
+    {
+        server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        scheduler?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        model?.Dispose();
+        device.Dispose();
     }
 
     /// <summary>Stops accepting, lets in-flight requests finish within <paramref name="grace"/>, then cancels the rest and frees everything.</summary>

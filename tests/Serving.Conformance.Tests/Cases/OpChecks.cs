@@ -39,8 +39,7 @@ public sealed partial class OpChecks(IAccelerator device, string backend)
     public static readonly int[] OddWidths = [1, 7, 33, 257];
 
     /// <summary>The weight types of MatMul and Embed.</summary>
-    public static readonly DataType[] WeightTypes =
-        [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K];
+    public static readonly DataType[] WeightTypes = WeightFormatCases.Types;
 
     /// <summary>The backend under test.</summary>
     public string Backend => backend;

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
-using System.Reflection;
-using System.Runtime.Loader;
+using McMaster.NETCore.Plugins.Loader;
 using Serving.Abstractions;
 
 namespace Serving.Conformance.Tests.Infrastructure;
@@ -33,10 +32,10 @@ public sealed class BackendHandle
 }
 
 /// <summary>
-/// Finds backends the way the host will (design.md §2), independently of src/Host: every folder
-/// <c>plugins/&lt;Assembly&gt;/</c> next to this assembly holds one plugin, loaded into its own
-/// <see cref="AssemblyLoadContext"/> that resolves the plugin's own dependencies from its folder and shares
-/// Serving.Abstractions with this process (so the interface types are the same).
+/// Finds backends the way the host does, independently of src/Host: every folder <c>plugins/&lt;Assembly&gt;/</c> next
+/// to this assembly holds one plugin, loaded with McMaster.NETCore.Plugins into a load context of its own that
+/// resolves the plugin's own dependencies (managed and native) from its folder and shares Serving.Abstractions with
+/// this process (so the interface types are the same).
 /// </summary>
 public static class Backends
 {
@@ -103,8 +102,9 @@ public static class Backends
             }
             try
             {
-                var context = new PluginLoadContext(dll);
-                var assembly = context.LoadFromAssemblyPath(dll);
+                // As the host loads it (src/Host/Plugins/PluginCatalog.cs): McMaster's load context, the contract shared.
+                var assembly = new AssemblyLoadContextBuilder().SetMainAssemblyPath(dll)
+                    .PreferDefaultLoadContextAssembly(typeof(IBackendPlugin).Assembly.GetName()).Build().LoadFromAssemblyPath(dll);
                 var types = assembly.GetExportedTypes()
                     .Where(t => typeof(IBackendPlugin).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false }
                                 && t.GetConstructor(Type.EmptyTypes) is not null)
@@ -124,26 +124,4 @@ public static class Backends
         return found;
     }
 
-    /// <summary>
-    /// One plugin's load context: its dependencies come from its folder (per its .deps.json), except the contract,
-    /// which must be the host's copy or the plugin's IBackendPlugin would be a different type.
-    /// </summary>
-    private sealed class PluginLoadContext(string pluginPath) : AssemblyLoadContext(Path.GetFileNameWithoutExtension(pluginPath), isCollectible: false)
-    {
-        private readonly AssemblyDependencyResolver _resolver = new(pluginPath);
-        private static readonly string SharedName = typeof(IBackendPlugin).Assembly.GetName().Name!;
-
-        protected override Assembly? Load(AssemblyName assemblyName)
-        {
-            if (assemblyName.Name == SharedName) return null; // fall back to the default context's copy
-            string? path = _resolver.ResolveAssemblyToPath(assemblyName);
-            return path is null ? null : LoadFromAssemblyPath(path);
-        }
-
-        protected override nint LoadUnmanagedDll(string unmanagedDllName)
-        {
-            string? path = _resolver.ResolveUnmanagedDllToPath(unmanagedDllName);
-            return path is null ? 0 : LoadUnmanagedDllFromPath(path);
-        }
-    }
 }

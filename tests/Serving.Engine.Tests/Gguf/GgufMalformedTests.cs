@@ -2,7 +2,7 @@ using Serving.Engine.Gguf;
 
 namespace Serving.Engine.Tests.Gguf;
 
-/// <summary>Every malformed case of testing.md's GGUF list: a typed error naming the field and the offset.</summary>
+/// <summary>Every malformed case of docs/testing.md's GGUF list: a typed error naming the field and the offset.</summary>
 public class GgufMalformedTests
 {
     private static GgufFormatException Bad(GgufBytes b) => Bad(b.ToArray());

@@ -2,7 +2,7 @@ using Serving.Engine.Gguf;
 
 namespace Serving.Engine.Tests.Gguf;
 
-/// <summary>The real vocabulary files from llama.cpp (shared/data/tokenizer) open through the memory map.</summary>
+/// <summary>The real vocabulary files from llama.cpp (tests/data/tokenizer) open through the memory map.</summary>
 public class GgufVocabFileTests
 {
     [Fact]
@@ -39,7 +39,7 @@ public class GgufVocabFileTests
     }
 
     [Fact]
-    public void Every_shared_vocab_file_parses_and_truncations_fail_cleanly()
+    public void Every_vocab_file_parses_and_truncations_fail_cleanly()
     {
         var files = Directory.GetFiles(TestData.TokenizerDir, "*.gguf");
         Assert.NotEmpty(files);

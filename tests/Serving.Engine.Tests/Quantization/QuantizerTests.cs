@@ -132,13 +132,13 @@ public class QuantizerTests
     [Fact]
     public void BF16_rounds_like_ggml()
     {
-        Assert.Equal(0x3F80, Quantizer.ToBFloat16(1f + MathF.Pow(2, -8)));     // tie → even (down)
-        Assert.Equal(0x3F82, Quantizer.ToBFloat16(1f + 3 * MathF.Pow(2, -8))); // tie → even (up)
-        Assert.Equal(0x3F81, Quantizer.ToBFloat16(1f + 1.5f * MathF.Pow(2, -8) - MathF.Pow(2, -20) + MathF.Pow(2, -9)));
-        Assert.Equal(0xC000, Quantizer.ToBFloat16(-2f));
-        Assert.Equal(0x7FC0, Quantizer.ToBFloat16(BitConverter.UInt32BitsToSingle(0x7F800001))); // signalling NaN made quiet
-        Assert.Equal(0x7F80, Quantizer.ToBFloat16(float.PositiveInfinity));
-        Assert.Equal(-2f, Dequantizer.FromBFloat16(0xC000));
+        Assert.Equal(0x3F80, BF16Codec.FromSingle(1f + MathF.Pow(2, -8)));     // tie → even (down)
+        Assert.Equal(0x3F82, BF16Codec.FromSingle(1f + 3 * MathF.Pow(2, -8))); // tie → even (up)
+        Assert.Equal(0x3F81, BF16Codec.FromSingle(1f + 1.5f * MathF.Pow(2, -8) - MathF.Pow(2, -20) + MathF.Pow(2, -9)));
+        Assert.Equal(0xC000, BF16Codec.FromSingle(-2f));
+        Assert.Equal(0x7FC0, BF16Codec.FromSingle(BitConverter.UInt32BitsToSingle(0x7F800001))); // signalling NaN made quiet
+        Assert.Equal(0x7F80, BF16Codec.FromSingle(float.PositiveInfinity));
+        Assert.Equal(-2f, BF16Codec.ToSingle(0xC000));
     }
 
     [Theory]
@@ -198,8 +198,8 @@ public class QuantizerTests
         }
         var scalar = new byte[DataType.Q8_0.RowBytes(x.Length)];
         var vector = new byte[scalar.Length];
-        Quantizer.QuantizeQ8_0Scalar(x, scalar);
-        Quantizer.QuantizeQ8_0Vector256(x, vector);
+        Q8_0Codec.QuantizeScalar(x, scalar);
+        Q8_0Codec.QuantizeVector256(x, vector);
         Assert.Equal(scalar, vector);
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using Serving.Engine.Models;
 
 namespace Serving.Engine.Tests.Scheduling;
@@ -9,6 +10,8 @@ namespace Serving.Engine.Tests.Scheduling;
 /// blocks, forgets to recompute after preemption or reuses a stale cached block changes the tokens, and
 /// inconsistent positions/slots/block tables throw. Logits depend only on the history: batch invariant.
 /// The last vocabulary id is never generated (logit −100): tests use it as a "special" prompt token.
+/// Time: every step moves <see cref="Clock"/> forward by exactly <see cref="StepTime"/> (once the step is let
+/// through the pause gate), so a scheduler on that clock reports times that are whole numbers of steps.
 /// </summary>
 internal sealed class FakeStepModel : IStepModel
 {
@@ -38,6 +41,12 @@ internal sealed class FakeStepModel : IStepModel
     public int MaxBatchTokens { get; }
     public int MaxBatchSequences { get; }
 
+    /// <summary>The fake clock the scheduler under test reads; only <see cref="Forward"/> moves it.</summary>
+    public FakeTimeProvider Clock { get; } = new();
+
+    /// <summary>How far one Forward call moves <see cref="Clock"/>. Default 10 ms.</summary>
+    public TimeSpan StepTime { get; set; } = TimeSpan.FromMilliseconds(10);
+
     /// <summary>1-based Forward call that throws, or 0 for never.</summary>
     public int ThrowOnCall { get; set; }
 
@@ -66,7 +75,9 @@ internal sealed class FakeStepModel : IStepModel
         }
         if (call == PauseAtCall) _gate.Reset();
         StepStarted.Release();
+        // A hang guard on the real clock (never reached when a test works), not a delay.
         if (!_gate.Wait(TimeSpan.FromSeconds(30))) throw new TimeoutException("The test never resumed the fake model.");
+        Clock.Advance(StepTime);
         if (call == ThrowOnCall) throw new InvalidOperationException("injected device fault");
 
         int t = batch.TokenCount, s = batch.SequenceCount, m = batch.MaxBlocksPerSequence, bs = KvBlockSize;

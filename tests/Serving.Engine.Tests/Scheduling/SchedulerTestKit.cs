@@ -9,15 +9,19 @@ internal sealed record Run(GenerationResult Result, List<GenerationChunk> Chunks
 
 internal static class SchedulerTestKit
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+    /// <summary>
+    /// Hang guard on the real clock: how long a test waits for something that should already be under way before
+    /// it fails instead of hanging. Never a delay: the scheduler's own times come from the fake model's clock.
+    /// </summary>
+    public static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(15);
 
     /// <summary>Reads every chunk then the result (fails instead of hanging if the scheduler stalls).</summary>
     public static async Task<Run> CollectAsync(GenerationHandle handle)
     {
-        using var cts = new CancellationTokenSource(Timeout);
+        using var cts = new CancellationTokenSource(HangGuard);
         var chunks = new List<GenerationChunk>();
         await foreach (GenerationChunk c in handle.Chunks.ReadAllAsync(cts.Token)) chunks.Add(c);
-        GenerationResult result = await handle.Completion.WaitAsync(Timeout);
+        GenerationResult result = await handle.Completion.WaitAsync(HangGuard);
         return new Run(result, chunks);
     }
 
@@ -41,17 +45,6 @@ internal static class SchedulerTestKit
     public static async Task WaitForStepsAsync(FakeStepModel model, int count = 1)
     {
         for (int i = 0; i < count; i++)
-            Assert.True(await model.StepStarted.WaitAsync(Timeout), "the scheduler never ran a step");
-    }
-
-    /// <summary>Polls a gauge that the loop publishes after a step (no timing asserted: only a generous limit to fail instead of hang).</summary>
-    public static async Task EventuallyAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + Timeout;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"never true: {what}");
-            await Task.Delay(5);
-        }
+            Assert.True(await model.StepStarted.WaitAsync(HangGuard), "the scheduler never ran a step");
     }
 }

@@ -9,8 +9,9 @@ public class SchedulerTests
     private static (FakeStepModel Model, Scheduler Scheduler) Create(SchedulerOptions? options = null, int vocab = 32,
         int context = 64, int blockSize = 4, int blockCount = 64, int endOfGeneration = -1)
     {
+        // The scheduler reads the fake model's clock, which moves only when a step runs: times are exact.
         var model = new FakeStepModel(vocab, context, blockSize, blockCount);
-        return (model, new Scheduler(model, new FakeDecoder(vocab, endOfGeneration), options));
+        return (model, new Scheduler(model, new FakeDecoder(vocab, endOfGeneration), options, model.Clock));
     }
 
     [Fact]
@@ -28,9 +29,13 @@ public class SchedulerTests
         Assert.Equal(run.Tokens, run.Chunks.Where(c => c.TokenId != GenerationChunk.NoToken).Select(c => c.TokenId));
         Assert.Equal(run.Result.Text, string.Concat(run.Chunks.Select(c => c.Text)));
         Assert.Equal(new[] { 9, 12, 0, 0 }, new[] { run.Result.Usage.PromptTokens, run.Result.Usage.CompletionTokens, run.Result.Usage.CachedPromptTokens, run.Result.Usage.Preemptions });
-        Assert.NotNull(run.Result.Usage.TimeToFirstToken);
-        Assert.NotNull(run.Result.Usage.TimePerOutputToken);
         Assert.Equal(12, model.Steps.Count); // one prefill step, then one decode step per further token
+        // On the model's clock (10 ms a step): admitted at once, first token after the prefill step, then one per step.
+        GenerationUsage usage = run.Result.Usage;
+        Assert.Equal(TimeSpan.Zero, usage.QueueTime);
+        Assert.Equal(model.StepTime, usage.TimeToFirstToken);
+        Assert.Equal(model.StepTime, usage.TimePerOutputToken);
+        Assert.Equal(12 * model.StepTime, usage.TotalTime);
     }
 
     [Fact]
@@ -476,12 +481,56 @@ public class SchedulerTests
         // A second call shortens the grace to nothing: the long request is cancelled after the current step.
         Task now = scheduler.DrainAsync(TimeSpan.Zero);
         model.Resume();
-        await now.WaitAsync(TimeSpan.FromSeconds(15));
-        await drained.WaitAsync(TimeSpan.FromSeconds(15));
+        await now.WaitAsync(HangGuard);
+        await drained.WaitAsync(HangGuard);
         Run cut = await CollectAsync(longOne);
         Assert.Equal(FinishReason.Cancelled, cut.Result.FinishReason);
         Assert.InRange(cut.Tokens.Length, 1, 49);
         Assert.Equal(0, scheduler.GetMetrics().KvBlocksUsed);
+    }
+
+    [Fact]
+    public async Task Drain_grace_runs_on_the_scheduler_clock_and_cancels_after_the_step_that_crosses_it()
+    {
+        var (model, scheduler) = Create();
+        await using var _ = scheduler;
+        int[] prompt = Prompt(2, 4);
+        model.Pause();
+        var longOne = scheduler.Submit(Greedy("long", prompt, 50));
+        await WaitForStepsAsync(model); // inside step 1, before it moves the clock: the grace starts at submission time
+
+        Task drained = scheduler.DrainAsync(5.5 * model.StepTime);
+        model.Resume();
+        await drained.WaitAsync(HangGuard);
+
+        // Steps end at 1, 2, … 6 step-times; the check after step 5 (5 < 5.5) lets it go on, the one after step 6 cancels.
+        Run cut = await CollectAsync(longOne);
+        Assert.Equal(FinishReason.Cancelled, cut.Result.FinishReason);
+        Assert.Equal(model.ReferenceGreedy(prompt, 6), cut.Tokens);
+        Assert.Equal(6 * model.StepTime, cut.Result.Usage.TotalTime);
+        Assert.Equal(6, model.Steps.Count);
+        Assert.Equal(0, scheduler.GetMetrics().KvBlocksUsed);
+    }
+
+    [Fact]
+    public async Task Queue_time_and_time_to_first_token_count_the_steps_spent_waiting()
+    {
+        var (model, scheduler) = Create(new SchedulerOptions { MaxBatchSequences = 1 });
+        await using var _ = scheduler;
+        model.Pause();
+        var first = scheduler.Submit(Greedy("first", Prompt(1, 4), 3));
+        await WaitForStepsAsync(model);
+        var second = scheduler.Submit(Greedy("second", Prompt(2, 4), 2)); // same clock time; only one sequence may run
+        model.Resume();
+
+        GenerationUsage a = (await CollectAsync(first)).Result.Usage, b = (await CollectAsync(second)).Result.Usage;
+
+        Assert.Equal((TimeSpan.Zero, model.StepTime, 3 * model.StepTime), (a.QueueTime, a.TimeToFirstToken, a.TotalTime));
+        // The second waits the first's three steps, then takes one step per token.
+        Assert.Equal(3 * model.StepTime, b.QueueTime);
+        Assert.Equal(4 * model.StepTime, b.TimeToFirstToken);
+        Assert.Equal(model.StepTime, b.TimePerOutputToken);
+        Assert.Equal(5 * model.StepTime, b.TotalTime);
     }
 
     [Fact]
@@ -494,7 +543,7 @@ public class SchedulerTests
 
         Task disposing = scheduler.DisposeAsync().AsTask();
         model.Resume();
-        await disposing.WaitAsync(TimeSpan.FromSeconds(15));
+        await disposing.WaitAsync(HangGuard);
 
         Run run = await CollectAsync(handle);
         Assert.Equal(FinishReason.Cancelled, run.Result.FinishReason);
@@ -517,7 +566,7 @@ public class SchedulerTests
     public async Task Batch_limits_are_capped_by_the_model()
     {
         var model = new FakeStepModel(maxBatchTokens: 8, maxBatchSequences: 2);
-        await using var scheduler = new Scheduler(model, new FakeDecoder(32), new SchedulerOptions { MaxBatchTokens = 256, MaxBatchSequences = 32 });
+        await using var scheduler = new Scheduler(model, new FakeDecoder(32), new SchedulerOptions { MaxBatchTokens = 256, MaxBatchSequences = 32 }, model.Clock);
         Assert.Equal(8, scheduler.MaxBatchTokens);
         Assert.Equal(2, scheduler.MaxBatchSequences);
 

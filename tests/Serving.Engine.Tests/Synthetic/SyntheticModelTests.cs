@@ -7,6 +7,7 @@ using Serving.Engine.Tests.Gguf;
 namespace Serving.Engine.Tests.Synthetic;
 
 /// <summary>Synthetic llama models (tiny shape only, to keep the suite fast): keys, tensors, values, determinism.</summary>
+[Trait("Category", "Slow")]
 public sealed class SyntheticModelTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("synthetic-").FullName;

@@ -112,9 +112,8 @@ public class BpeTokenizerTests
             "a  b", "  ", "a   ", "a\n\n b", "'s's 'LL 'Ve", "x '  y", "3333333", "Hello\n\n  world", "\r\n\r\n x",
             "don't DON'T", "tab\there", "a\u00A0b\u3000c", "!!\n\nx", " ?!", "12abc34", "é́ü", "a\u0085b",
         ];
-        var all = extra.AsEnumerable();
-        if (TokenizerVectors.DataDirectory is not null)
-            all = all.Concat(TokenizerVectors.Cases(TokenizerVectors.Gpt2).Select(c => c.Text));
+        // Missing vector data throws here, which fails the theory naming the expected folder.
+        var all = extra.Concat(TokenizerVectors.Cases(TokenizerVectors.Gpt2).Select(c => c.Text));
         return all.Distinct().Select(s => new object[] { TokenizerVectors.Show(s), s });
     }
 

@@ -22,7 +22,7 @@ public class TokenizerVectorTests
     [MemberData(nameof(Gpt2Rows))]
     public void EncodesLikeLlamaCpp(string vocab, int index, string shown)
     {
-        var (text, expected) = Case(vocab, index);
+        var (text, expected) = Case(vocab, index, shown);
         int[] actual = TokenizerVectors.Load(vocab).Encode(text, addBos: false);
         Assert.True(expected.SequenceEqual(actual),
             $"{vocab} {shown}: expected [{string.Join(' ', expected)}] got [{string.Join(' ', actual)}]");
@@ -33,7 +33,7 @@ public class TokenizerVectorTests
     [MemberData(nameof(Gpt2RoundTripRows))]
     public void DecodeOfExpectedIdsGivesTheText(string vocab, int index, string shown)
     {
-        var (text, expected) = Case(vocab, index);
+        var (text, expected) = Case(vocab, index, shown);
         Assert.True(text == TokenizerVectors.Load(vocab).Decode(expected), $"{vocab} {shown}");
     }
 
@@ -42,7 +42,7 @@ public class TokenizerVectorTests
     [MemberData(nameof(Gpt2Rows))]
     public void StreamingDecodeMatchesDecodeWithoutCleanup(string vocab, int index, string shown)
     {
-        var (_, expected) = Case(vocab, index);
+        var (_, expected) = Case(vocab, index, shown);
         Tokenizer tok = TokenizerVectors.Load(vocab);
         var stream = new StreamingDecoder(tok);
         string streamed = string.Concat(expected.Select(stream.Push)) + stream.Flush();
@@ -66,9 +66,9 @@ public class TokenizerVectorTests
     private static bool ChangedByCleanSpaces(string s) =>
         new[] { " ?", " !", " .", " ,", " ' ", " 's", " 'm", " 're", " 've" }.Any(p => s.Contains(p, StringComparison.Ordinal));
 
-    private static (string Text, int[] Ids) Case(string vocab, int index)
+    private static (string Text, int[] Ids) Case(string vocab, int index, string shown)
     {
-        Assert.True(index >= 0, $"tokenizer test data not found: expected {TokenizerVectors.ExpectedLocation}");
+        Assert.True(index >= 0, $"tokenizer test data could not be read: {shown}");
         return TokenizerVectors.Cases(vocab)[index];
     }
 }

@@ -1,12 +1,12 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using Serving.Engine.Gguf;
+using Serving.Engine.Tests.Gguf;
 using Serving.Engine.Tokenizers;
 
 namespace Serving.Engine.Tests.Tokenizers;
 
 /// <summary>
-/// llama.cpp's tokenizer vectors from shared/data/tokenizer: for each vocabulary, the test strings of
+/// llama.cpp's tokenizer vectors from tests/data/tokenizer: for each vocabulary, the test strings of
 /// <c>&lt;vocab&gt;.gguf.inp</c> (separated by "\n__ggml_vocab_test__\n", split exactly as test-tokenizer-0 does)
 /// and the expected ids of <c>&lt;vocab&gt;.gguf.out</c> (one line per string, no BOS).
 /// </summary>
@@ -18,13 +18,10 @@ internal static class TokenizerVectors
     private static readonly ConcurrentDictionary<string, Tokenizer> s_tokenizers = new();
     private static readonly ConcurrentDictionary<string, (string Text, int[] Ids)[]> s_cases = new();
 
-    /// <summary>shared/data/tokenizer, found from Serving.sln; null when the folder is absent.</summary>
-    public static string? DataDirectory { get; } = FindDataDirectory();
+    /// <summary>tests/data/tokenizer in the repository; throws naming the expected path when it is absent.</summary>
+    public static string DataDirectory => TestData.TokenizerDir;
 
-    /// <summary>Where the data was looked for, for failure messages.</summary>
-    public static string ExpectedLocation => "<repo root with Serving.sln>/../shared/data/tokenizer";
-
-    public static string GgufPath(string vocab) => Path.Combine(RequireData(), $"ggml-vocab-{vocab}.gguf");
+    public static string GgufPath(string vocab) => Path.Combine(DataDirectory, $"ggml-vocab-{vocab}.gguf");
 
     public static Tokenizer Load(string vocab) => s_tokenizers.GetOrAdd(vocab, v =>
     {
@@ -34,15 +31,26 @@ internal static class TokenizerVectors
 
     public static (string Text, int[] Ids)[] Cases(string vocab) => s_cases.GetOrAdd(vocab, ReadCases);
 
-    /// <summary>xunit rows (vocab, index, text) for every string; one failing row naming the problem when data is missing.</summary>
+    /// <summary>
+    /// xunit rows (vocab, index, text) for every string; when the data cannot be read, one row with index −1 whose
+    /// text is the error, so the theory fails naming it instead of vanishing from the run.
+    /// </summary>
     public static IEnumerable<object[]> Rows(string vocab, Func<string, bool>? include = null)
     {
-        if (DataDirectory is null)
+        (string, int[])[] cases;
+        try
         {
-            yield return [vocab, -1, "(tokenizer test data missing)"];
-            yield break;
+            cases = Cases(vocab);
         }
-        var cases = Cases(vocab);
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or InvalidDataException)
+        {
+            return [[vocab, -1, ex.Message]];
+        }
+        return Enumerate(vocab, cases, include);
+    }
+
+    private static IEnumerable<object[]> Enumerate(string vocab, (string Text, int[] Ids)[] cases, Func<string, bool>? include)
+    {
         for (int i = 0; i < cases.Length; i++)
         {
             if (include is null || include(cases[i].Text))
@@ -50,17 +58,13 @@ internal static class TokenizerVectors
         }
     }
 
-    public static string RequireData() =>
-        DataDirectory ?? throw new InvalidOperationException(
-            $"tokenizer test data not found: expected {ExpectedLocation} (looked upward from {AppContext.BaseDirectory}, {Directory.GetCurrentDirectory()} and the test sources)");
-
     /// <summary>The text with control characters escaped, so test names are readable.</summary>
     public static string Show(string s) =>
         "\"" + s.Replace("\\", "\\\\").Replace("\n", "\\n").Replace("\t", "\\t").Replace("\r", "\\r") + "\"";
 
     private static (string, int[])[] ReadCases(string vocab)
     {
-        string dir = RequireData();
+        string dir = DataDirectory;
         string inp = File.ReadAllText(Path.Combine(dir, $"ggml-vocab-{vocab}.gguf.inp"));
         string[] outLines = File.ReadAllText(Path.Combine(dir, $"ggml-vocab-{vocab}.gguf.out")).Split('\n');
         // std::getline yields no line after a final '\n'.
@@ -91,25 +95,5 @@ internal static class TokenizerVectors
             cases[i] = (inputs[i], ids);
         }
         return cases;
-    }
-
-    // Walks up from the test binaries, the working directory and this source file's compile-time path (builds
-    // with --artifacts-path put the binaries outside the repository) to the folder holding Serving.sln.
-    private static string? FindDataDirectory([CallerFilePath] string sourceFile = "")
-    {
-        string?[] starts = [AppContext.BaseDirectory, Directory.GetCurrentDirectory(), Path.GetDirectoryName(sourceFile)];
-        foreach (string? start in starts)
-        {
-            for (var dir = string.IsNullOrEmpty(start) ? null : new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                if (!File.Exists(Path.Combine(dir.FullName, "Serving.sln")))
-                    continue;
-                string data = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "data", "tokenizer"));
-                if (Directory.Exists(data))
-                    return data;
-                break;
-            }
-        }
-        return null;
     }
 }

@@ -1,9 +1,10 @@
-using Serving.Host.Commands;
+using Serving.Host.Benchmarks;
 
 namespace Serving.Host.Tests.Client;
 
 /// <summary>The core of <c>bench serve</c> against the in-process server: counts and consistency, never speed.</summary>
 [Collection("server")]
+[Trait("Category", "Slow")]
 public sealed class ServeBenchmarkTests(ServerFixture server)
 {
     [Fact]

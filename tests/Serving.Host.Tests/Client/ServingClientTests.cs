@@ -6,6 +6,7 @@ namespace Serving.Host.Tests.Client;
 
 /// <summary>The .NET client against a real in-process server on the tiny synthetic model.</summary>
 [Collection("server")]
+[Trait("Category", "Slow")]
 public sealed class ServingClientTests(ServerFixture server)
 {
     private const string Prompt = "Once upon a time";

@@ -14,6 +14,7 @@ namespace Serving.Host.Tests.Interop;
 /// A missing dependency fails with what to run; it never passes silently.
 /// </summary>
 [Collection("rpc")]
+[Trait("Category", "Slow")]
 public sealed class InteropTests(RpcHostFixture fixture) : IAsyncLifetime
 {
     private const string Token = "interop-secret-token";

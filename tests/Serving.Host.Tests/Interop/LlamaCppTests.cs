@@ -19,6 +19,7 @@ namespace Serving.Host.Tests.Interop;
 /// fallback type Serving does not compute (q5_1) is refused by name. A missing dependency fails with what to run;
 /// nothing passes silently.
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class LlamaCppTests : IDisposable
 {
     private const int Ctx = 64, Chunks = 3;

@@ -10,6 +10,7 @@ namespace Serving.Host.Tests.Models;
 /// q/k/v biases), mistral keys, and linear RoPE scaling from metadata.
 /// </summary>
 [Collection("tiny")]
+[Trait("Category", "Slow")]
 public sealed class ArchitectureTests(TinyModelFixture fixture) : IDisposable
 {
     private static readonly SyntheticShape Gqa = new("gqa-test", Dim: 256, Layers: 2, Heads: 8, KvHeads: 2, FeedForward: 512, Vocab: 32000, Context: 512, RopeTheta: 500000f);

@@ -6,6 +6,7 @@ namespace Serving.Host.Tests.Models;
 
 /// <summary>The whole tiny model on the Cpu backend against a float64 reference, and batch invariance.</summary>
 [Collection("tiny")]
+[Trait("Category", "Slow")]
 public sealed class ForwardPassTests(TinyModelFixture fixture)
 {
     private static readonly int[] Prompt = [1, 450, 4996, 17354, 1701, 432, 17204];

@@ -17,6 +17,7 @@ namespace Serving.Host.Tests.Models;
 /// Dim 256 and FFN 512 make every row whole super-blocks of 256.
 /// </summary>
 [Collection("tiny")]
+[Trait("Category", "Slow")]
 public sealed class KQuantModelTests(TinyModelFixture fixture) : IDisposable
 {
     private static readonly SyntheticShape Shape = new("kquant-test", Dim: 256, Layers: 2, Heads: 8, KvHeads: 2, FeedForward: 512, Vocab: 32000, Context: 512, RopeTheta: 500000f);

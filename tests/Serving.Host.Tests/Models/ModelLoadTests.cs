@@ -9,6 +9,7 @@ namespace Serving.Host.Tests.Models;
 /// tensor, and nothing of the failed load stays allocated on the device.
 /// </summary>
 [Collection("tiny")]
+[Trait("Category", "Slow")]
 public sealed class ModelLoadTests(TinyModelFixture fixture) : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("serving-badmodel-").FullName;

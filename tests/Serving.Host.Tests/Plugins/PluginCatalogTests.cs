@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Serving.Abstractions;
 using Serving.Host.Plugins;
 
@@ -14,14 +15,20 @@ public sealed class PluginCatalogTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
-    private void Install(string sourceRoot, string name)
+    /// <summary>Copies a built plugin folder, sub-folders (runtimes/&lt;rid&gt;/native) included unless <paramref name="withNative"/> is false.</summary>
+    private string Install(string sourceRoot, string name, bool withNative = true)
     {
         string src = Path.Combine(sourceRoot, name);
         Assert.True(Directory.Exists(src), $"test plugin not built: {src}");
         string dst = Path.Combine(_root, name);
-        Directory.CreateDirectory(dst);
-        foreach (string f in Directory.GetFiles(src))
-            File.Copy(f, Path.Combine(dst, Path.GetFileName(f)));
+        foreach (string f in Directory.GetFiles(src, "*", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(src, f);
+            if (!withNative && relative.StartsWith("runtimes" + Path.DirectorySeparatorChar, StringComparison.Ordinal)) continue;
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(dst, relative))!);
+            File.Copy(f, Path.Combine(dst, relative));
+        }
+        return dst;
     }
 
     [Fact]
@@ -77,6 +84,32 @@ public sealed class PluginCatalogTests : IDisposable
         var cpu = Assert.Single(entries, e => e.Name == "cpu");
         Assert.True(cpu.Usable, cpu.Error);
         Assert.Equal("cpu:0", cpu.Probe!.Devices[0].Id);
+    }
+
+    [Fact]
+    public void NativeLibrary_IsLoadedFromThePluginsOwnFolder()
+    {
+        // The process's own search path (LD_LIBRARY_PATH, the system folders) cannot find the library, so a load can
+        // only come from the plugin's folder.
+        Assert.False(NativeLibrary.TryLoad("libservingtestnative.so", out _), "the test's native library is on the process's search path");
+        string folder = Install(TestPlugins, "Serving.Backends.TestNativeLibrary");
+        string shipped = Assert.Single(Directory.GetFiles(folder, "libservingtestnative.so", SearchOption.AllDirectories));
+        Assert.Matches(@"/runtimes/[^/]+/native/libservingtestnative\.so$", shipped);
+
+        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+
+        Assert.True(entry.Usable, entry.Error);
+        // The device's name is the path the dynamic loader loaded the library from (dladdr): the plugin's own copy.
+        Assert.Equal(Path.GetFullPath(shipped), Path.GetFullPath(entry.Probe!.Devices[0].Name));
+    }
+
+    [Fact]
+    public void NativeLibrary_MissingFromThePluginsFolder_IsSkippedWithTheReason()
+    {
+        Install(TestPlugins, "Serving.Backends.TestNativeLibrary", withNative: false);
+        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+        Assert.False(entry.Usable);
+        Assert.Contains("native library servingtestnative not found", entry.Error);
     }
 
     [Fact]

@@ -6,14 +6,15 @@ using Serving.Protocol.MessagePack;
 namespace Serving.Host.Tests.Rpc;
 
 /// <summary>
-/// "Faults to survive" of testing.md through the real RPC path: clients that vanish, bursts beyond capacity,
+/// "Faults to survive" of docs/testing.md through the real RPC path: clients that vanish, bursts beyond capacity,
 /// shutdown with work in flight. Observed the way an operator would: <c>metrics</c> from a second connection.
 /// </summary>
 [Collection("rpc")]
+[Trait("Category", "Slow")]
 public sealed class FaultTests(RpcHostFixture fixture)
 {
     /// <summary>
-    /// testing.md: a vanished client's KV blocks are freed within a second. They are freed before the next step
+    /// docs/testing.md: a vanished client's KV blocks are freed within a second. They are freed before the next step
     /// (milliseconds); the bound leaves room for a loaded 2-core CI machine running test assemblies in parallel.
     /// </summary>
     private static readonly TimeSpan FreedWithin = TimeSpan.FromSeconds(5);

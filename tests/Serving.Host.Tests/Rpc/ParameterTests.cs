@@ -4,7 +4,7 @@ using Serving.Protocol.MessagePack;
 namespace Serving.Host.Tests.Rpc;
 
 /// <summary>
-/// The parameter cases of testing.md against the real model over RPC: each bad argument gets a typed error reply
+/// The parameter cases of docs/testing.md against the real model over RPC: each bad argument gets a typed error reply
 /// naming it, and the same connection keeps working afterwards (a semantic error never closes it).
 /// </summary>
 [Collection("rpc")]

@@ -5,14 +5,15 @@ using Serving.Protocol.MessagePack;
 namespace Serving.Host.Tests.Rpc;
 
 /// <summary>
-/// testing.md soak: a couple of thousand requests, malformed ones included, and memory and handle counts stay
+/// docs/testing.md soak: a couple of thousand requests, malformed ones included, and memory and handle counts stay
 /// flat. Compared after a warm-up round (pools, JIT, caches filled) against the end, with generous bounds: a
 /// leak per request or per connection would exceed them many times over; noise does not.
 /// </summary>
 [Collection("rpc")]
+[Trait("Category", "Slow")]
 public sealed class SoakTests(RpcHostFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
 {
-    // Each would close the connection: framing, limit, depth and RPC-shape errors from testing.md.
+    // Each would close the connection: framing, limit, depth and RPC-shape errors from docs/testing.md.
     private static readonly byte[][] Malformed =
     [
         [0xc1],                                                        // never-used byte

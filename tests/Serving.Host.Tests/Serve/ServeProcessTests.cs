@@ -12,6 +12,7 @@ namespace Serving.Host.Tests.Serve;
 /// stops accepting and drains the in-flight request to its end, then exits 0; a second signal during the drain
 /// exits at once with 128 + the signal number.
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed partial class ServeProcessTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "serving-serve-" + Guid.NewGuid().ToString("N"));

@@ -27,3 +27,30 @@ internal unsafe interface IFloatRow
     /// <summary>Element k.</summary>
     static abstract float Load(byte* row, int k);
 }
+
+/// <summary>Row helpers for <see cref="IFloatRow"/> formats.</summary>
+internal static unsafe class FloatRow
+{
+    /// <summary>Converts k elements of a weight row to f32 (exact).</summary>
+    public static void Convert<TL>(byte* src, float* dst, int k) where TL : struct, IFloatRow
+    {
+        int i = 0;
+        if (Simd.Tier == SimdTier.V512)
+        {
+            for (; i <= k - 16; i += 16)
+                TL.Load512(src, i).Store(dst + i);
+        }
+        else if (Simd.Tier == SimdTier.V256)
+        {
+            for (; i <= k - 8; i += 8)
+                TL.Load256(src, i).Store(dst + i);
+        }
+        else if (Simd.Tier == SimdTier.V128)
+        {
+            for (; i <= k - 4; i += 4)
+                TL.Load128(src, i).Store(dst + i);
+        }
+        for (; i < k; i++)
+            dst[i] = TL.Load(src, i);
+    }
+}

@@ -1,24 +1,8 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Serving.Backends.Cpu.Kernels.Formats;
 
 namespace Serving.Backends.Cpu.Kernels.MatMul;
-
-/// <summary>
-/// The quants of a "scale and min" K-quant (Q4_K, Q5_K): super-blocks of 256 = 8 sub-blocks of 32, f16 d and dmin at
-/// bytes 0..3, the 6-bit scales and mins packed as Q4_K's in bytes 4..15, y = d·sc_j·q − dmin·m_j. Only where and how
-/// the quants q are stored differs; <see cref="KQuantMinDot{TQ}"/> holds everything else.
-/// </summary>
-internal unsafe interface IKQuantMinQuants
-{
-    /// <summary>Bytes per super-block of 256 elements.</summary>
-    static abstract int BlockBytes { get; }
-
-    /// <summary>The 64 quants of chunk g (sub-blocks 2g and 2g+1) of super-block <paramref name="blk"/>, as bytes.</summary>
-    static abstract void Unpack(byte* blk, int g, out Vector256<byte> lo, out Vector256<byte> hi);
-
-    /// <summary>Quant i (0..31) of sub-block j (0..7) of super-block <paramref name="blk"/> (the scalar tiers).</summary>
-    static abstract int Quant(byte* blk, int j, int i);
-}
 
 /// <summary>
 /// A scale-and-min K-quant (<see cref="IKQuantMinQuants"/>) against q8 activations. Per x block b (= sub-block j of
@@ -29,6 +13,9 @@ internal unsafe struct KQuantMinDot<TQ> : IKQuant where TQ : struct, IKQuantMinQ
 {
     /// <inheritdoc/>
     public static int BlockBytes => TQ.BlockBytes;
+
+    /// <inheritdoc/>
+    public static bool BlockSums => true;
 
     /// <inheritdoc/>
     public static float Dot1(byte* w, sbyte* xq, float* xd, float* xs, int superBlocks)
@@ -102,7 +89,7 @@ internal unsafe struct KQuantMinDot<TQ> : IKQuant where TQ : struct, IKQuantMinQ
     {
         float d = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(blk));
         float dmin = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(blk + 2));
-        (ulong scales, ulong mins) = KQuant.Q4_KScalesMins(blk + 4);
+        (ulong scales, ulong mins) = ScaleMinK.ScalesMins(blk + 4);
         dsc = KQuant.BytesToFloats(scales) * Vector256.Create(d);
         dm = KQuant.BytesToFloats(mins) * Vector256.Create(dmin);
     }
@@ -125,7 +112,7 @@ internal unsafe struct KQuantMinDot<TQ> : IKQuant where TQ : struct, IKQuantMinQ
         {
             float d = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(w));
             float dmin = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(w + 2));
-            (ulong scales, ulong mins) = KQuant.Q4_KScalesMins(w + 4);
+            (ulong scales, ulong mins) = ScaleMinK.ScalesMins(w + 4);
             for (int j = 0; j < 8; j++)
             {
                 int b = 8 * sb + j;
@@ -138,32 +125,5 @@ internal unsafe struct KQuantMinDot<TQ> : IKQuant where TQ : struct, IKQuantMinQ
             }
         }
         return sum - minSum;
-    }
-
-    /// <inheritdoc/>
-    public static void Dequantize(byte* src, int superBlocks, float* dst)
-    {
-        for (int sb = 0; sb < superBlocks; sb++, src += TQ.BlockBytes, dst += 256)
-        {
-            float d = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(src));
-            float dmin = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(src + 2));
-            (ulong scales, ulong mins) = KQuant.Q4_KScalesMins(src + 4);
-            if (KQuant.UseAvx2)
-            {
-                for (int g = 0; g < 4; g++)
-                {
-                    TQ.Unpack(src, g, out Vector256<byte> lo, out Vector256<byte> hi);
-                    KQuant.Expand32(lo, d * (byte)(scales >> (16 * g)), dmin * (byte)(mins >> (16 * g)), dst + 64 * g);
-                    KQuant.Expand32(hi, d * (byte)(scales >> (16 * g + 8)), dmin * (byte)(mins >> (16 * g + 8)), dst + 64 * g + 32);
-                }
-                continue;
-            }
-            for (int j = 0; j < 8; j++)
-            {
-                float dj = d * (byte)(scales >> (8 * j)), mj = dmin * (byte)(mins >> (8 * j));
-                for (int i = 0; i < 32; i++)
-                    dst[32 * j + i] = dj * TQ.Quant(src, j, i) - mj;
-            }
-        }
     }
 }

@@ -1,5 +1,4 @@
-using System.Runtime.Intrinsics;
-using Serving.Abstractions;
+using Serving.Backends.Cpu.Kernels.Formats;
 using Serving.Backends.Cpu.Threading;
 
 namespace Serving.Backends.Cpu.Kernels.MatMul;
@@ -59,6 +58,27 @@ internal unsafe struct MatMulJob
 }
 
 /// <summary>
+/// One weight format's way into the MatMul driver (built by <see cref="MatMulDriver.Float{TL}"/>,
+/// <see cref="MatMulDriver.Blocks{TB}"/> or <see cref="MatMulDriver.SuperBlocks{TK}"/>): function pointers to generic
+/// code specialized for the format, so the choice costs one indirect call per MatMul and none in the loops.
+/// </summary>
+internal readonly unsafe struct MatMulEntry
+{
+    /// <summary>Scratch bytes the run needs for (T, K, workers).</summary>
+    public readonly delegate*<int, int, int, long> ScratchBytes;
+
+    /// <summary>Runs the job: (pool, job, scratch, tiles, work for the pool's inline test).</summary>
+    public readonly delegate*<WorkerPool, MatMulJob*, byte*, int, long, void> Run;
+
+    /// <summary>Pairs the two functions.</summary>
+    public MatMulEntry(delegate*<int, int, int, long> scratchBytes, delegate*<WorkerPool, MatMulJob*, byte*, int, long, void> run)
+    {
+        ScratchBytes = scratchBytes;
+        Run = run;
+    }
+}
+
+/// <summary>
 /// The loop machinery of MatMul, shared by every weight type: the work is cut into tiles of 16 weight rows × up to
 /// 64 x rows, handed to the worker pool. A tile keeps its weight rows in L1/L2 while it walks its x rows.
 /// Reproducibility across batch: each y[t, n] is one dot product whose arithmetic depends only on x[t], W[n], K and
@@ -83,19 +103,20 @@ internal static unsafe class MatMulDriver
     /// </summary>
     public const long InlineMacs = 64 * 1024;
 
-    /// <summary>Scratch bytes <see cref="Run"/> needs for these shapes with <paramref name="workers"/> workers.</summary>
-    public static long ScratchBytes(DataType type, int t, int k, int workers) => type switch
-    {
-        DataType.Q8_0 or DataType.Q4_0 or DataType.Q5_0 => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float))
-                                          + workers * ScaleTileBytes(k),
-        // xq, xd and xs; K-quant scales are decoded per super-block inside the kernels.
-        DataType.Q4_K or DataType.Q5_K or DataType.Q6_K => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float)),
-        DataType.F16 or DataType.BF16 when t > 1 => (long)workers * Align64((long)RowsPerTile * k * sizeof(float)),
-        _ => 0,
-    };
+    /// <summary>The driver's entry for an unquantized format: f32 FMA dots, F16/BF16 tiles converted once when T &gt; 1.</summary>
+    public static MatMulEntry Float<TL>() where TL : struct, IFloatRow => new(&FloatScratch<TL>, &RunFloat<TL>);
 
-    /// <summary>Computes y = x · Wᵀ for the job's weight type; <paramref name="scratch"/> holds at least <see cref="ScratchBytes"/>.</summary>
-    public static void Run(WorkerPool pool, DataType type, MatMulJob* job, byte* scratch)
+    /// <summary>The driver's entry for a format of 32-element blocks with an f16 scale: x quantized to q8 once, int8 block dots.</summary>
+    public static MatMulEntry Blocks<TB>() where TB : struct, IQuantBlock => new(&BlockScratch, &RunBlocks<TB>);
+
+    /// <summary>The driver's entry for a K-quant (super-blocks of 256): x quantized to q8 once, the format's own dots.</summary>
+    public static MatMulEntry SuperBlocks<TK>() where TK : struct, IKQuant => new(&SuperBlockScratch, &RunSuperBlocks<TK>);
+
+    /// <summary>
+    /// Computes y = x · Wᵀ with the format's kernels (<paramref name="entry"/>); <paramref name="scratch"/> holds at
+    /// least <see cref="MatMulEntry.ScratchBytes"/> for the job's shapes.
+    /// </summary>
+    public static void Run(WorkerPool pool, in MatMulEntry entry, MatMulJob* job, byte* scratch)
     {
         if (job->T == 0 || job->N == 0)
             return;
@@ -103,46 +124,38 @@ internal static unsafe class MatMulDriver
         int tiles = job->NTiles * ((job->T + TPerTile - 1) / TPerTile);
         // As elements for the pool's inline test: 0 below the line keeps the loop on this thread.
         long work = (long)job->T * job->N * job->K < InlineMacs ? 0 : long.MaxValue;
-        switch (type)
-        {
-            case DataType.F32:
-                pool.Run(&FloatItem<MatMulF32>, job, tiles, work);
-                break;
-            case DataType.F16:
-                job->Tiles = (float*)scratch;
-                pool.Run(&FloatItem<MatMulF16>, job, tiles, work);
-                break;
-            case DataType.BF16:
-                job->Tiles = (float*)scratch;
-                pool.Run(&FloatItem<MatMulBF16>, job, tiles, work);
-                break;
-            case DataType.Q8_0:
-                Quantize(pool, job, scratch);
-                pool.Run(&QuantItem<MatMulQ8_0>, job, tiles, work);
-                break;
-            case DataType.Q4_0:
-                Quantize(pool, job, scratch);
-                pool.Run(&QuantItem<MatMulQ4_0>, job, tiles, work);
-                break;
-            case DataType.Q5_0:
-                Quantize(pool, job, scratch);
-                pool.Run(&QuantItem<MatMulQ5_0>, job, tiles, work);
-                break;
-            case DataType.Q4_K:
-                QuantizeForKQuants(pool, job, scratch, blockSums: true);
-                pool.Run(&KQuantItem<KQuantMinDot<MatMulQ4_K>>, job, tiles, work);
-                break;
-            case DataType.Q5_K:
-                QuantizeForKQuants(pool, job, scratch, blockSums: true);
-                pool.Run(&KQuantItem<KQuantMinDot<MatMulQ5_K>>, job, tiles, work);
-                break;
-            case DataType.Q6_K:
-                QuantizeForKQuants(pool, job, scratch, blockSums: false);
-                pool.Run(&KQuantItem<MatMulQ6_K>, job, tiles, work);
-                break;
-            default:
-                throw new ArgumentException($"MatMul: no kernel for {type}");
-        }
+        entry.Run(pool, job, scratch, tiles, work);
+    }
+
+    // Converted f32 tiles, one per worker, when T > 1 (F16, BF16).
+    private static long FloatScratch<TL>(int t, int k, int workers) where TL : struct, IFloatRow
+        => TL.Converts && t > 1 ? workers * Align64((long)RowsPerTile * k * sizeof(float)) : 0;
+
+    private static void RunFloat<TL>(WorkerPool pool, MatMulJob* job, byte* scratch, int tiles, long work) where TL : struct, IFloatRow
+    {
+        if (TL.Converts)
+            job->Tiles = (float*)scratch;
+        pool.Run(&FloatItem<TL>, job, tiles, work);
+    }
+
+    // xq, xd, the interleaved xdT, and a tile of f32 weight scales per worker.
+    private static long BlockScratch(int t, int k, int workers)
+        => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float)) + workers * ScaleTileBytes(k);
+
+    private static void RunBlocks<TB>(WorkerPool pool, MatMulJob* job, byte* scratch, int tiles, long work) where TB : struct, IQuantBlock
+    {
+        Quantize(pool, job, scratch);
+        pool.Run(&QuantItem<TB>, job, tiles, work);
+    }
+
+    // xq, xd and xs; K-quant scales are decoded per super-block inside the kernels.
+    private static long SuperBlockScratch(int t, int k, int workers)
+        => Align64((long)t * k) + 2 * Align64((long)t * (k / 32) * sizeof(float));
+
+    private static void RunSuperBlocks<TK>(WorkerPool pool, MatMulJob* job, byte* scratch, int tiles, long work) where TK : struct, IKQuant
+    {
+        QuantizeForKQuants(pool, job, scratch, TK.BlockSums);
+        pool.Run(&KQuantItem<TK>, job, tiles, work);
     }
 
     private static long Align64(long bytes) => (bytes + 63) & ~63L;
@@ -211,8 +224,8 @@ internal static unsafe class MatMulDriver
             int k = job->K;
             float* tile = job->Tiles + worker * (Align64((long)RowsPerTile * k * sizeof(float)) / sizeof(float));
             for (int n = n0; n < n1; n++)
-                ConvertRow<TL>(w + (n - n0) * job->RowBytes, tile + (long)(n - n0) * k, k);
-            FloatRows<MatMulF32>(job, (byte*)tile, (long)k * sizeof(float), n0, n1, t0, t1);
+                FloatRow.Convert<TL>(w + (n - n0) * job->RowBytes, tile + (long)(n - n0) * k, k);
+            FloatRows<F32Row>(job, (byte*)tile, (long)k * sizeof(float), n0, n1, t0, t1);
         }
         else
         {
@@ -253,29 +266,6 @@ internal static unsafe class MatMulDriver
             for (; n < n1; n++)
                 y[n] = FloatDot.Dot1<TL>(x, w + (n - n0) * rowBytes, k);
         }
-    }
-
-    /// <summary>Converts k elements of a weight row to f32 (exact).</summary>
-    public static void ConvertRow<TL>(byte* src, float* dst, int k) where TL : struct, IFloatRow
-    {
-        int i = 0;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            for (; i <= k - 16; i += 16)
-                TL.Load512(src, i).Store(dst + i);
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            for (; i <= k - 8; i += 8)
-                TL.Load256(src, i).Store(dst + i);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            for (; i <= k - 4; i += 4)
-                TL.Load128(src, i).Store(dst + i);
-        }
-        for (; i < k; i++)
-            dst[i] = TL.Load(src, i);
     }
 
     private static void QuantItem<TB>(void* context, int item, int worker) where TB : struct, IQuantBlock

@@ -5,7 +5,9 @@ namespace Serving.Backends.Cpu.Kernels.MatMul;
 
 /// <summary>
 /// One GGUF block format of 32 weights with an f16 scale: how to read its scale and its 32 quants as int8.
-/// Implemented by structs so the generic driver is specialized per format (no virtual calls in the hot loop).
+/// Implemented by the format's block struct (Kernels/Formats: <c>Q8_0Block</c>, <c>Q4_0Block</c>, <c>Q5_0Block</c>) so
+/// the generic MatMul driver and <see cref="QuantBlock.Decode{TB}"/> are specialized per format (no virtual calls in the
+/// hot loop).
 /// </summary>
 internal unsafe interface IQuantBlock
 {
@@ -39,11 +41,11 @@ internal unsafe interface IQuantBlock
     static abstract int Quant(byte* block, int i);
 }
 
-/// <summary>Shared helpers for block formats.</summary>
+/// <summary>Shared code of the 32-element block formats.</summary>
 internal static unsafe class QuantBlock
 {
-    /// <summary>Dequantizes <paramref name="blocks"/> consecutive blocks into 32·blocks floats (d · q, exact in f32).</summary>
-    public static void Dequantize<TB>(byte* src, int blocks, float* dst) where TB : struct, IQuantBlock
+    /// <summary>Dequantizes <paramref name="blocks"/> consecutive blocks into 32·blocks floats (d · q, exact in f32): the formats' Embed row decoder.</summary>
+    public static void Decode<TB>(byte* src, int blocks, float* dst) where TB : struct, IQuantBlock
     {
         for (int b = 0; b < blocks; b++, src += TB.BlockBytes, dst += 32)
         {

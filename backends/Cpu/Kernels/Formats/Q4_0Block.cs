@@ -1,14 +1,15 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Serving.Backends.Cpu.Kernels.MatMul;
 
-namespace Serving.Backends.Cpu.Kernels.MatMul;
+namespace Serving.Backends.Cpu.Kernels.Formats;
 
 /// <summary>
-/// GGUF Q4_0 weights: { f16 d; uint8 qs[16] } (18 bytes). Element i &lt; 16 is the low nibble of qs[i], element
+/// GGUF Q4_0 blocks: { f16 d; uint8 qs[16] } (18 bytes). Element i &lt; 16 is the low nibble of qs[i], element
 /// i ≥ 16 the high nibble of qs[i − 16]; value = d · (nibble − 8). Unpacked to int8 in [-8, 7] and dotted against
 /// q8 activations like llama.cpp's vec_dot_q4_0_q8_0.
 /// </summary>
-internal unsafe struct MatMulQ4_0 : IQuantBlock
+internal unsafe struct Q4_0Block : IQuantBlock
 {
     /// <inheritdoc/>
     public static int BlockBytes => 18;
@@ -55,4 +56,7 @@ internal unsafe struct MatMulQ4_0 : IQuantBlock
         byte packed = block[2 + (i & 15)];
         return (i < 16 ? packed & 0x0F : packed >> 4) - 8;
     }
+
+    /// <summary>Dequantizes k elements (k/32 blocks) of a row to f32 (Embed).</summary>
+    public static void DecodeRow(byte* row, int k, float* dst) => QuantBlock.Decode<Q4_0Block>(row, k / 32, dst);
 }

@@ -1,14 +1,15 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Serving.Backends.Cpu.Kernels.MatMul;
 
-namespace Serving.Backends.Cpu.Kernels.MatMul;
+namespace Serving.Backends.Cpu.Kernels.Formats;
 
 /// <summary>
-/// GGUF Q5_0 weights: { f16 d; uint8 qh[4]; uint8 qs[16] } (22 bytes). Element i &lt; 16 is the low nibble of qs[i],
+/// GGUF Q5_0 blocks: { f16 d; uint8 qh[4]; uint8 qs[16] } (22 bytes). Element i &lt; 16 is the low nibble of qs[i],
 /// element i ≥ 16 the high nibble of qs[i − 16], each with bit i of the little-endian uint32 qh as its fifth bit;
 /// value = d · (q − 16). Unpacked to int8 in [−16, 15] and dotted against q8 activations like Q4_0.
 /// </summary>
-internal unsafe struct MatMulQ5_0 : IQuantBlock
+internal unsafe struct Q5_0Block : IQuantBlock
 {
     /// <inheritdoc/>
     public static int BlockBytes => 22;
@@ -63,4 +64,7 @@ internal unsafe struct MatMulQ5_0 : IQuantBlock
         int high = (int)((Unsafe.ReadUnaligned<uint>(block + 2) >> i) & 1);
         return ((i < 16 ? packed & 0x0F : packed >> 4) | (high << 4)) - 16;
     }
+
+    /// <summary>Dequantizes k elements (k/32 blocks) of a row to f32 (Embed).</summary>
+    public static void DecodeRow(byte* row, int k, float* dst) => QuantBlock.Decode<Q5_0Block>(row, k / 32, dst);
 }

@@ -1,10 +1,11 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Serving.Backends.Cpu.Kernels.MatMul;
 
-namespace Serving.Backends.Cpu.Kernels.MatMul;
+namespace Serving.Backends.Cpu.Kernels.Formats;
 
-/// <summary>BF16 weights: the 16 bits shifted into the top of an f32 (exact), then f32 FMA against f32 x.</summary>
-internal unsafe struct MatMulBF16 : IFloatRow
+/// <summary>BF16 rows: the 16 bits shifted into the top of an f32 (exact); MatMul then uses f32 FMA against f32 x.</summary>
+internal unsafe struct BF16Row : IFloatRow
 {
     /// <inheritdoc/>
     public static int ElementBytes => 2;
@@ -27,4 +28,7 @@ internal unsafe struct MatMulBF16 : IFloatRow
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load(byte* row, int k) => Simd.BFloat16ToFloat(((ushort*)row)[k]);
+
+    /// <summary>Converts k elements of a row to f32 (Embed).</summary>
+    public static void DecodeRow(byte* row, int k, float* dst) => FloatRow.Convert<BF16Row>(row, dst, k);
 }

@@ -1,10 +1,11 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Serving.Backends.Cpu.Kernels.MatMul;
 
-namespace Serving.Backends.Cpu.Kernels.MatMul;
+namespace Serving.Backends.Cpu.Kernels.Formats;
 
-/// <summary>F32 weights: plain loads.</summary>
-internal unsafe struct MatMulF32 : IFloatRow
+/// <summary>F32 rows: plain loads (MatMul) and a plain copy (Embed).</summary>
+internal unsafe struct F32Row : IFloatRow
 {
     /// <inheritdoc/>
     public static int ElementBytes => 4;
@@ -27,4 +28,7 @@ internal unsafe struct MatMulF32 : IFloatRow
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load(byte* row, int k) => ((float*)row)[k];
+
+    /// <summary>Copies k elements of a row (Embed).</summary>
+    public static void DecodeRow(byte* row, int k, float* dst) => Buffer.MemoryCopy(row, dst, (long)k * sizeof(float), (long)k * sizeof(float));
 }

@@ -1,13 +1,14 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Serving.Backends.Cpu.Kernels.MatMul;
 
-namespace Serving.Backends.Cpu.Kernels.MatMul;
+namespace Serving.Backends.Cpu.Kernels.Formats;
 
 /// <summary>
-/// GGUF Q8_0 weights: { f16 d; int8 qs[32] } (34 bytes), value = d · qs[i]. The dot product against q8
+/// GGUF Q8_0 blocks: { f16 d; int8 qs[32] } (34 bytes), value = d · qs[i]. The dot product against q8
 /// activations is llama.cpp's vec_dot_q8_0_q8_0: an exact int8 dot per block, scaled by d_w · d_x.
 /// </summary>
-internal unsafe struct MatMulQ8_0 : IQuantBlock
+internal unsafe struct Q8_0Block : IQuantBlock
 {
     /// <inheritdoc/>
     public static int BlockBytes => 34;
@@ -39,4 +40,7 @@ internal unsafe struct MatMulQ8_0 : IQuantBlock
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Quant(byte* block, int i) => ((sbyte*)(block + 2))[i];
+
+    /// <summary>Dequantizes k elements (k/32 blocks) of a row to f32 (Embed).</summary>
+    public static void DecodeRow(byte* row, int k, float* dst) => QuantBlock.Decode<Q8_0Block>(row, k / 32, dst);
 }

@@ -1,13 +1,15 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Serving.Backends.Cpu.Kernels.MatMul;
 
-namespace Serving.Backends.Cpu.Kernels.MatMul;
+namespace Serving.Backends.Cpu.Kernels.Formats;
 
 /// <summary>
-/// Q4_K weights (144-byte super-blocks: d, dmin, 12 bytes of scales and mins, then qs[128]): sub-block 2g holds the
-/// low nibbles of qs[32g..32g+31], sub-block 2g+1 their high nibbles. The kernels are <see cref="KQuantMinDot{TQ}"/>.
+/// Q4_K: 144-byte super-blocks of d, dmin, 12 bytes of scales and mins, then qs[128]; sub-block 2g holds the low
+/// nibbles of qs[32g..32g+31], sub-block 2g+1 their high nibbles. Scales and mins: <see cref="ScaleMinK"/>; the MatMul
+/// kernels are <see cref="KQuantMinDot{TQ}"/>.
 /// </summary>
-internal unsafe struct MatMulQ4_K : IKQuantMinQuants
+internal unsafe struct Q4_KBlock : IKQuantMinQuants
 {
     /// <inheritdoc/>
     public static int BlockBytes => 144;
@@ -25,4 +27,7 @@ internal unsafe struct MatMulQ4_K : IKQuantMinQuants
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Quant(byte* blk, int j, int i) => (blk[16 + 32 * (j >> 1) + i] >> (4 * (j & 1))) & 0x0F;
+
+    /// <summary>Dequantizes k elements (k/256 super-blocks) of a row to f32 (Embed).</summary>
+    public static void DecodeRow(byte* row, int k, float* dst) => ScaleMinK.Decode<Q4_KBlock>(row, k / 256, dst);
 }

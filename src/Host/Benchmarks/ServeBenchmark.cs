@@ -2,9 +2,10 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.Channels;
 using Serving.Client;
+using Serving.Host.Cli;
 using Serving.Protocol.Rpc;
 
-namespace Serving.Host.Commands;
+namespace Serving.Host.Benchmarks;
 
 /// <summary>What <c>bench serve</c> runs: a load of synthetic requests against one server.</summary>
 internal sealed record ServeBenchOptions
@@ -117,6 +118,7 @@ internal sealed record ServeBenchReport(
     /// <summary>Prints the summary the way vLLM's benchmark_serving.py does, then a percentile table.</summary>
     public void WriteText(TextWriter w)
     {
+        var console = Terminal.For(w);
         static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
         void Line(string label, string value) => w.WriteLine($"{label,-40} {value}");
         w.WriteLine("============ Serving Benchmark Result ============");
@@ -132,11 +134,11 @@ internal sealed record ServeBenchReport(
         Line("Request throughput (req/s):", F(RequestThroughput));
         Line("Output token throughput (tok/s):", F(OutputThroughput));
         Line("Total token throughput (tok/s):", F(TotalTokenThroughput));
-        var table = new Cli.TextTable("latency (ms)", "mean", "median", "p50", "p90", "p99", "std", "samples");
+        var table = Tables.Create(["latency (ms)", "mean", "median", "p50", "p90", "p99", "std", "samples"], numeric: true);
         foreach (var (name, s) in Metrics())
-            table.Add(name, F(s.Mean), F(s.Median), F(s.P50), F(s.P90), F(s.P99), F(s.Std), s.Count.ToString());
+            table.AddCells(name, F(s.Mean), F(s.Median), F(s.P50), F(s.P90), F(s.P99), F(s.Std), s.Count.ToString());
         w.WriteLine("---------------------- Latency ----------------------");
-        table.Write(w);
+        console.WriteTable(table);
         if (Server is { } m)
         {
             w.WriteLine("---------------------- Server -----------------------");

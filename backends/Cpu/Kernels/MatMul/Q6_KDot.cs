@@ -1,19 +1,23 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Serving.Backends.Cpu.Kernels.Formats;
 
 namespace Serving.Backends.Cpu.Kernels.MatMul;
 
 /// <summary>
-/// Q6_K weights: y = d·sc_g·(q − 32) per 16-element group g, q in 0..63. Per x block b (groups 2c, 2c+1 of the
+/// Q6_K MatMul kernels (layout: <see cref="Q6_KBlock"/>): y = d·sc_g·(q − 32) per 16-element group g, q in 0..63. Per x block b (groups 2c, 2c+1 of the
 /// super-block, c = b mod 8): unsigned q against x by maddubs, minus 32·(x pair sums) — |Σ (q − 32)·x| ≤ 2·32·127 per
 /// int16 pair, exact — then multiplied by the group's int8 scale into int32 lanes (|lane| ≤ 2·8128·128 &lt; 2^24, so
 /// its f32 conversion is exact) and accumulated with the f32 product d·xd_b.
 /// </summary>
-internal unsafe struct MatMulQ6_K : IKQuant
+internal unsafe struct Q6_KDot : IKQuant
 {
     /// <inheritdoc/>
-    public static int BlockBytes => 210;
+    public static int BlockBytes => Q6_KBlock.BlockBytes;
+
+    /// <inheritdoc/>
+    public static bool BlockSums => false;
 
     /// <inheritdoc/>
     public static float Dot1(byte* w, sbyte* xq, float* xd, float* xs, int superBlocks)
@@ -30,7 +34,7 @@ internal unsafe struct MatMulQ6_K : IKQuant
             Vector256<short> scales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(w + 192)));
             for (int h = 0; h < 2; h++)
             {
-                Unpack(w, h, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3);
+                Q6_KBlock.Unpack(w, h, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3);
                 acc = Steps(q0, q1, q2, q3, HalfScales(scales, h), xq + 128 * h, dx + 4 * h, acc);
             }
         }
@@ -62,7 +66,7 @@ internal unsafe struct MatMulQ6_K : IKQuant
             Vector256<short> scales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(w + 192)));
             for (int h = 0; h < 2; h++)
             {
-                Unpack(w, h, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3);
+                Q6_KBlock.Unpack(w, h, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3);
                 Vector256<byte> half = HalfScales(scales, h);
                 int xo = 256 * sb + 128 * h;
                 a0 = Steps(q0, q1, q2, q3, half, x0 + xo, dx + 4 * h, a0);
@@ -98,20 +102,6 @@ internal unsafe struct MatMulQ6_K : IKQuant
     private static Vector256<byte> HalfScales(Vector256<short> scales, int h)
         => (h == 0 ? Avx2.Permute2x128(scales, scales, 0x00) : Avx2.Permute2x128(scales, scales, 0x11)).AsByte();
 
-    // The 128 quants of half h as four blocks of 32 bytes in 0..63 (elements 128h + 32c + 0..31 in qc).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Unpack(byte* blk, int h, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3)
-    {
-        Vector256<byte> qlA = Vector256.Load(blk + 64 * h), qlB = Vector256.Load(blk + 64 * h + 32);
-        Vector256<ushort> qh = Vector256.Load(blk + 128 + 32 * h).AsUInt16();
-        Vector256<byte> low4 = Vector256.Create((byte)0x0F), high2 = Vector256.Create((byte)0x30);
-        // 16-bit shifts move bits across the byte boundary only into positions the masks clear.
-        q0 = (qlA & low4) | (Vector256.ShiftLeft(qh, 4).AsByte() & high2);
-        q1 = (qlB & low4) | (Vector256.ShiftLeft(qh, 2).AsByte() & high2);
-        q2 = (Vector256.ShiftRightLogical(qlA.AsUInt16(), 4).AsByte() & low4) | (qh.AsByte() & high2);
-        q3 = (Vector256.ShiftRightLogical(qlB.AsUInt16(), 4).AsByte() & low4) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & high2);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Steps(Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3,
         Vector256<byte> half, sbyte* x, float* dx, Vector256<float> acc)
@@ -132,20 +122,6 @@ internal unsafe struct MatMulQ6_K : IKQuant
         return Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(lanes), Vector256.Create(dx), acc);
     }
 
-    // 32 quants of two 16-element groups with scales sc[0], sc[1] into dst: (d·sc)·(q − 32) with q − 32 formed in
-    // int32, one f32 rounding, as the scalar loop.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Half16(Vector256<byte> q, float d, sbyte* sc, float* dst)
-    {
-        Vector256<float> v0 = Vector256.Create(d * sc[0]), v1 = Vector256.Create(d * sc[1]);
-        Vector256<int> bias = Vector256.Create(32);
-        Vector128<byte> lo = q.GetLower(), hi = q.GetUpper();
-        (Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(lo) - bias) * v0).Store(dst);
-        (Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8)) - bias) * v0).Store(dst + 8);
-        (Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(hi) - bias) * v1).Store(dst + 16);
-        (Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8)) - bias) * v1).Store(dst + 24);
-    }
-
     // The scalar tiers: the same formula one element at a time (its own rounding order; not bit-equal to AVX2).
     private static float Dot1Scalar(byte* w, sbyte* xq, float* xd, int superBlocks)
     {
@@ -162,36 +138,11 @@ internal unsafe struct MatMulQ6_K : IKQuant
                 for (int i = 0; i < 32; i++)
                 {
                     int e = 32 * c + i;
-                    isum += scales[e >> 4] * (KQuant.Q6_KQuant(w, e) - 32) * x[i];
+                    isum += scales[e >> 4] * (Q6_KBlock.Quant(w, e) - 32) * x[i];
                 }
                 sum += d * xd[b] * isum;
             }
         }
         return sum;
-    }
-
-    /// <inheritdoc/>
-    public static void Dequantize(byte* src, int superBlocks, float* dst)
-    {
-        for (int sb = 0; sb < superBlocks; sb++, src += 210, dst += 256)
-        {
-            float d = Simd.HalfToFloat(Unsafe.ReadUnaligned<ushort>(src + 208));
-            sbyte* scales = (sbyte*)(src + 192);
-            if (KQuant.UseAvx2)
-            {
-                for (int h = 0; h < 2; h++)
-                {
-                    Unpack(src, h, out Vector256<byte> q0, out Vector256<byte> q1, out Vector256<byte> q2, out Vector256<byte> q3);
-                    // Elements 128h + 32c + 0..15 are in group 8h + 2c, 16..31 in group 8h + 2c + 1.
-                    Half16(q0, d, scales + 8 * h, dst + 128 * h);
-                    Half16(q1, d, scales + 8 * h + 2, dst + 128 * h + 32);
-                    Half16(q2, d, scales + 8 * h + 4, dst + 128 * h + 64);
-                    Half16(q3, d, scales + 8 * h + 6, dst + 128 * h + 96);
-                }
-                continue;
-            }
-            for (int e = 0; e < 256; e++)
-                dst[e] = d * scales[e >> 4] * (KQuant.Q6_KQuant(src, e) - 32);
-        }
     }
 }

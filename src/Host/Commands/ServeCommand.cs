@@ -5,9 +5,9 @@ using Microsoft.Extensions.Logging;
 using Serving.Engine.Models;
 using Serving.Engine.Scheduling;
 using Serving.Host.Cli;
-using Serving.Host.Commands;
+using Serving.Host.Serve;
 
-namespace Serving.Host.Serve;
+namespace Serving.Host.Commands;
 
 /// <summary>
 /// <c>serve</c>: loads a model on a device and serves it over MessagePack-RPC (docs/rpc.md) until Ctrl+C or
@@ -84,35 +84,32 @@ internal static class ServeCommand
 
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Information));
-            ServingHost host;
             ServingHost.CheckEndPoint(new IPEndPoint(address, p)); // a taken port fails before minutes of loading
             string modelPath = ModelOption.Resolve(parse.GetValue(model));
-            using (var bar = new ProgressBar($"loading {Path.GetFileName(modelPath)}"))
+            var host = ProgressBar.Run($"loading {Path.GetFileName(modelPath)}", ProgressUnit.Bytes, bar => ServingHost.Load(new ServingHostOptions
             {
-                host = ServingHost.Start(new ServingHostOptions
+                ModelPath = modelPath,
+                EndPoint = new IPEndPoint(address, p),
+                AuthToken = token,
+                DeviceId = parse.GetValue(device),
+                Threads = parse.GetValue(threads),
+                PluginsFolder = parse.GetValue(CommonOptions.Plugins),
+                Model = new ModelOptions
                 {
-                    ModelPath = modelPath,
-                    EndPoint = new IPEndPoint(address, p),
-                    AuthToken = token,
-                    DeviceId = parse.GetValue(device),
-                    Threads = parse.GetValue(threads),
-                    PluginsFolder = parse.GetValue(CommonOptions.Plugins),
-                    Model = new ModelOptions
-                    {
-                        ContextLength = parse.GetValue(ctx),
-                        MaxBatchSequences = sequences,
-                        MaxBatchTokens = parse.GetValue(batchTokens),
-                        KvCacheTokens = parse.GetValue(kvTokens),
-                        UseMmap = !parse.GetValue(noMmap),
-                    },
-                    Scheduler = new SchedulerOptions
-                    {
-                        MaxBatchSequences = sequences,
-                        MaxBatchTokens = parse.GetValue(batchTokens),
-                        MaxQueuedRequests = parse.GetValue(queue),
-                    },
-                }, loggerFactory, bar);
-            }
+                    ContextLength = parse.GetValue(ctx),
+                    MaxBatchSequences = sequences,
+                    MaxBatchTokens = parse.GetValue(batchTokens),
+                    KvCacheTokens = parse.GetValue(kvTokens),
+                    UseMmap = !parse.GetValue(noMmap),
+                },
+                Scheduler = new SchedulerOptions
+                {
+                    MaxBatchSequences = sequences,
+                    MaxBatchTokens = parse.GetValue(batchTokens),
+                    MaxQueuedRequests = parse.GetValue(queue),
+                },
+            }, loggerFactory, bar));
+            host.Listen();
             ModelSession.WarnIfContextBeyondTraining(host.Model.Model);
             Interlocked.CompareExchange(ref phase, Serving, Loading); // from here a signal drains
             Console.WriteLine($"listening on {host.EndPoint} — model {host.Model.Name} on {host.Device.Descriptor.Id} ({host.Device.Descriptor.Name})" +
