@@ -1,11 +1,12 @@
 using Serving.Protocol.MessagePack;
+using Serving.Protocol.Rpc;
 
 namespace Serving.Client;
 
 /// <summary>
 /// The arguments of one <c>generate</c> call. Only properties that are set are sent (the server refuses unknown
 /// keys and applies its own defaults to missing ones); ranges are checked by the server, whose refusal arrives as
-/// a <see cref="ServingRpcException"/> with code bad_request. Give exactly one of <see cref="Prompt"/> and
+/// a <see cref="RpcException"/> with code bad_request. Give exactly one of <see cref="Prompt"/> and
 /// <see cref="Tokens"/>.
 /// </summary>
 public sealed record GenerateOptions
@@ -53,30 +54,30 @@ public sealed record GenerateOptions
     internal MsgValue ToArgs(bool stream)
     {
         var entries = new List<(MsgValue, MsgValue)>(16);
-        if (Prompt is not null) entries.Add(("prompt", Prompt));
+        if (Prompt is not null) entries.Add((RpcFields.Prompt, Prompt));
         if (Tokens is not null)
         {
             var ids = new MsgValue[Tokens.Count];
             for (int i = 0; i < ids.Length; i++) ids[i] = Tokens[i];
-            entries.Add(("tokens", MsgValue.FromArray(ids)));
+            entries.Add((RpcFields.Tokens, MsgValue.FromArray(ids)));
         }
-        if (MaxTokens is { } maxTokens) entries.Add(("max_tokens", maxTokens));
-        if (Temperature is { } temperature) entries.Add(("temperature", temperature));
-        if (TopK is { } topK) entries.Add(("top_k", topK));
-        if (TopP is { } topP) entries.Add(("top_p", topP));
-        if (MinP is { } minP) entries.Add(("min_p", minP));
-        if (RepeatPenalty is { } penalty) entries.Add(("repeat_penalty", penalty));
-        if (RepeatLastN is { } lastN) entries.Add(("repeat_last_n", lastN));
-        if (Seed is { } seed) entries.Add(("seed", seed));
+        if (MaxTokens is { } maxTokens) entries.Add((RpcFields.MaxTokens, maxTokens));
+        if (Temperature is { } temperature) entries.Add((RpcFields.Temperature, temperature));
+        if (TopK is { } topK) entries.Add((RpcFields.TopK, topK));
+        if (TopP is { } topP) entries.Add((RpcFields.TopP, topP));
+        if (MinP is { } minP) entries.Add((RpcFields.MinP, minP));
+        if (RepeatPenalty is { } penalty) entries.Add((RpcFields.RepeatPenalty, penalty));
+        if (RepeatLastN is { } lastN) entries.Add((RpcFields.RepeatLastN, lastN));
+        if (Seed is { } seed) entries.Add((RpcFields.Seed, seed));
         if (Stop is not null)
         {
             var stops = new MsgValue[Stop.Count];
             for (int i = 0; i < stops.Length; i++) stops[i] = Stop[i];
-            entries.Add(("stop", MsgValue.FromArray(stops)));
+            entries.Add((RpcFields.Stop, MsgValue.FromArray(stops)));
         }
-        if (AddBos is { } addBos) entries.Add(("add_bos", addBos));
-        if (Model is not null) entries.Add(("model", Model));
-        if (stream) entries.Add(("stream", true));
+        if (AddBos is { } addBos) entries.Add((RpcFields.AddBos, addBos));
+        if (Model is not null) entries.Add((RpcFields.Model, Model));
+        if (stream) entries.Add((RpcFields.Stream, true));
         return MsgValue.Map([.. entries]);
     }
 }

@@ -1,4 +1,5 @@
 using Serving.Protocol.MessagePack;
+using Serving.Protocol.Rpc;
 
 namespace Serving.Client;
 
@@ -9,45 +10,45 @@ public sealed partial class ServingClient
     /// <summary><c>server.info</c>: software, loaded model, device, whether auth is required (public: no token needed).</summary>
     public async Task<ServerInfo> InfoAsync(CancellationToken ct = default)
     {
-        var r = new ReplyReader(await CallAsync("server.info", default, ct).ConfigureAwait(false), "server.info");
-        return new ServerInfo(r.String("name"), r.String("version"), r.Int32("contract_version"), r.String("model"),
-            r.String("device"), r.Bool("auth_required"), r.StringArray("methods"));
+        var r = new ReplyReader(await CallAsync(RpcMethods.ServerInfo, default, ct).ConfigureAwait(false), RpcMethods.ServerInfo);
+        return new ServerInfo(r.String(RpcFields.Name), r.String(RpcFields.Version), r.Int32(RpcFields.ContractVersion), r.String(RpcFields.Model),
+            r.String(RpcFields.Device), r.Bool(RpcFields.AuthRequired), r.StringArray(RpcFields.Methods));
     }
 
     /// <summary><c>health</c>: serving state and queue sizes (public: no token needed).</summary>
     public async Task<HealthStatus> HealthAsync(CancellationToken ct = default)
     {
-        var r = new ReplyReader(await CallAsync("health", default, ct).ConfigureAwait(false), "health");
-        string status = r.String("status");
+        var r = new ReplyReader(await CallAsync(RpcMethods.Health, default, ct).ConfigureAwait(false), RpcMethods.Health);
+        string status = r.String(RpcFields.Status);
         // Older servers send no "ready": there "ok" was the only state that took requests.
-        return new HealthStatus(status, r.OptionalBool("ready") ?? status == "ok", r.Int32("running"), r.Int32("waiting"),
-            r.Double("uptime_s"), r.OptionalString("device"), r.OptionalString("reason"));
+        return new HealthStatus(status, r.OptionalBool(RpcFields.Ready) ?? status == "ok", r.Int32(RpcFields.Running), r.Int32(RpcFields.Waiting),
+            r.Double(RpcFields.UptimeSeconds), r.OptionalString(RpcFields.Device), r.OptionalString(RpcFields.Reason));
     }
 
     /// <summary><c>models.list</c>: the loaded models.</summary>
     public async Task<IReadOnlyList<ModelInfo>> ListModelsAsync(CancellationToken ct = default)
     {
-        var list = await CallAsync("models.list", default, ct).ConfigureAwait(false);
-        return ReadList(list, "models.list", r => new ModelInfo(r.String("id"), r.String("file"), r.String("architecture"),
-            r.Int32("layers"), r.Int32("dim"), r.Int32("heads"), r.Int32("kv_heads"), r.Int32("vocab"),
-            r.Int32("context_length"), r.Int64("weight_bytes"), r.String("device"), r.String("tokenizer")));
+        var list = await CallAsync(RpcMethods.ModelsList, default, ct).ConfigureAwait(false);
+        return ReadList(list, RpcMethods.ModelsList, r => new ModelInfo(r.String(RpcFields.ModelId), r.String(RpcFields.File), r.String(RpcFields.Architecture),
+            r.Int32(RpcFields.Layers), r.Int32(RpcFields.Dim), r.Int32(RpcFields.Heads), r.Int32(RpcFields.KvHeads), r.Int32(RpcFields.Vocab),
+            r.Int32(RpcFields.ContextLength), r.Int64(RpcFields.WeightBytes), r.String(RpcFields.Device), r.String(RpcFields.Tokenizer)));
     }
 
     /// <summary><c>devices.list</c>: every device of every backend the server found, and backends it could not use.</summary>
     public async Task<IReadOnlyList<DeviceInfo>> ListDevicesAsync(CancellationToken ct = default)
     {
-        var list = await CallAsync("devices.list", default, ct).ConfigureAwait(false);
-        return ReadList(list, "devices.list", r => new DeviceInfo(r.String("backend"), r.String("status"),
-            r.OptionalString("id"), r.OptionalString("name"), r.OptionalString("vendor"), r.OptionalString("kind"),
-            r.OptionalInt64("memory_bytes"), r.OptionalString("driver"), r.OptionalString("reason")));
+        var list = await CallAsync(RpcMethods.DevicesList, default, ct).ConfigureAwait(false);
+        return ReadList(list, RpcMethods.DevicesList, r => new DeviceInfo(r.String(RpcFields.Backend), r.String(RpcFields.Status),
+            r.OptionalString(RpcFields.DeviceId), r.OptionalString(RpcFields.Name), r.OptionalString(RpcFields.Vendor), r.OptionalString(RpcFields.Kind),
+            r.OptionalInt64(RpcFields.MemoryBytes), r.OptionalString(RpcFields.Driver), r.OptionalString(RpcFields.Reason)));
     }
 
     /// <summary><c>tokenize</c>: the model's token ids for <paramref name="text"/>, with BOS first when <paramref name="addBos"/>.</summary>
     public async Task<int[]> TokenizeAsync(string text, bool addBos = false, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var reply = await CallAsync("tokenize", MsgValue.Map(("text", text), ("add_bos", addBos)), ct).ConfigureAwait(false);
-        return new ReplyReader(reply, "tokenize").Int32Array("tokens");
+        var reply = await CallAsync(RpcMethods.Tokenize, MsgValue.Map((RpcFields.Text, text), (RpcFields.AddBos, addBos)), ct).ConfigureAwait(false);
+        return new ReplyReader(reply, RpcMethods.Tokenize).Int32Array(RpcFields.Tokens);
     }
 
     /// <summary><c>detokenize</c>: the text of token <paramref name="ids"/> (each must be in [0, vocab)).</summary>
@@ -56,8 +57,8 @@ public sealed partial class ServingClient
         ArgumentNullException.ThrowIfNull(ids);
         var items = new MsgValue[ids.Count];
         for (int i = 0; i < items.Length; i++) items[i] = ids[i];
-        var reply = await CallAsync("detokenize", MsgValue.Map(("tokens", MsgValue.FromArray(items))), ct).ConfigureAwait(false);
-        return new ReplyReader(reply, "detokenize").String("text");
+        var reply = await CallAsync(RpcMethods.Detokenize, MsgValue.Map((RpcFields.Tokens, MsgValue.FromArray(items))), ct).ConfigureAwait(false);
+        return new ReplyReader(reply, RpcMethods.Detokenize).String(RpcFields.Text);
     }
 
     /// <summary>
@@ -66,8 +67,8 @@ public sealed partial class ServingClient
     /// </summary>
     public async Task<IReadOnlyDictionary<string, double>> MetricsAsync(CancellationToken ct = default)
     {
-        var reply = await CallAsync("metrics", default, ct).ConfigureAwait(false);
-        var map = new ReplyReader(reply, "metrics").Map;
+        var reply = await CallAsync(RpcMethods.Metrics, default, ct).ConfigureAwait(false);
+        var map = new ReplyReader(reply, RpcMethods.Metrics).Map;
         var result = new Dictionary<string, double>(map.Count, StringComparer.Ordinal);
         foreach (var entry in map.AsMap())
         {
@@ -79,13 +80,13 @@ public sealed partial class ServingClient
 
     internal static GenerateResult ParseGenerateResult(MsgValue reply)
     {
-        var r = new ReplyReader(reply, "generate");
-        var u = r.Child("usage");
-        var usage = new GenerateUsage(u.Int32("prompt_tokens"), u.Int32("completion_tokens"), u.Int32("cached_prompt_tokens"),
-            u.OptionalDouble("ttft_ms"), u.OptionalDouble("tpot_ms"), u.Double("total_ms"), u.OptionalDouble("queue_ms"),
-            u.Int32("preemptions"), u.OptionalDouble("joules"));
-        return new GenerateResult(r.String("text"), r.Int32Array("tokens"), r.String("finish_reason"),
-            r.OptionalString("stop"), r.UInt64("seed"), usage);
+        var r = new ReplyReader(reply, RpcMethods.Generate);
+        var u = r.Child(RpcFields.Usage);
+        var usage = new GenerateUsage(u.Int32(RpcFields.PromptTokens), u.Int32(RpcFields.CompletionTokens), u.Int32(RpcFields.CachedPromptTokens),
+            u.OptionalDouble(RpcFields.TtftMs), u.OptionalDouble(RpcFields.TpotMs), u.Double(RpcFields.TotalMs), u.OptionalDouble(RpcFields.QueueMs),
+            u.Int32(RpcFields.Preemptions), u.OptionalDouble(RpcFields.Joules));
+        return new GenerateResult(r.String(RpcFields.Text), r.Int32Array(RpcFields.Tokens), r.String(RpcFields.FinishReason),
+            r.OptionalString(RpcFields.Stop), r.UInt64(RpcFields.Seed), usage);
     }
 
     private static T[] ReadList<T>(MsgValue list, string method, Func<ReplyReader, T> read)

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
@@ -15,7 +16,7 @@ namespace Serving.Client;
 /// order) and routes <c>generate.token</c> notifications to their stream.
 /// </summary>
 /// <remarks>
-/// <para><b>Errors.</b> An error reply throws <see cref="ServingRpcException"/> and leaves the connection usable.
+/// <para><b>Errors.</b> An error reply throws <see cref="RpcException"/> and leaves the connection usable.
 /// A lost connection (server gone, reset, or a malformed message from the server, which a MessagePack stream
 /// cannot recover from) faults every pending call and stream with an <see cref="IOException"/> saying so, and
 /// every later call throws the same kind at once; connect again to continue. Calls pending when the client is
@@ -29,8 +30,6 @@ namespace Serving.Client;
 /// </remarks>
 public sealed partial class ServingClient : IAsyncDisposable
 {
-    private const string CancelMethod = "cancel";
-    private const string TokenNotification = "generate.token";
     private const int ReadBufferBytes = 64 * 1024;
 
     private readonly Socket _socket;
@@ -75,7 +74,7 @@ public sealed partial class ServingClient : IAsyncDisposable
     /// authenticates with <c>auth {token}</c>.
     /// </summary>
     /// <exception cref="SocketException">The server cannot be reached.</exception>
-    /// <exception cref="ServingRpcException">unauthorized: the token is wrong.</exception>
+    /// <exception cref="RpcException">unauthorized: the token is wrong.</exception>
     /// <exception cref="TimeoutException">Connecting and authenticating took longer than the default connect timeout (10 s).</exception>
     public static Task<ServingClient> ConnectAsync(string host, int port, string? token = null, CancellationToken ct = default) =>
         ConnectAsync(host, port, new ServingClientOptions { Token = token }, ct);
@@ -83,7 +82,7 @@ public sealed partial class ServingClient : IAsyncDisposable
     /// <summary>Connects with explicit <paramref name="options"/> (token, timeouts, limits).</summary>
     /// <exception cref="ArgumentException">Bad host, port or options.</exception>
     /// <exception cref="SocketException">The server cannot be reached.</exception>
-    /// <exception cref="ServingRpcException">unauthorized: the token is wrong.</exception>
+    /// <exception cref="RpcException">unauthorized: the token is wrong.</exception>
     /// <exception cref="TimeoutException">Connecting and authenticating took longer than <see cref="ServingClientOptions.ConnectTimeout"/>.</exception>
     public static async Task<ServingClient> ConnectAsync(string host, int port, ServingClientOptions options, CancellationToken ct = default)
     {
@@ -103,7 +102,7 @@ public sealed partial class ServingClient : IAsyncDisposable
             client = new ServingClient(socket, options, $"{host}:{port}");
             if (options.Token is not null)
             {
-                await client.CallAsync("auth", MsgValue.Map(("token", options.Token)), deadline.Token).ConfigureAwait(false);
+                await client.CallAsync(RpcMethods.Auth, MsgValue.Map((RpcFields.Token, options.Token)), deadline.Token).ConfigureAwait(false);
             }
             return client;
         }
@@ -129,7 +128,7 @@ public sealed partial class ServingClient : IAsyncDisposable
     /// Calls any method with named arguments (<paramref name="args"/> a map, or nil for none) and returns its raw
     /// result. The typed methods are built on this; use it for methods they do not cover.
     /// </summary>
-    /// <exception cref="ServingRpcException">The server's error reply.</exception>
+    /// <exception cref="RpcException">The server's error reply.</exception>
     /// <exception cref="IOException">The connection is lost.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled (the server was told to cancel).</exception>
     public async Task<MsgValue> CallAsync(string method, MsgValue args, CancellationToken ct = default)
@@ -155,7 +154,7 @@ public sealed partial class ServingClient : IAsyncDisposable
     /// holding the result (<see cref="GenerateEvent.IsFinal"/>). Leaving the loop early, or cancelling
     /// <paramref name="ct"/>, cancels the request on the server.
     /// </summary>
-    /// <exception cref="ServingRpcException">The server refused or failed the request.</exception>
+    /// <exception cref="RpcException">The server refused or failed the request.</exception>
     /// <exception cref="IOException">The connection is lost.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled.</exception>
     /// <exception cref="StreamOverflowException">The consumer fell too far behind (see <see cref="ServingClientOptions.MaxBufferedStreamEvents"/>).</exception>
@@ -164,7 +163,7 @@ public sealed partial class ServingClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var call = new StreamCall(this, _options.MaxBufferedStreamEvents);
-        uint id = await StartAsync("generate", options.ToArgs(stream: true), call, ct).ConfigureAwait(false);
+        uint id = await StartAsync(RpcMethods.Generate, options.ToArgs(stream: true), call, ct).ConfigureAwait(false);
         bool finished = false;
         try
         {
@@ -182,13 +181,13 @@ public sealed partial class ServingClient : IAsyncDisposable
     }
 
     /// <summary>Runs <c>generate</c> without streaming and returns the result.</summary>
-    /// <exception cref="ServingRpcException">The server refused or failed the request (bad_request, overloaded, context_exceeded, …).</exception>
+    /// <exception cref="RpcException">The server refused or failed the request (bad_request, overloaded, context_exceeded, …).</exception>
     /// <exception cref="IOException">The connection is lost.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled (the server was told to cancel).</exception>
     public async Task<GenerateResult> GenerateAsync(GenerateOptions options, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return ParseGenerateResult(await CallAsync("generate", options.ToArgs(stream: false), ct).ConfigureAwait(false));
+        return ParseGenerateResult(await CallAsync(RpcMethods.Generate, options.ToArgs(stream: false), ct).ConfigureAwait(false));
     }
 
     /// <summary>Closes the connection. Pending calls fail with <see cref="ObjectDisposedException"/>; server-side work of a closed connection is cancelled by the server.</summary>
@@ -278,7 +277,7 @@ public sealed partial class ServingClient : IAsyncDisposable
         try
         {
             var frame = new ArrayBufferWriter<byte>(32);
-            RpcMessage.WriteNotification(frame, CancelMethod, MsgValue.Map(("msgid", (long)id)));
+            RpcMessage.WriteNotification(frame, RpcMethods.Cancel, MsgValue.Map((RpcFields.MsgId, (long)id)));
             await WriteFrameAsync(frame.WrittenMemory, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
@@ -291,40 +290,23 @@ public sealed partial class ServingClient : IAsyncDisposable
 
     private async Task ReadLoopAsync()
     {
-        var decoder = new MsgPackStreamDecoder(_options.Limits);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(ReadBufferBytes);
+        var input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: ReadBufferBytes, leaveOpen: true));
+        var messages = new MsgPackMessageReader(input, _options.Limits);
         Exception reason;
         try
         {
             while (true)
             {
-                int n = await _stream.ReadAsync(buffer, _lifetime.Token).ConfigureAwait(false);
-                if (n == 0)
+                if (await messages.ReadAsync(static frame => RpcMessage.Parse(frame), _lifetime.Token).ConfigureAwait(false) is not { } message)
                 {
                     reason = new IOException($"The connection to {_remote} was closed by the server.");
                     break;
                 }
-                long now = Stopwatch.GetTimestamp();
-                int offset = 0;
-                while (offset < n)
-                {
-                    int taken = decoder.Append(buffer.AsSpan(offset, n - offset));
-                    offset += taken;
-                    bool progressed = false;
-                    while (decoder.TryReadMessage(out var message))
-                    {
-                        progressed = true;
-                        Dispatch(message, now);
-                    }
-                    if (taken == 0 && !progressed)
-                    {
-                        throw new MsgPackException(MsgPackErrorCode.LimitExceeded, -1,
-                            $"a message from the server exceeds the client's limit of {decoder.Limits.MaxMessageBytes} bytes");
-                    }
-                }
+                // Taken per message as it is framed: messages that arrived in one read differ by microseconds.
+                Dispatch(message, Stopwatch.GetTimestamp());
             }
         }
-        catch (Exception e) when (e is MsgPackException or RpcProtocolException)
+        catch (RpcException e) when (e.IsProtocolError)
         {
             reason = new IOException($"The connection to {_remote} was closed: the server sent a malformed message ({e.Message}).", e);
         }
@@ -334,15 +316,13 @@ public sealed partial class ServingClient : IAsyncDisposable
         }
         finally
         {
-            decoder.Dispose();
-            ArrayPool<byte>.Shared.Return(buffer);
+            await input.CompleteAsync().ConfigureAwait(false);
         }
         Close(reason);
     }
 
-    private void Dispatch(MsgValue message, long timestamp)
+    private void Dispatch(RpcMessage m, long timestamp)
     {
-        var m = RpcMessage.Parse(message);
         switch (m.Type)
         {
             case RpcMessageType.Response:
@@ -352,7 +332,7 @@ public sealed partial class ServingClient : IAsyncDisposable
                 call?.OnReply(m.Error, m.Result, timestamp); // a reply to no call (already closed) is dropped
                 break;
             }
-            case RpcMessageType.Notification when m.Method == TokenNotification:
+            case RpcMessageType.Notification when m.Method == RpcMethods.GenerateToken:
             {
                 var (id, tokenId, text) = ReadToken(m.Params);
                 PendingCall? call;
@@ -372,16 +352,16 @@ public sealed partial class ServingClient : IAsyncDisposable
         // because a stream with a silently dropped token would be wrong without anyone knowing.
         try
         {
-            var args = new ReplyReader(RpcArgs.FromParams(@params).Map, TokenNotification);
-            long id = args.Int64("id");
-            long token = args.Int64("token");
+            var args = new ReplyReader(RpcArgs.FromParams(@params).Map, RpcMethods.GenerateToken);
+            long id = args.Int64(RpcFields.Id);
+            long token = args.Int64(RpcFields.Token);
             if (id is < 0 or > uint.MaxValue || token is < -1 or > int.MaxValue)
                 throw new InvalidDataException("id or token out of range");
-            return ((uint)id, (int)token, args.String("text"));
+            return ((uint)id, (int)token, args.String(RpcFields.Text));
         }
         catch (Exception e) when (e is RpcException or InvalidDataException)
         {
-            throw new RpcProtocolException($"malformed {TokenNotification} notification: {e.Message}");
+            throw RpcException.Protocol(RpcProtocolFault.InvalidMessage, $"malformed {RpcMethods.GenerateToken} notification: {e.Message}");
         }
     }
 
@@ -448,7 +428,7 @@ public sealed partial class ServingClient : IAsyncDisposable
         public override void OnReply(MsgValue error, MsgValue result, long timestamp)
         {
             if (error.IsNil) _reply.TrySetResult(result);
-            else _reply.TrySetException(ServingRpcException.FromReply(error));
+            else _reply.TrySetException(RpcException.FromMsgValue(error));
         }
 
         public override void OnClosed(Exception error) => _reply.TrySetException(error);
@@ -484,7 +464,7 @@ public sealed partial class ServingClient : IAsyncDisposable
         {
             if (!error.IsNil)
             {
-                _events.Writer.TryComplete(ServingRpcException.FromReply(error));
+                _events.Writer.TryComplete(RpcException.FromMsgValue(error));
                 return;
             }
             try

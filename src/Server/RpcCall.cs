@@ -10,10 +10,10 @@ namespace Serving.Server;
 /// </summary>
 public sealed class RpcCall
 {
-    private readonly RpcConnection _connection;
+    private readonly RpcDispatcher _connection;
     private RpcArgs? _args;
 
-    internal RpcCall(RpcConnection connection, string method, uint? messageId, MsgValue @params)
+    internal RpcCall(RpcDispatcher connection, string method, uint? messageId, MsgValue @params)
     {
         _connection = connection;
         Method = method;
@@ -37,7 +37,7 @@ public sealed class RpcCall
     public RpcArgs Args => _args ??= RpcArgs.FromParams(Params);
 
     /// <summary>Server-unique id of the connection the call came on (for logs and per-connection state).</summary>
-    public long ConnectionId => _connection.Id;
+    public long ConnectionId => _connection.ConnectionId;
 
     /// <summary>The client's address.</summary>
     public EndPoint? RemoteEndPoint => _connection.RemoteEndPoint;

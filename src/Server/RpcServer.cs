@@ -6,6 +6,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Serving.Protocol.MessagePack;
+using Serving.Protocol.Rpc;
 
 namespace Serving.Server;
 
@@ -24,22 +25,16 @@ namespace Serving.Server;
 /// </remarks>
 public sealed class RpcServer : IAsyncDisposable
 {
-    /// <summary>The built-in authentication method: <c>auth {token}</c> → true.</summary>
-    public const string AuthMethod = "auth";
-
-    /// <summary>The built-in cancel method: <c>cancel {msgid}</c> → true, or not_found.</summary>
-    public const string CancelMethod = "cancel";
-
     internal sealed record Registration(Func<RpcCall, CancellationToken, ValueTask<MsgValue>> Handler, bool IsPublic);
 
     // Method names come from clients; string hashing in .NET is randomized per process, so they cannot collide on purpose.
     private readonly ConcurrentDictionary<string, Registration> _methods = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<long, RpcConnection> _connections = new();
+    private readonly ConcurrentDictionary<long, RpcTransport> _connections = new();
     private readonly byte[]? _tokenDigest;
     private readonly Lock _stateLock = new();
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
-    private Timer? _heartbeat;
+    private ITimer? _heartbeat;
     private Task? _stopTask;
     private IPEndPoint? _localEndPoint;
     private long _nextConnectionId;
@@ -80,13 +75,13 @@ public sealed class RpcServer : IAsyncDisposable
     /// exception becomes <c>internal</c> with a generic message and is logged). Public methods work without auth.
     /// May be called before or after <see cref="Start"/>.
     /// </summary>
-    /// <exception cref="ArgumentException">Empty or built-in name (<c>auth</c>, <c>cancel</c>).</exception>
+    /// <exception cref="ArgumentException">Empty or built-in name (<see cref="RpcMethods.Auth"/>, <see cref="RpcMethods.Cancel"/>).</exception>
     /// <exception cref="InvalidOperationException">The method is already registered.</exception>
     public void Register(string method, Func<RpcCall, CancellationToken, ValueTask<MsgValue>> handler, bool isPublic = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(method);
         ArgumentNullException.ThrowIfNull(handler);
-        if (method is AuthMethod or CancelMethod)
+        if (method is RpcMethods.Auth or RpcMethods.Cancel)
         {
             throw new ArgumentException($"'{method}' is a built-in method.", nameof(method));
         }
@@ -138,10 +133,11 @@ public sealed class RpcServer : IAsyncDisposable
             }
             _listener = listener;
             _localEndPoint = (IPEndPoint)listener.LocalEndPoint!;
-            // One timer for all connections (as Kestrel's heartbeat) instead of one per connection.
+            // One timer for all connections (as Kestrel's heartbeat) instead of one per connection, on the
+            // options' clock so that tests can drive it.
             double shortest = Math.Min(Options.IdleTimeout.TotalMilliseconds, Options.SlowSenderTimeout.TotalMilliseconds);
             var period = TimeSpan.FromMilliseconds(Math.Clamp(shortest / 4, 10, 1000));
-            _heartbeat = new Timer(_ => OnHeartbeat(), null, period, period);
+            _heartbeat = Options.TimeProvider.CreateTimer(_ => OnHeartbeat(), null, period, period);
             _acceptLoop = AcceptLoopAsync(listener);
         }
         RpcServerLog.Listening(Logger, _localEndPoint);
@@ -164,7 +160,7 @@ public sealed class RpcServer : IAsyncDisposable
                 }
                 // Transient (e.g. out of file descriptors): back off briefly instead of spinning.
                 RpcServerLog.AcceptFailed(Logger, ex);
-                await Task.Delay(50).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(50), Options.TimeProvider).ConfigureAwait(false);
                 continue;
             }
             if (_stopping)
@@ -179,11 +175,11 @@ public sealed class RpcServer : IAsyncDisposable
                 socket.Dispose();
                 continue;
             }
-            RpcConnection connection;
+            RpcTransport connection;
             try
             {
                 socket.NoDelay = true;
-                connection = new RpcConnection(this, socket, Interlocked.Increment(ref _nextConnectionId));
+                connection = new RpcTransport(this, socket, Interlocked.Increment(ref _nextConnectionId));
             }
             catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
             {
@@ -210,7 +206,7 @@ public sealed class RpcServer : IAsyncDisposable
         }
     }
 
-    internal void OnConnectionClosed(RpcConnection connection)
+    internal void OnConnectionClosed(RpcTransport connection)
     {
         if (_connections.TryRemove(connection.Id, out _))
         {
@@ -220,7 +216,7 @@ public sealed class RpcServer : IAsyncDisposable
 
     private void OnHeartbeat()
     {
-        long now = Environment.TickCount64;
+        long now = Options.TimeProvider.GetTimestamp();
         foreach (var connection in _connections.Values)
         {
             connection.OnHeartbeat(now);
@@ -249,12 +245,12 @@ public sealed class RpcServer : IAsyncDisposable
         await _acceptLoop.ConfigureAwait(false);
 
         var connections = _connections.Values.ToArray();
-        var calls = connections.SelectMany(c => c.RunningCallTasks()).ToArray();
+        var calls = connections.SelectMany(c => c.Dispatcher.RunningCallTasks()).ToArray();
         if (!await WaitAllAsync(calls, grace).ConfigureAwait(false))
         {
             foreach (var connection in connections)
             {
-                connection.CancelCalls();
+                connection.Dispatcher.CancelCalls();
             }
             await WaitAllAsync(calls, TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         }
@@ -271,7 +267,7 @@ public sealed class RpcServer : IAsyncDisposable
         }
     }
 
-    private static async Task<bool> WaitAllAsync(Task[] tasks, TimeSpan timeout)
+    private async Task<bool> WaitAllAsync(Task[] tasks, TimeSpan timeout)
     {
         if (tasks.Length == 0)
         {
@@ -279,7 +275,7 @@ public sealed class RpcServer : IAsyncDisposable
         }
         try
         {
-            await Task.WhenAll(tasks).WaitAsync(timeout).ConfigureAwait(false);
+            await Task.WhenAll(tasks).WaitAsync(timeout, Options.TimeProvider).ConfigureAwait(false);
             return true;
         }
         catch (TimeoutException)

@@ -39,11 +39,19 @@ public sealed record RpcServerOptions
     /// <summary>Failed <c>auth</c> attempts allowed per connection before it is closed (slows guessing).</summary>
     public int MaxAuthFailures { get; init; } = 3;
 
+    /// <summary>
+    /// The clock of every server timeout (idle, slow sender, close and shutdown waits) and of the heartbeat that
+    /// checks them. Default <see cref="TimeProvider.System"/>; tests pass a fake clock to run timeouts without
+    /// waiting for them.
+    /// </summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> for a non-positive limit or timeout.</summary>
     public void Validate()
     {
         ArgumentNullException.ThrowIfNull(EndPoint);
         ArgumentNullException.ThrowIfNull(Limits);
+        ArgumentNullException.ThrowIfNull(TimeProvider);
         Limits.Validate();
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxInFlightPerConnection, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnections, 1);

@@ -364,7 +364,7 @@ internal static class ServeBenchmark
             }
             return new Sample(false, "no_result", null, 0, double.NaN, double.NaN, itl);
         }
-        catch (ServingRpcException e)
+        catch (RpcException e)
         {
             return new Sample(false, e.Code, null, 0, double.NaN, double.NaN, itl);
         }

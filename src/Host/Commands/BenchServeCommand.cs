@@ -98,7 +98,7 @@ internal static class BenchServeCommand
                     report = await ProgressBar.RunAsync("requests", ProgressUnit.Items,
                         bar => ServeBenchmark.RunAsync(options, new RequestProgress(bar), cancel));
                 }
-                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Client.ServingRpcException)
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Protocol.Rpc.RpcException)
                 {
                     // Reaching the server (or authenticating) failed before any request: one line, no stack trace.
                     return CliErrors.Fail($"cannot benchmark the server at {address}:{serverPort}: {e.Message}");

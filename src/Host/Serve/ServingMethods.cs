@@ -28,24 +28,25 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     /// <summary>Registers every method on the server; server.info and health are public (no token needed).</summary>
     public void Register()
     {
-        server.Register("server.info", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Info()); }, isPublic: true);
-        server.Register("health", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Health()); }, isPublic: true);
-        server.Register("devices.list", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Devices()); });
-        server.Register("models.list", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Models()); });
-        server.Register("tokenize", (c, _) => ValueTask.FromResult(Tokenize(c.Args)));
-        server.Register("detokenize", (c, _) => ValueTask.FromResult(Detokenize(c.Args)));
-        server.Register("metrics", (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Metrics()); });
-        server.Register("generate", GenerateAsync);
+        server.Register(RpcMethods.ServerInfo, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Info()); }, isPublic: true);
+        server.Register(RpcMethods.Health, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Health()); }, isPublic: true);
+        server.Register(RpcMethods.DevicesList, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Devices()); });
+        server.Register(RpcMethods.ModelsList, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Models()); });
+        server.Register(RpcMethods.Tokenize, (c, _) => ValueTask.FromResult(Tokenize(c.Args)));
+        server.Register(RpcMethods.Detokenize, (c, _) => ValueTask.FromResult(Detokenize(c.Args)));
+        server.Register(RpcMethods.Metrics, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Metrics()); });
+        server.Register(RpcMethods.Generate, GenerateAsync);
     }
 
     private MsgValue Info() => MsgValue.Map(
-        ("name", "serving"),
-        ("version", typeof(ServingMethods).Assembly.GetName().Version?.ToString(3) ?? "0"),
-        ("contract_version", ContractVersion.Current),
-        ("model", model.Name),
-        ("device", device.Descriptor.Id),
-        ("auth_required", server.Options.AuthToken is not null),
-        ("methods", MsgValue.FromArray(["server.info", "health", "auth", "devices.list", "models.list", "tokenize", "detokenize", "generate", "cancel", "metrics"])));
+        (RpcFields.Name, "serving"),
+        (RpcFields.Version, typeof(ServingMethods).Assembly.GetName().Version?.ToString(3) ?? "0"),
+        (RpcFields.ContractVersion, ContractVersion.Current),
+        (RpcFields.Model, model.Name),
+        (RpcFields.Device, device.Descriptor.Id),
+        (RpcFields.AuthRequired, server.Options.AuthToken is not null),
+        (RpcFields.Methods, MsgValue.FromArray([RpcMethods.ServerInfo, RpcMethods.Health, RpcMethods.Auth, RpcMethods.DevicesList, RpcMethods.ModelsList,
+            RpcMethods.Tokenize, RpcMethods.Detokenize, RpcMethods.Generate, RpcMethods.Cancel, RpcMethods.Metrics])));
 
     private MsgValue Health()
     {
@@ -61,11 +62,11 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         };
         var fields = new List<(MsgValue, MsgValue)>
         {
-            ("status", status), ("ready", state == SchedulerState.Accepting), ("device", device.Descriptor.Id),
-            ("running", m.Running), ("waiting", m.Waiting), ("uptime_s", (DateTime.UtcNow - _started).TotalSeconds),
+            (RpcFields.Status, status), (RpcFields.Ready, state == SchedulerState.Accepting), (RpcFields.Device, device.Descriptor.Id),
+            (RpcFields.Running, m.Running), (RpcFields.Waiting, m.Waiting), (RpcFields.UptimeSeconds, (DateTime.UtcNow - _started).TotalSeconds),
         };
         if (state == SchedulerState.Faulted)
-            fields.Add(("reason", $"a forward step failed on device {device.Descriptor.Id}; requests are refused until the server is restarted"));
+            fields.Add((RpcFields.Reason, $"a forward step failed on device {device.Descriptor.Id}; requests are refused until the server is restarted"));
         return MsgValue.Map([.. fields]);
     }
 
@@ -76,13 +77,13 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         {
             if (!p.Usable)
             {
-                list.Add(MsgValue.Map(("backend", p.Name), ("status", "unavailable"), ("reason", p.Error ?? "")));
+                list.Add(MsgValue.Map((RpcFields.Backend, p.Name), (RpcFields.Status, "unavailable"), (RpcFields.Reason, p.Error ?? "")));
                 continue;
             }
             foreach (var d in p.Probe!.Devices)
-                list.Add(MsgValue.Map(("backend", p.Name), ("id", d.Id), ("name", d.Name), ("vendor", d.Vendor),
-                    ("kind", d.Kind.ToString().ToLowerInvariant()), ("memory_bytes", d.TotalMemoryBytes),
-                    ("driver", d.DriverVersion), ("status", DeviceStatus(d.Id))));
+                list.Add(MsgValue.Map((RpcFields.Backend, p.Name), (RpcFields.DeviceId, d.Id), (RpcFields.Name, d.Name), (RpcFields.Vendor, d.Vendor),
+                    (RpcFields.Kind, d.Kind.ToString().ToLowerInvariant()), (RpcFields.MemoryBytes, d.TotalMemoryBytes),
+                    (RpcFields.Driver, d.DriverVersion), (RpcFields.Status, DeviceStatus(d.Id))));
         }
         return MsgValue.FromArray([.. list]);
     }
@@ -94,34 +95,34 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     {
         var c = model.Model.Config;
         return MsgValue.FromArray(MsgValue.Map(
-            ("id", model.Name), ("file", Path.GetFileName(model.Path)), ("architecture", c.Architecture),
-            ("layers", c.Layers), ("dim", c.Dim), ("heads", c.Heads), ("kv_heads", c.KvHeads), ("vocab", c.VocabSize),
-            ("context_length", scheduler.ContextLength), ("weight_bytes", model.Model.WeightBytes),
-            ("device", device.Descriptor.Id), ("tokenizer", model.Tokenizer.Model)));
+            (RpcFields.ModelId, model.Name), (RpcFields.File, Path.GetFileName(model.Path)), (RpcFields.Architecture, c.Architecture),
+            (RpcFields.Layers, c.Layers), (RpcFields.Dim, c.Dim), (RpcFields.Heads, c.Heads), (RpcFields.KvHeads, c.KvHeads), (RpcFields.Vocab, c.VocabSize),
+            (RpcFields.ContextLength, scheduler.ContextLength), (RpcFields.WeightBytes, model.Model.WeightBytes),
+            (RpcFields.Device, device.Descriptor.Id), (RpcFields.Tokenizer, model.Tokenizer.Model)));
     }
 
     private void CheckModel(RpcArgs a)
     {
-        if (a.GetOptionalString("model") is { } id && id != model.Name)
+        if (a.GetOptionalString(RpcFields.Model) is { } id && id != model.Name)
             throw new RpcException(RpcErrorCodes.NotFound, $"model '{id}' is not loaded; loaded: '{model.Name}'");
     }
 
     private MsgValue Tokenize(RpcArgs a)
     {
-        a.EnsureOnly("text", "add_bos", "model");
+        a.EnsureOnly(RpcFields.Text, RpcFields.AddBos, RpcFields.Model);
         CheckModel(a);
-        string text = a.GetString("text");
-        int[] ids = model.Tokenizer.Encode(text, a.GetBool("add_bos", false));
-        return MsgValue.Map(("tokens", IntArray(ids)));
+        string text = a.GetString(RpcFields.Text);
+        int[] ids = model.Tokenizer.Encode(text, a.GetBool(RpcFields.AddBos, false));
+        return MsgValue.Map((RpcFields.Tokens, IntArray(ids)));
     }
 
     private MsgValue Detokenize(RpcArgs a)
     {
-        a.EnsureOnly("tokens", "model");
+        a.EnsureOnly(RpcFields.Tokens, RpcFields.Model);
         CheckModel(a);
         // No context cap here: decoding is cheap, and the message limits already bound the array.
-        int[] ids = TokenIds(a.Get("tokens"), "tokens", int.MaxValue);
-        return MsgValue.Map(("text", model.Tokenizer.Decode(ids)));
+        int[] ids = TokenIds(a.Get(RpcFields.Tokens), RpcFields.Tokens, int.MaxValue);
+        return MsgValue.Map((RpcFields.Text, model.Tokenizer.Decode(ids)));
     }
 
     private MsgValue Metrics()
@@ -143,7 +144,8 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     }
 
     private static readonly string[] GenerateArgs =
-        ["prompt", "tokens", "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed", "stop", "stream", "add_bos", "model"];
+        [RpcFields.Prompt, RpcFields.Tokens, RpcFields.MaxTokens, RpcFields.Temperature, RpcFields.TopK, RpcFields.TopP, RpcFields.MinP,
+            RpcFields.RepeatPenalty, RpcFields.RepeatLastN, RpcFields.Seed, RpcFields.Stop, RpcFields.Stream, RpcFields.AddBos, RpcFields.Model];
 
     private async ValueTask<MsgValue> GenerateAsync(RpcCall call, CancellationToken ct)
     {
@@ -152,30 +154,30 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         CheckModel(a);
         Interlocked.Increment(ref _requests);
         int[] prompt;
-        if (a.Has("prompt") == a.Has("tokens"))
+        if (a.Has(RpcFields.Prompt) == a.Has(RpcFields.Tokens))
             throw Bad("give exactly one of 'prompt' (text) or 'tokens' (ids)");
-        if (a.Has("prompt"))
+        if (a.Has(RpcFields.Prompt))
         {
-            string text = a.GetString("prompt");
+            string text = a.GetString(RpcFields.Prompt);
             if (text.Length == 0) throw Bad("'prompt' is empty");
-            prompt = model.Tokenizer.Encode(text, a.GetBool("add_bos", model.Tokenizer.AddBos));
+            prompt = model.Tokenizer.Encode(text, a.GetBool(RpcFields.AddBos, model.Tokenizer.AddBos));
         }
         else
         {
-            prompt = TokenIds(a.Get("tokens"), "tokens", scheduler.ContextLength - 1);
+            prompt = TokenIds(a.Get(RpcFields.Tokens), RpcFields.Tokens, scheduler.ContextLength - 1);
             if (prompt.Length == 0) throw Bad("'tokens' is empty");
         }
-        int maxTokens = (int)(a.GetOptionalInt64("max_tokens", 1, scheduler.ContextLength) ?? Math.Min(128, scheduler.ContextLength));
+        int maxTokens = (int)(a.GetOptionalInt64(RpcFields.MaxTokens, 1, scheduler.ContextLength) ?? Math.Min(128, scheduler.ContextLength));
         var sampling = new SamplingParams(
-            (float)Finite(a, "temperature", 0, 100, 0.8),
-            (int)(a.GetOptionalInt64("top_k", 0, model.Model.VocabSize) ?? 40),
-            (float)Finite(a, "top_p", 1e-6, 1, 0.95),
-            (float)Finite(a, "min_p", 0, 1, 0.05),
-            (float)Finite(a, "repeat_penalty", 1e-3, 100, 1.0),
-            (int)(a.GetOptionalInt64("repeat_last_n", 0, scheduler.ContextLength) ?? 64),
+            (float)Finite(a, RpcFields.Temperature, 0, 100, 0.8),
+            (int)(a.GetOptionalInt64(RpcFields.TopK, 0, model.Model.VocabSize) ?? 40),
+            (float)Finite(a, RpcFields.TopP, 1e-6, 1, 0.95),
+            (float)Finite(a, RpcFields.MinP, 0, 1, 0.05),
+            (float)Finite(a, RpcFields.RepeatPenalty, 1e-3, 100, 1.0),
+            (int)(a.GetOptionalInt64(RpcFields.RepeatLastN, 0, scheduler.ContextLength) ?? 64),
             Seed(a));
         var stops = StopStrings(a);
-        bool stream = a.GetBool("stream", false);
+        bool stream = a.GetBool(RpcFields.Stream, false);
         if (stream && call.MessageId is null) throw Bad("'stream' needs a request (a notification has no id to stream to)");
 
         GenerationHandle handle;
@@ -185,7 +187,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         }
         catch (SchedulerOverloadedException e)
         {
-            throw new RpcException(RpcErrorCodes.Overloaded, e.Message, MsgValue.Map(("retriable", true)));
+            throw new RpcException(RpcErrorCodes.Overloaded, e.Message, MsgValue.Map((RpcFields.Retriable, true)));
         }
         catch (ContextLengthExceededException e)
         {
@@ -207,7 +209,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             if (!stream) continue;
             Interlocked.Increment(ref _streamedTokens);
             // A client that stopped reading is closed by the server's write limits, which cancels ct and so the request.
-            await call.NotifyAsync("generate.token", MsgValue.Map(("id", (long)call.MessageId!.Value), ("text", chunk.Text), ("token", chunk.TokenId))).ConfigureAwait(false);
+            await call.NotifyAsync(RpcMethods.GenerateToken, MsgValue.Map((RpcFields.Id, (long)call.MessageId!.Value), (RpcFields.Text, chunk.Text), (RpcFields.Token, chunk.TokenId))).ConfigureAwait(false);
         }
         var r = await handle.Completion.ConfigureAwait(false);
         if (r.FinishReason == FinishReason.Error)
@@ -219,34 +221,34 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
                 string what = step.InnerException is AcceleratorException ae ? $" ({ae.Operation}, native code {ae.NativeCode})" : "";
                 throw new RpcException(RpcErrorCodes.Unavailable,
                     $"device {device.Descriptor.Id} failed during this request's forward step{what}; the model is marked not ready and takes no more requests",
-                    MsgValue.Map(("device", device.Descriptor.Id)));
+                    MsgValue.Map((RpcFields.Device, device.Descriptor.Id)));
             }
             ServingLog.RequestFailed(_log, r.Error, handle.RequestId);
             throw new RpcException(RpcErrorCodes.Internal, "generation failed");
         }
         var u = r.Usage;
         return MsgValue.Map(
-            ("text", r.Text),
-            ("tokens", IntArray(r.TokenIds)),
-            ("finish_reason", r.FinishReason switch
+            (RpcFields.Text, r.Text),
+            (RpcFields.Tokens, IntArray(r.TokenIds)),
+            (RpcFields.FinishReason, r.FinishReason switch
             {
                 FinishReason.Length => "length",
                 FinishReason.Stop => "stop",
                 FinishReason.EndOfGeneration => "eos",
                 _ => "cancelled",
             }),
-            ("stop", r.MatchedStop),
-            ("seed", r.Seed),
-            ("usage", MsgValue.Map(
-                ("prompt_tokens", u.PromptTokens),
-                ("completion_tokens", u.CompletionTokens),
-                ("cached_prompt_tokens", u.CachedPromptTokens),
-                ("ttft_ms", Ms(u.TimeToFirstToken)),
-                ("tpot_ms", Ms(u.TimePerOutputToken)),
-                ("total_ms", u.TotalTime.TotalMilliseconds),
-                ("queue_ms", Ms(u.QueueTime)),
-                ("preemptions", u.Preemptions),
-                ("joules", MsgValue.Nil))));
+            (RpcFields.Stop, r.MatchedStop),
+            (RpcFields.Seed, r.Seed),
+            (RpcFields.Usage, MsgValue.Map(
+                (RpcFields.PromptTokens, u.PromptTokens),
+                (RpcFields.CompletionTokens, u.CompletionTokens),
+                (RpcFields.CachedPromptTokens, u.CachedPromptTokens),
+                (RpcFields.TtftMs, Ms(u.TimeToFirstToken)),
+                (RpcFields.TpotMs, Ms(u.TimePerOutputToken)),
+                (RpcFields.TotalMs, u.TotalTime.TotalMilliseconds),
+                (RpcFields.QueueMs, Ms(u.QueueTime)),
+                (RpcFields.Preemptions, u.Preemptions),
+                (RpcFields.Joules, MsgValue.Nil))));
     }
 
     private static MsgValue Ms(TimeSpan? t) => t is { } v ? MsgValue.FromFloat64(v.TotalMilliseconds) : MsgValue.Nil;
@@ -262,15 +264,15 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
 
     private static ulong? Seed(RpcArgs a)
     {
-        if (!a.Has("seed")) return null;
-        if (a.Get("seed").TryGetUInt64(out ulong seed)) return seed;
+        if (!a.Has(RpcFields.Seed)) return null;
+        if (a.Get(RpcFields.Seed).TryGetUInt64(out ulong seed)) return seed;
         throw Bad("'seed' must be an unsigned 64-bit integer");
     }
 
     private static IReadOnlyList<string>? StopStrings(RpcArgs a)
     {
-        if (!a.Has("stop")) return null;
-        var v = a.Get("stop");
+        if (!a.Has(RpcFields.Stop)) return null;
+        var v = a.Get(RpcFields.Stop);
         if (v.Kind != MsgValueKind.Array) throw Bad("'stop' must be an array of strings");
         if (v.Count > MaxStopStrings) throw Bad($"'stop' has {v.Count} strings; at most {MaxStopStrings}");
         var list = new List<string>(v.Count);
@@ -286,7 +288,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     /// <summary>context_exceeded carrying both counts: the prompt's tokens and the positions the context holds.</summary>
     private RpcException ContextExceeded(string what, int promptTokens) => new(RpcErrorCodes.ContextExceeded,
         $"{what} has {promptTokens} tokens; the context holds {scheduler.ContextLength}, so at most {scheduler.ContextLength - 1} prompt tokens fit",
-        MsgValue.Map(("prompt_tokens", promptTokens), ("context_length", scheduler.ContextLength)));
+        MsgValue.Map((RpcFields.PromptTokens, promptTokens), (RpcFields.ContextLength, scheduler.ContextLength)));
 
     /// <summary>Token ids from an array; more than <paramref name="maxCount"/> is context_exceeded (checked before anything is allocated).</summary>
     private int[] TokenIds(MsgValue v, string name, int maxCount)

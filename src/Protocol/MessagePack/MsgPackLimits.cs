@@ -1,9 +1,13 @@
+using MessagePack;
+
 namespace Serving.Protocol.MessagePack;
 
 /// <summary>
 /// Caps applied while reading untrusted MessagePack. Every declared size is checked against these (and against
 /// the bytes actually present) before anything is allocated. The total-elements cap bounds the decoded object
 /// graph: one input byte can become one 24-byte <see cref="MsgValue"/>, so it is what keeps memory proportional.
+/// The depth limit is enforced through <see cref="MessagePackSecurity.UntrustedData"/> with
+/// <see cref="MessagePackSecurity.MaximumObjectGraphDepth"/> set to <see cref="MaxDepth"/>.
 /// </summary>
 public sealed record MsgPackLimits
 {
@@ -30,6 +34,17 @@ public sealed record MsgPackLimits
 
     /// <summary>Most values (every scalar, array, map, key and value counts one) in one message (default 524 288).</summary>
     public int MaxTotalElements { get; init; } = 1 << 19;
+
+    private static readonly MessagePackSecurity DefaultSecurity =
+        MessagePackSecurity.UntrustedData.WithMaximumObjectGraphDepth(Default.MaxDepth);
+
+    /// <summary>
+    /// MessagePack-CSharp's settings for untrusted data (collision-resistant hashing, depth limit) with the depth
+    /// limit set to <see cref="MaxDepth"/>. A new copy per call unless the depth is the default one.
+    /// </summary>
+    internal MessagePackSecurity Security => MaxDepth == DefaultSecurity.MaximumObjectGraphDepth
+        ? DefaultSecurity
+        : MessagePackSecurity.UntrustedData.WithMaximumObjectGraphDepth(MaxDepth);
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> when a limit is not positive.</summary>
     public void Validate()

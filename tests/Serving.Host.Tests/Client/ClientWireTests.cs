@@ -120,7 +120,7 @@ public sealed class ClientWireTests
     private static string[] Keys(MsgValue map) => [.. map.AsMap().ToArray().Select(e => e.Key.AsString()).Order(StringComparer.Ordinal)];
 
     [Fact]
-    public async Task Error_replies_become_ServingRpcException_and_the_connection_stays_usable()
+    public async Task Error_replies_become_RpcException_and_the_connection_stays_usable()
     {
         var (server, client) = await ConnectAsync();
         await using var _ = server;
@@ -129,7 +129,7 @@ public sealed class ClientWireTests
         var call = client.DetokenizeAsync([1]);
         var m = await server.ReadAsync();
         await server.ReplyErrorAsync(m.MessageId, RpcErrorCodes.Overloaded, "busy");
-        var e = await Assert.ThrowsAsync<ServingRpcException>(() => call);
+        var e = await Assert.ThrowsAsync<RpcException>(() => call);
         Assert.Equal((RpcErrorCodes.Overloaded, "busy", true), (e.Code, e.Message, e.IsRetriable));
 
         var next = client.DetokenizeAsync([1]);

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Serving.Protocol.MessagePack;
@@ -13,26 +14,27 @@ namespace Serving.Host.Tests.Client;
 internal sealed class FakeServer : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly MsgPackStreamDecoder _decoder = new();
-    private readonly byte[] _buffer = new byte[4096];
     private Socket? _socket;
+    private PipeReader? _input;
+    private MsgPackMessageReader? _messages;
 
     public FakeServer() => _listener.Start();
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
-    public async Task AcceptAsync() => _socket = await _listener.AcceptSocketAsync().WaitAsync(TimeSpan.FromSeconds(10));
+    public async Task AcceptAsync()
+    {
+        _socket = await _listener.AcceptSocketAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        _input = PipeReader.Create(new NetworkStream(_socket, ownsSocket: false));
+        _messages = new MsgPackMessageReader(_input);
+    }
 
     /// <summary>The next message the client sent (fails the test after 10 s).</summary>
     public async Task<RpcMessage> ReadAsync()
     {
-        while (true)
-        {
-            if (_decoder.TryReadMessage(out var message)) return RpcMessage.Parse(message);
-            int n = await _socket!.ReceiveAsync(_buffer.AsMemory(), SocketFlags.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
-            if (n == 0) throw new IOException("the client closed the connection");
-            Assert.Equal(n, _decoder.Append(_buffer.AsSpan(0, n)));
-        }
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var message = await _messages!.ReadAsync(timeout.Token) ?? throw new IOException("the client closed the connection");
+        return RpcMessage.Parse(message);
     }
 
     public Task ReplyAsync(uint id, MsgValue result) => SendAsync(w => RpcMessage.WriteResponse(w, id, default, result));
@@ -47,12 +49,11 @@ internal sealed class FakeServer : IAsyncDisposable
 
     public void CloseConnection() => _socket?.Dispose();
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         _socket?.Dispose();
         _listener.Stop();
-        _decoder.Dispose();
-        return ValueTask.CompletedTask;
+        if (_input is not null) await _input.CompleteAsync();
     }
 
     private async Task SendAsync(Action<IBufferWriter<byte>> write)

@@ -167,7 +167,7 @@ public sealed class ServingClientTests(ServerFixture server)
     public async Task Bad_parameters_map_to_stable_error_codes_and_the_connection_stays_open()
     {
         await using var client = await server.ConnectAsync();
-        async Task<ServingRpcException> Refused(GenerateOptions o) => await Assert.ThrowsAsync<ServingRpcException>(() => client.GenerateAsync(o));
+        async Task<RpcException> Refused(GenerateOptions o) => await Assert.ThrowsAsync<RpcException>(() => client.GenerateAsync(o));
 
         Assert.Equal(RpcErrorCodes.BadRequest, (await Refused(new GenerateOptions { Prompt = "x", Temperature = -1 })).Code);
         Assert.Equal(RpcErrorCodes.BadRequest, (await Refused(new GenerateOptions { Prompt = "x", Tokens = [1] })).Code);
@@ -179,12 +179,12 @@ public sealed class ServingClientTests(ServerFixture server)
         Assert.True(tooLong.ErrorData.TryGetValue("prompt_tokens", out var n) && n.AsInt64() == 5000);
 
         // A refused stream throws on enumeration, before any event.
-        var e = await Assert.ThrowsAsync<ServingRpcException>(async () =>
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
         {
             await foreach (var _ in client.GenerateStreamAsync(new GenerateOptions { Prompt = "x", TopP = 2 })) { }
         });
         Assert.Equal(RpcErrorCodes.BadRequest, e.Code);
-        Assert.Equal(RpcErrorCodes.BadRequest, (await Assert.ThrowsAsync<ServingRpcException>(() => client.DetokenizeAsync([-1]))).Code);
+        Assert.Equal(RpcErrorCodes.BadRequest, (await Assert.ThrowsAsync<RpcException>(() => client.DetokenizeAsync([-1]))).Code);
 
         Assert.True(client.IsConnected);
         Assert.Equal("ok", (await client.HealthAsync()).Status);
@@ -197,13 +197,13 @@ public sealed class ServingClientTests(ServerFixture server)
         {
             Assert.True((await anonymous.InfoAsync()).AuthRequired);
             Assert.Equal("ok", (await anonymous.HealthAsync()).Status);
-            var e = await Assert.ThrowsAsync<ServingRpcException>(() => anonymous.TokenizeAsync("hi"));
+            var e = await Assert.ThrowsAsync<RpcException>(() => anonymous.TokenizeAsync("hi"));
             Assert.Equal(RpcErrorCodes.Unauthorized, e.Code);
-            e = await Assert.ThrowsAsync<ServingRpcException>(() => anonymous.GenerateAsync(Greedy(2)));
+            e = await Assert.ThrowsAsync<RpcException>(() => anonymous.GenerateAsync(Greedy(2)));
             Assert.Equal(RpcErrorCodes.Unauthorized, e.Code);
         }
 
-        var wrong = await Assert.ThrowsAsync<ServingRpcException>(() => ServingClient.ConnectAsync("127.0.0.1", server.Port, "wrong-token"));
+        var wrong = await Assert.ThrowsAsync<RpcException>(() => ServingClient.ConnectAsync("127.0.0.1", server.Port, "wrong-token"));
         Assert.Equal(RpcErrorCodes.Unauthorized, wrong.Code);
 
         await using var authed = await ServingClient.ConnectAsync("127.0.0.1", server.Port, ServerFixture.Token);

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Serving.Protocol.MessagePack;
@@ -32,13 +33,15 @@ internal sealed class RawRpcClient : IAsyncDisposable
     private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
 
     private readonly Socket _socket;
-    private readonly MsgPackStreamDecoder _decoder = new();
-    private readonly byte[] _receive = new byte[64 * 1024];
+    private readonly PipeReader _input;
+    private readonly MsgPackMessageReader _messages;
     private uint _nextId = 1;
 
     private RawRpcClient(Socket socket)
     {
         _socket = socket;
+        _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false));
+        _messages = new MsgPackMessageReader(_input);
     }
 
     /// <summary>Notifications received so far, in order (<c>[method, params]</c> as parsed).</summary>
@@ -167,29 +170,22 @@ internal sealed class RawRpcClient : IAsyncDisposable
 
     private async Task<RpcMessage?> ReadMessageAsync(CancellationToken ct)
     {
-        while (true)
+        if (Closed) return null;
+        MsgValue? value;
+        try
         {
-            if (_decoder.TryReadMessage(out var value))
-            {
-                return RpcMessage.Parse(value);
-            }
-            if (Closed) return null;
-            int n;
-            try
-            {
-                n = await _socket.ReceiveAsync(_receive, SocketFlags.None, ct);
-            }
-            catch (SocketException)
-            {
-                n = 0; // reset by the server: closed as well
-            }
-            if (n == 0)
-            {
-                Closed = true;
-                continue;
-            }
-            Assert.Equal(n, _decoder.Append(_receive.AsSpan(0, n)));
+            value = await _messages.ReadAsync(ct);
         }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            value = null; // reset by the server: closed as well
+        }
+        if (value is not { } message)
+        {
+            Closed = true;
+            return null;
+        }
+        return RpcMessage.Parse(message);
     }
 
     /// <summary>Sends raw bytes, ignoring a reset: the server may close while a bad message is still arriving.</summary>
@@ -214,10 +210,9 @@ internal sealed class RawRpcClient : IAsyncDisposable
         _socket.Dispose();
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         _socket.Dispose();
-        _decoder.Dispose();
-        return ValueTask.CompletedTask;
+        await _input.CompleteAsync();
     }
 }

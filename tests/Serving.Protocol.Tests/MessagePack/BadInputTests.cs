@@ -1,9 +1,13 @@
+using System.Buffers;
+using System.IO.Pipelines;
 using Serving.Protocol.MessagePack;
+using Serving.Protocol.Rpc;
 
 namespace Serving.Protocol.Tests.MessagePack;
 
 /// <summary>testing.md "MessagePack / RPC" bad inputs: each a typed error, before any allocation the input
-/// cannot back, and never a stack overflow.</summary>
+/// cannot back, and never a stack overflow. The codec is MessagePack-CSharp's reader and writer under our limits
+/// (MsgPackFramer, MsgPack): these check that use of the library.</summary>
 public class BadInputTests
 {
     // Limits so generous that only "the bytes are not there" can stop a huge declared size.
@@ -19,29 +23,47 @@ public class BadInputTests
 
     private static byte[] Hex(string hex) => Convert.FromHexString(hex.Replace(" ", "", StringComparison.Ordinal));
 
-    private static MsgPackException DecodeFails(byte[] input, MsgPackLimits? limits = null) =>
-        Assert.Throws<MsgPackException>(() => MsgPack.Decode(input, limits));
+    private static RpcException DecodeFails(byte[] input, MsgPackLimits? limits = null)
+    {
+        var e = Assert.Throws<RpcException>(() => MsgPack.Decode(input, limits));
+        Assert.True(e.IsProtocolError);
+        Assert.Equal(RpcErrorCodes.BadRequest, e.Code);
+        return e;
+    }
+
+    // Frames the first message of input with a fresh framer; false (nothing cut off) when more bytes are needed.
+    private static bool TryFrame(byte[] input, MsgPackLimits? limits, out ReadOnlySequence<byte> frame, out long rest)
+    {
+        var framer = new MsgPackFramer(limits);
+        var buffer = new ReadOnlySequence<byte>(input);
+        bool framed = framer.TryReadFrame(ref buffer, out frame);
+        rest = buffer.Length;
+        return framed;
+    }
+
+    private static RpcException FrameFails(byte[] input, MsgPackLimits? limits = null) =>
+        Assert.Throws<RpcException>(() => TryFrame(input, limits, out _, out _));
 
     [Fact]
     public void NeverUsedByte_IsMalformed()
     {
-        Assert.Equal(MsgPackErrorCode.Malformed, DecodeFails(Hex("c1")).Code);
+        Assert.Equal(RpcProtocolFault.Malformed, DecodeFails(Hex("c1")).ProtocolFault);
         var e = DecodeFails(Hex("93 01 02 c1"));
-        Assert.Equal(MsgPackErrorCode.Malformed, e.Code);
+        Assert.Equal(RpcProtocolFault.Malformed, e.ProtocolFault);
         Assert.Equal(3, e.Offset);
     }
 
     [Fact]
     public void TrailingBytes_AreMalformed()
     {
-        Assert.Equal(MsgPackErrorCode.Malformed, DecodeFails(Hex("c0 c0")).Code);
+        Assert.Equal(RpcProtocolFault.Malformed, DecodeFails(Hex("c0 c0")).ProtocolFault);
     }
 
     [Fact]
     public void InvalidUtf8String_IsMalformed()
     {
-        Assert.Equal(MsgPackErrorCode.Malformed, DecodeFails(Hex("a2 c3 28")).Code);
-        Assert.Equal(MsgPackErrorCode.Malformed, DecodeFails(Hex("a3 ed a0 80")).Code); // encoded surrogate
+        Assert.Equal(RpcProtocolFault.Malformed, DecodeFails(Hex("a2 c3 28")).ProtocolFault);
+        Assert.Equal(RpcProtocolFault.Malformed, DecodeFails(Hex("a3 ed a0 80")).ProtocolFault); // encoded surrogate
     }
 
     [Fact]
@@ -52,20 +74,25 @@ public class BadInputTests
         {
             for (int n = 0; n < bytes.Length; n++)
             {
-                var prefix = bytes.AsSpan(0, n);
-                var reader = new MsgPackReader(prefix);
-                Assert.False(reader.TryRead(out _), $"prefix {n} of {Convert.ToHexString(bytes)} decoded");
-                Assert.Equal(0, reader.Consumed);
-                var skipper = new MsgPackReader(prefix);
-                Assert.False(skipper.TrySkip());
-                var e = Assert.Throws<MsgPackException>(() => MsgPack.Decode(bytes.AsSpan(0, n)));
-                Assert.Equal(MsgPackErrorCode.Truncated, e.Code);
+                var framer = new MsgPackFramer(null);
+                var prefix = new ReadOnlySequence<byte>(bytes, 0, n);
+                var buffer = prefix;
+                Assert.False(framer.TryReadFrame(ref buffer, out _), $"prefix {n} of {Convert.ToHexString(bytes)} framed");
+                Assert.Equal(prefix.Length, buffer.Length); // nothing consumed
+                // Resuming with the same bytes still needs more; resuming with all of them frames the whole value.
+                Assert.False(framer.TryReadFrame(ref buffer, out _));
+                var whole = new ReadOnlySequence<byte>(bytes);
+                Assert.True(framer.TryReadFrame(ref whole, out var resumed), $"resuming after prefix {n} of {Convert.ToHexString(bytes)}");
+                Assert.Equal(bytes.Length, resumed.Length);
+                var e = Assert.Throws<RpcException>(() => MsgPack.Decode(bytes.AsMemory(0, n)));
+                Assert.Equal(RpcProtocolFault.Truncated, e.ProtocolFault);
                 checkedPrefixes++;
             }
-            // And the whole thing does decode.
-            var whole = new MsgPackReader(bytes);
-            Assert.True(whole.TryRead(out _));
-            Assert.Equal(bytes.Length, whole.Consumed);
+            // And the whole thing does frame and decode.
+            Assert.True(TryFrame(bytes, null, out var frame, out long rest));
+            Assert.Equal(bytes.Length, frame.Length);
+            Assert.Equal(0, rest);
+            MsgPack.Decode(bytes);
         }
         Assert.True(checkedPrefixes > 500);
     }
@@ -90,24 +117,23 @@ public class BadInputTests
             long before = GC.GetAllocatedBytesForCurrentThread();
             var e = DecodeFails(input, limits);
             long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-            Assert.True(e.Code is MsgPackErrorCode.LimitExceeded or MsgPackErrorCode.Truncated, $"{hex}: {e.Code}");
+            Assert.True(e.ProtocolFault is RpcProtocolFault.LimitExceeded or RpcProtocolFault.Truncated, $"{hex}: {e.ProtocolFault}");
             // The exception and its message are all that may be allocated: nowhere near the declared size.
             Assert.True(allocated < 64 * 1024, $"{hex} with {(limits == Huge ? "huge" : "default")} limits allocated {allocated} bytes");
 
-            var reader = new MsgPackReader(input, limits);
             try
             {
-                Assert.False(reader.TryRead(out _)); // need more data (or a limit error below)
+                Assert.False(TryFrame(input, limits, out _, out _)); // need more data (or a limit error below)
             }
-            catch (MsgPackException ex)
+            catch (RpcException ex)
             {
-                Assert.Equal(MsgPackErrorCode.LimitExceeded, ex.Code);
+                Assert.Equal(RpcProtocolFault.LimitExceeded, ex.ProtocolFault);
             }
         }
         // With the default caps the declared size itself is refused, not merely found short.
         if (hex != "dc 270f")
         {
-            Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(input).Code);
+            Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(input).ProtocolFault);
         }
     }
 
@@ -115,10 +141,8 @@ public class BadInputTests
     public void DeclaredCount_LargerThanTheMessageLimit_IsRefusedBeforeTheBytesArrive()
     {
         var limits = new MsgPackLimits { MaxMessageBytes = 1000 };
-        using var decoder = new MsgPackStreamDecoder(limits);
-        decoder.Append(Hex("dc 07d0")); // 2000 items cannot fit in 1000 bytes
-        var e = Assert.Throws<MsgPackException>(() => decoder.TryReadFrame(out _));
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, e.Code);
+        var e = FrameFails(Hex("dc 07d0"), limits); // 2000 items cannot fit in 1000 bytes
+        Assert.Equal(RpcProtocolFault.LimitExceeded, e.ProtocolFault);
     }
 
     // Built in the test, not passed as theory data: xunit would serialize 100 000-byte arrays at discovery.
@@ -144,15 +168,17 @@ public class BadInputTests
     [Theory]
     [InlineData("arrays")]
     [InlineData("maps")]
-    public void DeepNesting_IsADepthError_WhenDecodingSkippingAndStreaming(string name)
+    public async Task DeepNesting_IsADepthError_WhenDecodingSkippingAndStreaming(string name)
     {
         byte[] input = DeepInput(name);
-        Assert.Equal(MsgPackErrorCode.DepthExceeded, DecodeFails(input).Code);
-        Assert.Equal(MsgPackErrorCode.DepthExceeded,
-            Assert.Throws<MsgPackException>(() => new MsgPackReader(input).TrySkip()).Code);
-        using var decoder = new MsgPackStreamDecoder();
-        decoder.Append(input);
-        Assert.Equal(MsgPackErrorCode.DepthExceeded, Assert.Throws<MsgPackException>(() => decoder.TryReadFrame(out _)).Code);
+        Assert.Equal(RpcProtocolFault.DepthExceeded, DecodeFails(input).ProtocolFault);
+        Assert.Equal(RpcProtocolFault.DepthExceeded, FrameFails(input).ProtocolFault);
+        // Streaming: the bytes arrive through a pipe in its own small segments (no back-pressure: written at once).
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        await pipe.Writer.WriteAsync(input);
+        await pipe.Writer.CompleteAsync();
+        var messages = new MsgPackMessageReader(pipe.Reader);
+        Assert.Equal(RpcProtocolFault.DepthExceeded, (await Assert.ThrowsAsync<RpcException>(async () => await messages.ReadAsync())).ProtocolFault);
 
         // Even with the depth limit raised to the input's depth, decoding is iterative: no stack overflow.
         var deep = new MsgPackLimits { MaxDepth = 200_000, MaxMessageBytes = input.Length, MaxTotalElements = input.Length };
@@ -166,7 +192,7 @@ public class BadInputTests
     {
         var limits = new MsgPackLimits { MaxDepth = 3 };
         Assert.Equal(MsgValueKind.Array, MsgPack.Decode(Hex("91 91 91 c0"), limits).Kind);
-        Assert.Equal(MsgPackErrorCode.DepthExceeded, DecodeFails(Hex("91 91 91 91 c0"), limits).Code);
+        Assert.Equal(RpcProtocolFault.DepthExceeded, DecodeFails(Hex("91 91 91 91 c0"), limits).ProtocolFault);
         // Empty containers open no level.
         Assert.Equal(MsgValueKind.Array, MsgPack.Decode(Hex("91 91 91 90"), limits).Kind);
     }
@@ -203,7 +229,7 @@ public class BadInputTests
     [InlineData("c7 00 ff")]                         // ext8 of 0
     public void TimestampOfWrongLength_IsMalformed(string hex)
     {
-        Assert.Equal(MsgPackErrorCode.Malformed, DecodeFails(Hex(hex)).Code);
+        Assert.Equal(RpcProtocolFault.Malformed, DecodeFails(Hex(hex)).ProtocolFault);
     }
 
     [Theory]
@@ -213,8 +239,8 @@ public class BadInputTests
     [InlineData("c7 0c ff ffffffff 0000000000000000")]    // 96-bit form, nsec = 2^32 - 1
     public void TimestampNanosecondsOfOneSecondOrMore_AreMalformed(string hex)
     {
-        Assert.Equal(MsgPackErrorCode.Malformed, DecodeFails(Hex(hex)).Code);
-        Assert.Throws<MsgPackException>(() => new MsgPackReader(Hex(hex)).TrySkip());
+        Assert.Equal(RpcProtocolFault.Malformed, DecodeFails(Hex(hex)).ProtocolFault);
+        Assert.Equal(RpcProtocolFault.Malformed, FrameFails(Hex(hex)).ProtocolFault);
     }
 
     [Fact]
@@ -222,19 +248,19 @@ public class BadInputTests
     {
         var limits = new MsgPackLimits { MaxStringBytes = 3, MaxBinaryBytes = 2, MaxArrayCount = 2, MaxMapCount = 1, MaxTotalElements = 4 };
         Assert.Equal("abc", MsgPack.Decode(Hex("a3 616263"), limits).AsString());
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(Hex("a4 61626364"), limits).Code);
+        Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(Hex("a4 61626364"), limits).ProtocolFault);
         Assert.Equal(2, MsgPack.Decode(Hex("c4 02 0102"), limits).Count);
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(Hex("c4 03 010203"), limits).Code);
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(Hex("d4 01 00 "), limits with { MaxBinaryBytes = 0 }).Code);
+        Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(Hex("c4 03 010203"), limits).ProtocolFault);
+        Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(Hex("d4 01 00 "), limits with { MaxBinaryBytes = 0 }).ProtocolFault);
         Assert.Equal(2, MsgPack.Decode(Hex("92 01 02"), limits).Count);
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(Hex("93 01 02 03"), limits).Code);
+        Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(Hex("93 01 02 03"), limits).ProtocolFault);
         Assert.Equal(1, MsgPack.Decode(Hex("81 01 02"), limits).Count);
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(Hex("82 01 02 03 04"), limits).Code);
+        Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(Hex("82 01 02 03 04"), limits).ProtocolFault);
         // 1 array + 2 items + 1 nested item = 4 elements; one more is over.
         Assert.Equal(2, MsgPack.Decode(Hex("92 01 91 02"), limits).Count);
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(Hex("92 91 01 91 02"), limits).Code);
+        Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(Hex("92 91 01 91 02"), limits).ProtocolFault);
         var small = new MsgPackLimits { MaxMessageBytes = 4 };
         Assert.Equal(3, MsgPack.Decode(Hex("93 01 02 03"), small).Count);
-        Assert.Equal(MsgPackErrorCode.LimitExceeded, DecodeFails(Hex("94 01 02 03 04"), small).Code);
+        Assert.Equal(RpcProtocolFault.LimitExceeded, DecodeFails(Hex("94 01 02 03 04"), small).ProtocolFault);
     }
 }

@@ -6,13 +6,14 @@ using Serving.Protocol.MessagePack;
 namespace Serving.Protocol.Tests.MessagePack;
 
 /// <summary>
-/// The kawanet msgpack-test-suite (shared/data/msgpack, MIT): groups of "exams", each naming a value and every
-/// accepted encoding of it. Located from Serving.sln (the search also starts at this source file, since builds may
-/// use an artifacts path outside the repository). Missing data fails the tests, never skips them.
+/// The kawanet msgpack-test-suite (tests/data/msgpack, MIT; source and format in its README): groups of "exams",
+/// each naming a value and every accepted encoding of it. Located from the repository root, found as the folder
+/// holding Serving.sln above the test binaries (the search also starts at this source file, since builds may use an
+/// artifacts path outside the repository). Missing data fails the tests, never skips them.
 /// </summary>
 internal static class TestVectors
 {
-    public const string RelativePath = "msgpack/kawanet-msgpack-test-suite/dist/msgpack-test-suite.json";
+    public const string RelativePath = "tests/data/msgpack/kawanet-msgpack-test-suite/dist/msgpack-test-suite.json";
 
     private static readonly Lazy<(JsonDocument? Doc, string Where)> Loaded = new(() => Load());
 
@@ -168,9 +169,9 @@ internal static class TestVectors
         string? root = FindRoot(AppContext.BaseDirectory) ?? FindRoot(Path.GetDirectoryName(sourceFile));
         if (root is null)
         {
-            return (null, $"<repository root holding Serving.sln, not found above {AppContext.BaseDirectory} or {sourceFile}>/../shared/data/{RelativePath}");
+            return (null, $"<repository root holding Serving.sln, not found above {AppContext.BaseDirectory} or {sourceFile}>/{RelativePath}");
         }
-        string path = Path.GetFullPath(Path.Combine(root, "..", "shared", "data", RelativePath));
+        string path = Path.Combine(root, RelativePath);
         return File.Exists(path) ? (JsonDocument.Parse(File.ReadAllBytes(path)), path) : (null, path);
     }
 

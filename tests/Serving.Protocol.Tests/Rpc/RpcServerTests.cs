@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using Serving.Protocol.MessagePack;
 using Serving.Protocol.Rpc;
 using Serving.Server;
@@ -196,26 +197,23 @@ public class RpcServerTests
     [Fact]
     public async Task SlowSender_IsClosed_EvenWhileStillTrickling()
     {
-        await using var server = new TestServer(new RpcServerOptions { SlowSenderTimeout = TimeSpan.FromMilliseconds(300) });
+        // The server's clock is a fake one that only this test moves: 50 ms per byte sent.
+        var clock = new FakeTimeProvider();
+        await using var server = new TestServer(new RpcServerOptions { SlowSenderTimeout = TimeSpan.FromMilliseconds(300), TimeProvider = clock });
         await using var client = await server.ConnectAsync();
-        byte[] request = MsgPack.Encode(MsgValue.FromArray(0, 1, "echo", MsgValue.FromArray(MsgValue.Map(("value", new string('a', 40))))));
-        // One byte every 50 ms: each byte is progress, but the message as a whole would take ~2.5 s > 300 ms.
-        using var stopTrickle = new CancellationTokenSource();
-        var trickle = Task.Run(async () =>
+        byte[] request = MsgPack.Encode(MsgValue.FromArray(0, 1, "echo", MsgValue.FromArray(MsgValue.Map(("value", new string('a', 400))))));
+        // One byte per 50 ms: each byte is progress, but the message as a whole would take ~20 s > 300 ms. The last
+        // byte is never sent, so only the slow-sender timeout can end the connection while the trickle goes on.
+        var closed = client.ReadUntilClosedAsync();
+        int sent = 0;
+        while (!closed.IsCompleted && sent < request.Length - 1)
         {
-            foreach (byte b in request)
-            {
-                if (stopTrickle.IsCancellationRequested)
-                {
-                    return;
-                }
-                await client.SendRawAsync([b]);
-                await Task.Delay(50);
-            }
-        });
-        Assert.Empty(await client.ReadUntilClosedAsync());
-        stopTrickle.Cancel();
-        await trickle;
+            await client.SendRawAsync([request[sent++]]);
+            await Task.Delay(2); // real time for the server to take the byte before the clock moves on
+            clock.Advance(TimeSpan.FromMilliseconds(50));
+        }
+        Assert.Empty(await closed);
+        Assert.True(sent < request.Length - 1, "the connection stayed open while the message trickled in");
         Assert.True(server.Log.Has(8));
         // A prompt client on another connection is served meanwhile.
         await using var other = await server.ConnectAsync();
@@ -225,15 +223,40 @@ public class RpcServerTests
     [Fact]
     public async Task IdleConnection_IsClosed_ButOneWithARunningRequestIsNot()
     {
-        // The busy connection must send its request before the idle timeout: 1 s leaves room on a loaded machine.
-        await using var server = new TestServer(new RpcServerOptions { IdleTimeout = TimeSpan.FromSeconds(1) });
+        var clock = new FakeTimeProvider();
+        await using var server = new TestServer(new RpcServerOptions { IdleTimeout = TimeSpan.FromSeconds(1), TimeProvider = clock });
         await using var busy = await server.ConnectAsync();
-        await busy.RequestAsync(1, "sleep", MsgValue.Map(("ms", 3000)));
+        await busy.RequestAsync(1, "sleep", MsgValue.Map(("ms", 3000))); // sleeps on the server's (fake) clock
+        Assert.Equal(1u, await server.Started.Reader.ReadAsync());
         await using var idle = await server.ConnectAsync();
-        Assert.Empty(await idle.ReadUntilClosedAsync());
+        Assert.True(await WaitUntilAsync(() => server.Server.ConnectionCount == 2), "the second connection was not accepted");
+
+        // 100 ms of server time per step until the busy call (3 s) ends: the idle connection goes after 1 s.
+        var idleClosed = idle.ReadUntilClosedAsync();
+        var reply = busy.ReadResponseAsync();
+        for (int step = 0; !reply.IsCompleted && step < 1000; step++)
+        {
+            clock.Advance(TimeSpan.FromMilliseconds(100));
+            await Task.Delay(5);
+        }
+        Assert.Empty(await idleClosed);
         Assert.True(server.Log.Has(5, nameof(RpcCloseReason.IdleTimeout)));
-        var reply = await busy.ReadResponseAsync();
-        Assert.Equal(3000, reply.Result.AsInt64());
+        Assert.Equal(3000, (await reply).Result.AsInt64());
+    }
+
+    /// <summary>Polls <paramref name="condition"/> for up to 10 s of real time (a liveness bound, not a timing assertion).</summary>
+    private static async Task<bool> WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                return false;
+            }
+            await Task.Delay(10);
+        }
+        return true;
     }
 
     [Fact]

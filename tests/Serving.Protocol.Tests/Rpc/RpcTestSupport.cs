@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
@@ -42,18 +43,21 @@ internal sealed class CapturingLogger : ILogger
 
 /// <summary>
 /// A bare client on a real socket: sends any bytes (well-formed or not) and reads whole messages back with the
-/// stream decoder. Reads give up after 10 s so a broken server fails the test instead of hanging it.
+/// Protocol's message reader. Reads give up after 10 s so a broken server fails the test instead of hanging it.
 /// </summary>
 internal sealed class RawClient : IAsyncDisposable
 {
     private static readonly TimeSpan ReadLimit = TimeSpan.FromSeconds(10);
     private readonly Socket _socket;
-    private readonly MsgPackStreamDecoder _decoder = new(new MsgPackLimits { MaxMessageBytes = 64 << 20, MaxBinaryBytes = 64 << 20 });
-    private readonly byte[] _buffer = new byte[64 * 1024];
+    private readonly PipeReader _input;
+    private readonly MsgPackMessageReader _messages;
+    private bool _closed;
 
     private RawClient(Socket socket)
     {
         _socket = socket;
+        _input = PipeReader.Create(new NetworkStream(socket, ownsSocket: false));
+        _messages = new MsgPackMessageReader(_input, new MsgPackLimits { MaxMessageBytes = 64 << 20, MaxBinaryBytes = 64 << 20 });
     }
 
     public static async Task<RawClient> ConnectAsync(IPEndPoint endPoint, int? receiveBufferSize = null)
@@ -91,31 +95,25 @@ internal sealed class RawClient : IAsyncDisposable
     /// <summary>The next message, or null when the server closed the connection (EOF or reset).</summary>
     public async Task<MsgValue?> ReadAsync()
     {
-        using var timeout = new CancellationTokenSource(ReadLimit);
-        while (true)
+        if (_closed)
         {
-            if (_decoder.TryReadMessage(out var message))
-            {
-                return message;
-            }
-            int n;
-            try
-            {
-                n = await _socket.ReceiveAsync(_buffer, SocketFlags.None, timeout.Token);
-            }
-            catch (SocketException)
-            {
-                return null; // reset counts as closed
-            }
-            catch (OperationCanceledException)
-            {
-                throw new TimeoutException("No message and no close from the server within 10 s");
-            }
-            if (n == 0)
-            {
-                return null;
-            }
-            _decoder.Append(_buffer.AsSpan(0, n));
+            return null;
+        }
+        using var timeout = new CancellationTokenSource(ReadLimit);
+        try
+        {
+            var message = await _messages.ReadAsync(timeout.Token);
+            _closed = message is null;
+            return message;
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            _closed = true;
+            return null; // reset counts as closed
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException("No message and no close from the server within 10 s");
         }
     }
 
@@ -148,11 +146,10 @@ internal sealed class RawClient : IAsyncDisposable
         return messages;
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         _socket.Dispose();
-        _decoder.Dispose();
-        return ValueTask.CompletedTask;
+        await _input.CompleteAsync();
     }
 }
 
@@ -186,7 +183,7 @@ internal sealed class TestServer : IAsyncDisposable
         {
             long ms = call.Args.GetInt64("ms", 0, 60_000);
             Started.Writer.TryWrite(call.MessageId ?? 0);
-            await Task.Delay((int)ms, ct);
+            await Task.Delay(TimeSpan.FromMilliseconds(ms), Server.Options.TimeProvider, ct); // the server's clock (fake in timeout tests)
             return ms;
         });
         Server.Register("wait", async (call, ct) =>
