@@ -24,7 +24,6 @@ internal static unsafe class Argmax
         pool.Run(&Row, &job, t, (long)t * v);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Row(void* context, int t, int worker)
     {
         var job = (Job*)context;

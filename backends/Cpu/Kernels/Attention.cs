@@ -69,7 +69,6 @@ internal static unsafe class Attention
         pool.Run(&Item, &job, t * kvHeads, work);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Item(void* context, int item, int worker)
     {
         var job = (Job*)context;
@@ -145,7 +144,6 @@ internal static unsafe class Attention
     }
 
     /// <summary>scores[j] = scale · (q · k row j) for the n rows k + j·rowStride, j in [0, n); q and rows of dh floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores(float* q, float* k, int rowStride, int n, int dh, float scale, float* scores)
     {
         int j = 0;
@@ -162,15 +160,9 @@ internal static unsafe class Attention
     }
 
     /// <summary>row[i] = exp(row[i] − max) for i in [0, n), n a multiple of <see cref="Pad"/>; returns Σ row[i].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float ExpInPlace(float* row, int n, float max)
-    {
-        VectorDriver.Map<ExpMinus>(row, row, row, n, max);
-        return VectorDriver.Reduce(new Sum(row), n);
-    }
+    private static float ExpInPlace(float* row, int n, float max) => VectorDriver.MapSum<ExpMinus>(row, row, row, n, max);
 
     /// <summary>acc += Σ_j e[j] · (v row j), rows v + j·rowStride of dh floats, j in [0, n), in order of j.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate(float* e, float* v, int rowStride, int n, int dh, float* acc)
     {
         int j = 0;
@@ -186,14 +178,6 @@ internal static unsafe class Attention
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Accumulate<TW, TV>(ref TV acc, nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
             => acc = TW.Max(acc, TW.Load(x + i));
-    }
-
-    /// <summary>Σ x[i], one accumulator.</summary>
-    private readonly struct Sum(float* x) : IReduceOperator
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Accumulate<TW, TV>(ref TV acc, nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
-            => acc = TW.Add(acc, TW.Load(x + i));
     }
 
     /// <summary>e^(s − max), the unnormalized softmax weight of a score s.</summary>

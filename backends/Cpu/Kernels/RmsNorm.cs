@@ -22,7 +22,6 @@ internal static unsafe class RmsNorm
         pool.Run(&Row, &job, t, (long)t * d);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Row(void* context, int t, int worker)
     {
         var job = (Job*)context;

@@ -21,10 +21,11 @@ internal enum Accumulators
 /// vector — or for all of them at the scalar tier), the unrolling into one or two accumulators, the tail, and the
 /// split of flat arrays over the worker pool. A row's arithmetic depends only on its own length and the tier, never on
 /// other rows, so kernels built on this stay batch-invariant.
-/// Every method that runs these loops — the entry points here, and the kernels' row and item functions — is marked
-/// AggressiveOptimization (with AggressiveInlining where a caller should inline it): unoptimized Tier-0 code would
-/// call each width member (a load, an add) as a function until tiering replaced it, and did — SwiGlu at T = 64,
-/// F = 8192 took 30–80 ms instead of 0.4 ms through a whole quarter-second benchmark case before the attribute.
+/// The entry points are AggressiveOptimization as well as AggressiveInlining: a caller still in unoptimized Tier-0
+/// code calls an optimized loop instead of running it at Tier 0, where every width member (a load, an add) is a
+/// function call until tiering catches up (SwiGlu at T = 64, F = 8192 took 30–80 ms instead of 0.4 ms through a whole
+/// quarter-second benchmark case); an optimized caller inlines them. The kernels' own row and item functions are left
+/// to tiering, whose profile they gain from (attention 2–9 % faster than the same code compiled at once).
 /// </summary>
 internal static unsafe class VectorDriver
 {
@@ -34,6 +35,19 @@ internal static unsafe class VectorDriver
     {
         var loop = new MapLoop<TOp>(a, b, o, n, p);
         Run(ref loop);
+    }
+
+    /// <summary>
+    /// <see cref="Map{TOp}"/> that also returns Σ o[i], in the same pass: one vector accumulator, its lanes summed,
+    /// then the scalar end added in order. The elements after the last full vector always go through F32x1
+    /// (<see cref="IMapOperator.PadTail"/> would add the padding lanes to the sum).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static float MapSum<TOp>(float* a, float* b, float* o, int n, float p = 0f) where TOp : struct, IMapOperator
+    {
+        var loop = new MapSumLoop<TOp>(a, b, o, n, p);
+        Run(ref loop);
+        return loop.Total;
     }
 
     /// <summary>Elements per work item of <see cref="MapParallel{TOp}"/>: 64 KiB of each array, a multiple of every vector width.</summary>
@@ -116,6 +130,25 @@ internal static unsafe class VectorDriver
         }
     }
 
+    private struct MapSumLoop<TOp>(float* a, float* b, float* o, int n, float p) : ILoop where TOp : struct, IMapOperator
+    {
+        public float Total;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Run<TW, TV>(ref nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
+        {
+            // As ReduceLoop with one accumulator: F32x1 continues the vector part's total element by element.
+            TV pv = TW.Create(p), sum = TW.Create(TW.Count == 1 ? Total : 0f);
+            for (; i <= n - TW.Count; i += TW.Count)
+            {
+                TV v = TOp.Invoke<TW, TV>(TW.Load(a + i), TW.Load(b + i), pv);
+                TW.Store(v, o + i);
+                sum = TW.Add(sum, v);
+            }
+            Total = TW.Sum(sum);
+        }
+    }
+
     /// <summary>The last <paramref name="rest"/> (&lt; TW.Count) elements through one vector on zero-padded copies.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void MapPadded<TOp, TW, TV>(float* a, float* b, float* o, int rest, float p)
@@ -146,17 +179,18 @@ internal static unsafe class VectorDriver
             // Vector widths start from the identity and fold their lanes; F32x1 continues the total element by
             // element, which is exactly the scalar loop the kernels had.
             bool pairs = two && TW.Count > 1;
+            TOp o = op;   // a local copy: the JIT keeps its pointers in registers (the field stayed on the stack)
             TV a0 = TW.Create(TW.Count == 1 ? Total : TOp.Identity), a1 = TW.Create(TOp.Identity);
             if (pairs)
             {
                 for (; i <= n - 2 * TW.Count; i += 2 * TW.Count)
                 {
-                    op.Accumulate<TW, TV>(ref a0, i);
-                    op.Accumulate<TW, TV>(ref a1, i + TW.Count);
+                    o.Accumulate<TW, TV>(ref a0, i);
+                    o.Accumulate<TW, TV>(ref a1, i + TW.Count);
                 }
             }
             for (; i <= n - TW.Count; i += TW.Count)
-                op.Accumulate<TW, TV>(ref a0, i);
+                o.Accumulate<TW, TV>(ref a0, i);
             Total = TOp.Fold<TW, TV>(pairs ? TOp.Combine<TW, TV>(a0, a1) : a0);
         }
     }
@@ -171,18 +205,19 @@ internal static unsafe class VectorDriver
             // As ReduceLoop, four times: with two accumulators, a0..a3 take the even vectors and b0..b3 the odd ones.
             bool pairs = two && TW.Count > 1;
             bool scalar = TW.Count == 1;
+            TOp o = op;   // as in ReduceLoop
             TV a0 = TW.Create(scalar ? S0 : 0f), a1 = TW.Create(scalar ? S1 : 0f), a2 = TW.Create(scalar ? S2 : 0f), a3 = TW.Create(scalar ? S3 : 0f);
             TV b0 = TW.Create(0f), b1 = b0, b2 = b0, b3 = b0;
             if (pairs)
             {
                 for (; i <= n - 2 * TW.Count; i += 2 * TW.Count)
                 {
-                    op.Accumulate<TW, TV>(ref a0, ref a1, ref a2, ref a3, i);
-                    op.Accumulate<TW, TV>(ref b0, ref b1, ref b2, ref b3, i + TW.Count);
+                    o.Accumulate<TW, TV>(ref a0, ref a1, ref a2, ref a3, i);
+                    o.Accumulate<TW, TV>(ref b0, ref b1, ref b2, ref b3, i + TW.Count);
                 }
             }
             for (; i <= n - TW.Count; i += TW.Count)
-                op.Accumulate<TW, TV>(ref a0, ref a1, ref a2, ref a3, i);
+                o.Accumulate<TW, TV>(ref a0, ref a1, ref a2, ref a3, i);
             if (pairs)
             {
                 a0 = TW.Add(a0, b0);
@@ -202,8 +237,9 @@ internal static unsafe class VectorDriver
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Run<TW, TV>(ref nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
         {
+            TOp o = op;   // as in ReduceLoop
             for (; i <= n - TW.Count; i += TW.Count)
-                op.Apply<TW, TV>(i);
+                o.Apply<TW, TV>(i);
         }
     }
 
