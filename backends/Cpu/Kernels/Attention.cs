@@ -144,6 +144,7 @@ internal static unsafe class Attention
     }
 
     /// <summary>scores[j] = scale · (q · k row j) for the n rows k + j·rowStride, j in [0, n); q and rows of dh floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores(float* q, float* k, int rowStride, int n, int dh, float scale, float* scores)
     {
         int j = 0;
@@ -160,9 +161,11 @@ internal static unsafe class Attention
     }
 
     /// <summary>row[i] = exp(row[i] − max) for i in [0, n), n a multiple of <see cref="Pad"/>; returns Σ row[i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpInPlace(float* row, int n, float max) => VectorDriver.MapSum<ExpMinus>(row, row, row, n, max);
 
     /// <summary>acc += Σ_j e[j] · (v row j), rows v + j·rowStride of dh floats, j in [0, n), in order of j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate(float* e, float* v, int rowStride, int n, int dh, float* acc)
     {
         int j = 0;
