@@ -9,15 +9,18 @@ namespace Serving.Conformance.Tests;
 // SIMD tiers (docs/conformance.md "Every SIMD tier on one machine", after ImageSharp's FeatureTestRunner): the in-process run
 // tests only the widest tier this CPU has. Here this same assembly is started again as a child process
 // (Program.Main → TierCheck) with the runtime's hardware-intrinsic switches off, and runs a subset — MatMul for every
-// weight type and variant, RmsNorm, Attention — on reduced shapes that still have tails.
+// weight type and variant, RmsNorm, SwiGlu, Add, Argmax, Attention (every kernel on the vector driver) — on reduced
+// shapes that still have tails.
 public abstract partial class ConformanceSuite
 {
     /// <summary>The tiers: name, environment for the child, and what the child must then report.</summary>
-    public static TheoryData<string> SimdTiers() => new() { "no-avx512", "no-avx2", "scalar" };
+    public static TheoryData<string> SimdTiers() => new() { "no-avx512", "no-avx2", "scalar", "emulated-512" };
 
     /// <summary>
     /// The kernel subset passes with AVX-512 off, with AVX2 off, and with all hardware intrinsics off (a tier this CPU
-    /// lacks anyway is skipped: the in-process tests already ran it).
+    /// lacks anyway is skipped: the in-process tests already ran it). On a CPU without AVX-512, "emulated-512" runs the
+    /// Cpu backend's 512-bit kernels anyway (SERVING_CPU_SIMD=512: the runtime computes Vector512 in software, slowly
+    /// but exactly), so their code is checked on every machine.
     /// </summary>
     [SkippableTheory, MemberData(nameof(SimdTiers)), Trait("Category", "Slow")]
     public void KernelsPassAtSimdTier(string tier)
@@ -32,11 +35,13 @@ public abstract partial class ConformanceSuite
             "no-avx512" => (new Dictionary<string, string> { ["DOTNET_EnableAVX512"] = "0", ["DOTNET_EnableAVX512F"] = "0" }, false, (bool?)null, (bool?)null),
             "no-avx2" => (new Dictionary<string, string> { ["DOTNET_EnableAVX2"] = "0" }, false, false, (bool?)null),
             "scalar" => (new Dictionary<string, string> { ["DOTNET_EnableHWIntrinsic"] = "0" }, false, (bool?)false, (bool?)false),
+            "emulated-512" => (new Dictionary<string, string> { ["SERVING_CPU_SIMD"] = "512" }, false, (bool?)null, (bool?)null),
             _ => throw new ArgumentOutOfRangeException(nameof(tier), tier, null),
         };
         Skip.If(tier != "scalar" && !x86, $"{tier}: an x86 switch, and this is {RuntimeInformation.ProcessArchitecture}");
         Skip.If(tier == "no-avx512" && !Vector512.IsHardwareAccelerated, "this CPU has no AVX-512: the in-process run already is the no-AVX-512 tier");
         Skip.If(tier == "no-avx2" && !Vector256.IsHardwareAccelerated, "this CPU has no AVX2: the in-process run already is the no-AVX2 tier");
+        Skip.If(tier == "emulated-512" && Vector512.IsHardwareAccelerated, "this CPU has AVX-512: the in-process run already runs the 512-bit kernels");
 
         var (exitCode, output) = RunChild(environment);
         Assert.True(exitCode == 0, $"{tier} child exited {exitCode}:\n{output}");
@@ -44,6 +49,7 @@ public abstract partial class ConformanceSuite
         Assert.Contains($"Vector512={expectV512}", output);
         if (expectV256 is bool v256) Assert.Contains($"Vector256={v256}", output);
         if (expectV128 is bool v128) Assert.Contains($"Vector128={v128}", output);
+        if (tier == "emulated-512") Assert.Matches(@"device: .*Vector512", output); // the backend took the override
         Assert.Contains("all passed", output);
     }
 

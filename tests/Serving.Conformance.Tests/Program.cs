@@ -7,7 +7,7 @@ namespace Serving.Conformance.Tests;
 
 /// <summary>
 /// Entry point of the test assembly when run as a program, which only the SIMD-tier test does:
-/// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt;</c> runs the kernel subset (MatMul with its batch invariance, RmsNorm, Attention) on the backend with
+/// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt;</c> runs the kernel subset (MatMul with its batch invariance, RmsNorm, SwiGlu, Add, Argmax, Attention) on the backend with
 /// whatever hardware-intrinsic switches the environment sets, prints the tier it ran at and each result, and exits
 /// 0 when all passed, 1 when a case failed, 2 on bad usage, 3 when the backend is unavailable.
 /// </summary>
@@ -31,6 +31,7 @@ public static class Program
             Console.WriteLine($"unavailable: {handle.UnavailableReason}");
             return 3;
         }
+        Console.WriteLine($"device: {handle.Device.Descriptor.Id}, {handle.Device.Descriptor.DriverVersion}");
         var checks = new OpChecks(handle.Device, backend);
         var runs = new List<(string Name, Func<CaseLog> Run)>();
         foreach (var type in OpChecks.WeightTypes)
@@ -40,6 +41,9 @@ public static class Program
                 runs.Add(($"MatMul {type.Name()} batch invariance", () => checks.MatMulBatchInvariance(type)));
             }
         if (checks.Unsupported(OpKind.RmsNorm, DataType.F32) is null) runs.Add(("RmsNorm", () => checks.RmsNorm(Coverage.Quick)));
+        if (checks.Unsupported(OpKind.SwiGlu, DataType.F32) is null) runs.Add(("SwiGlu", () => checks.SwiGlu(Coverage.Quick)));
+        if (checks.Unsupported(OpKind.Add, DataType.F32) is null) runs.Add(("Add", () => checks.Add(Coverage.Quick)));
+        if (checks.Unsupported(OpKind.Argmax, DataType.F32) is null) runs.Add(("Argmax", () => checks.Argmax(Coverage.Quick)));
         if (checks.Unsupported(OpKind.Attention, DataType.F32) is null) runs.Add(("Attention", () => checks.Attention(Coverage.Quick)));
 
         int failed = 0;

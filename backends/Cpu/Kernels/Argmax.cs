@@ -1,4 +1,4 @@
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 using Serving.Backends.Cpu.Threading;
 
 namespace Serving.Backends.Cpu.Kernels;
@@ -6,7 +6,7 @@ namespace Serving.Backends.Cpu.Kernels;
 /// <summary>
 /// output[t] = the first index of the largest value of logits[t, :] (F32 [T, V] → I32 [T]). NaN never compares
 /// greater, so NaNs are skipped; a row of only NaN gives 0. Pass 1 finds the max with vectors, pass 2 the first
-/// index holding it.
+/// index holding it (so the order in which pass 1 met equal values, +0 and −0 included, cannot change the index).
 /// </summary>
 internal static unsafe class Argmax
 {
@@ -29,43 +29,7 @@ internal static unsafe class Argmax
         var job = (Job*)context;
         int v = job->V;
         float* x = job->Logits + (long)t * v;
-        float max = float.NegativeInfinity;
-        int i = 0;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> m = Vector512.Create(float.NegativeInfinity);
-            for (; i <= v - 16; i += 16)
-            {
-                Vector512<float> e = Vector512.Load(x + i);
-                m = Vector512.ConditionalSelect(Vector512.GreaterThan(e, m), e, m);
-            }
-            for (int j = 0; j < 16; j++)
-                max = m[j] > max ? m[j] : max;
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> m = Vector256.Create(float.NegativeInfinity);
-            for (; i <= v - 8; i += 8)
-            {
-                Vector256<float> e = Vector256.Load(x + i);
-                m = Vector256.ConditionalSelect(Vector256.GreaterThan(e, m), e, m);
-            }
-            for (int j = 0; j < 8; j++)
-                max = m[j] > max ? m[j] : max;
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> m = Vector128.Create(float.NegativeInfinity);
-            for (; i <= v - 4; i += 4)
-            {
-                Vector128<float> e = Vector128.Load(x + i);
-                m = Vector128.ConditionalSelect(Vector128.GreaterThan(e, m), e, m);
-            }
-            for (int j = 0; j < 4; j++)
-                max = m[j] > max ? m[j] : max;
-        }
-        for (; i < v; i++)
-            max = x[i] > max ? x[i] : max;
+        float max = VectorDriver.Reduce(new LargestNumber(x), v);
         int index = 0;
         for (int j = 0; j < v; j++)
         {
@@ -76,5 +40,16 @@ internal static unsafe class Argmax
             }
         }
         job->Output[t] = index;
+    }
+
+    /// <summary>
+    /// The largest value that is not NaN (−∞ when there is none). Its lanes never hold a NaN (GreaterOf never takes
+    /// one), so IMaxOperator's IEEE maximum across them gives that same value.
+    /// </summary>
+    private readonly struct LargestNumber(float* x) : IMaxOperator
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Accumulate<TW, TV>(ref TV acc, nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => acc = TW.GreaterOf(TW.Load(x + i), acc);
     }
 }

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Serving.Backends.Cpu.Kernels.MatMul;
 using Serving.Backends.Cpu.Threading;
 
 namespace Serving.Backends.Cpu.Kernels;
@@ -12,9 +12,11 @@ namespace Serving.Backends.Cpu.Kernels;
 /// block by block (rows of a block are consecutive), and each K / V slice of a block is read once for all G heads
 /// (it stays in L1 while the heads take turns).
 /// Three passes per item: (1) scaled scores of every position into a scratch row per head, four positions per
-/// sweep of q; (2) per head, vector max, e = exp(s − max) in place and Σ e; (3) acc_h += e·V row, four positions
-/// per sweep of acc, then output = acc / Σ e. The arithmetic of an item depends only on its own row's position,
-/// sequence, q and the cache (never on T, the other rows or which worker runs it), so results are batch-invariant.
+/// sweep of q; (2) per head, the max, e = exp(s − max) in place, Σ e; (3) acc_h += e·V row, four positions per
+/// sweep of acc, then output = acc / Σ e. The vector loops are <see cref="VectorDriver"/>'s; this file holds their
+/// operators (the dots are <see cref="FloatDot"/>'s, with one accumulator per position). The arithmetic of an item
+/// depends only on its own row's position, sequence, q and the cache (never on T, the other rows or which worker runs
+/// it), so results are batch-invariant.
 /// Large contexts are bound by memory bandwidth (each K and V element is read once per item); small ones by the
 /// per-position dot and axpy work.
 /// </summary>
@@ -109,7 +111,7 @@ internal static unsafe class Attention
             float* row = scores + (long)g * stride;
             for (int p = count; p < stride; p++)
                 row[p] = float.NegativeInfinity;
-            inverse[g] = 1f / ExpInPlace(row, stride, Max(row, stride));
+            inverse[g] = 1f / ExpInPlace(row, stride, VectorDriver.Reduce(new Largest(row), stride));
         }
 
         // (3) Weighted sum of V rows, block by block as in (1).
@@ -123,11 +125,7 @@ internal static unsafe class Attention
         }
         float* o = job->Output + headOffset;
         for (int g = 0; g < group; g++)
-        {
-            float inv = inverse[g];
-            for (int i = 0; i < dh; i++)
-                o[(long)g * dh + i] = acc[(long)g * dh + i] * inv;
-        }
+            VectorDriver.Map<Scaled>(acc + (long)g * dh, acc + (long)g * dh, o + (long)g * dh, dh, inverse[g]);
     }
 
     /// <summary>Asks for the n rows' slices of dh floats to be brought into the cache (a hint; no-op without SSE).</summary>
@@ -146,281 +144,85 @@ internal static unsafe class Attention
     }
 
     /// <summary>scores[j] = scale · (q · k row j) for the n rows k + j·rowStride, j in [0, n); q and rows of dh floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores(float* q, float* k, int rowStride, int n, int dh, float scale, float* scores)
     {
         int j = 0;
         for (; j <= n - Unroll; j += Unroll)
         {
-            float* k0 = k + (long)j * rowStride;
-            Dot4(q, k0, k0 + rowStride, k0 + 2L * rowStride, k0 + 3L * rowStride, dh, scores + j);
-            scores[j] *= scale;
-            scores[j + 1] *= scale;
-            scores[j + 2] *= scale;
-            scores[j + 3] *= scale;
+            var (s0, s1, s2, s3) = VectorDriver.Sum4(new FloatDot.Rows4<MatMulF32>(q, (byte*)(k + (long)j * rowStride), rowStride * 4L), dh, Accumulators.One);
+            scores[j] = s0 * scale;
+            scores[j + 1] = s1 * scale;
+            scores[j + 2] = s2 * scale;
+            scores[j + 3] = s3 * scale;
         }
         for (; j < n; j++)
-            scores[j] = scale * Dot(q, k + (long)j * rowStride, dh);
+            scores[j] = scale * VectorDriver.Reduce(new FloatDot.Row<MatMulF32>(q, (byte*)(k + (long)j * rowStride)), dh);
     }
-
-    /// <summary>The four dot products q · k0..k3 over n floats into result[0..3]; q is loaded once per vector.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Dot4(float* q, float* k0, float* k1, float* k2, float* k3, int n, float* result)
-    {
-        int i = 0;
-        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i <= n - 16; i += 16)
-            {
-                Vector512<float> qv = Vector512.Load(q + i);
-                a0 = Vector512.MultiplyAddEstimate(qv, Vector512.Load(k0 + i), a0);
-                a1 = Vector512.MultiplyAddEstimate(qv, Vector512.Load(k1 + i), a1);
-                a2 = Vector512.MultiplyAddEstimate(qv, Vector512.Load(k2 + i), a2);
-                a3 = Vector512.MultiplyAddEstimate(qv, Vector512.Load(k3 + i), a3);
-            }
-            s0 = Vector512.Sum(a0); s1 = Vector512.Sum(a1); s2 = Vector512.Sum(a2); s3 = Vector512.Sum(a3);
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i <= n - 8; i += 8)
-            {
-                Vector256<float> qv = Vector256.Load(q + i);
-                a0 = Vector256.MultiplyAddEstimate(qv, Vector256.Load(k0 + i), a0);
-                a1 = Vector256.MultiplyAddEstimate(qv, Vector256.Load(k1 + i), a1);
-                a2 = Vector256.MultiplyAddEstimate(qv, Vector256.Load(k2 + i), a2);
-                a3 = Vector256.MultiplyAddEstimate(qv, Vector256.Load(k3 + i), a3);
-            }
-            s0 = Vector256.Sum(a0); s1 = Vector256.Sum(a1); s2 = Vector256.Sum(a2); s3 = Vector256.Sum(a3);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i <= n - 4; i += 4)
-            {
-                Vector128<float> qv = Vector128.Load(q + i);
-                a0 = Vector128.MultiplyAddEstimate(qv, Vector128.Load(k0 + i), a0);
-                a1 = Vector128.MultiplyAddEstimate(qv, Vector128.Load(k1 + i), a1);
-                a2 = Vector128.MultiplyAddEstimate(qv, Vector128.Load(k2 + i), a2);
-                a3 = Vector128.MultiplyAddEstimate(qv, Vector128.Load(k3 + i), a3);
-            }
-            s0 = Vector128.Sum(a0); s1 = Vector128.Sum(a1); s2 = Vector128.Sum(a2); s3 = Vector128.Sum(a3);
-        }
-        for (; i < n; i++)
-        {
-            float qs = q[i];
-            s0 += qs * k0[i];
-            s1 += qs * k1[i];
-            s2 += qs * k2[i];
-            s3 += qs * k3[i];
-        }
-        result[0] = s0;
-        result[1] = s1;
-        result[2] = s2;
-        result[3] = s3;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot(float* a, float* b, int n)
-    {
-        int i = 0;
-        float sum = 0f;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> acc = Vector512<float>.Zero;
-            for (; i <= n - 16; i += 16)
-                acc = Vector512.MultiplyAddEstimate(Vector512.Load(a + i), Vector512.Load(b + i), acc);
-            sum = Vector512.Sum(acc);
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> acc = Vector256<float>.Zero;
-            for (; i <= n - 8; i += 8)
-                acc = Vector256.MultiplyAddEstimate(Vector256.Load(a + i), Vector256.Load(b + i), acc);
-            sum = Vector256.Sum(acc);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> acc = Vector128<float>.Zero;
-            for (; i <= n - 4; i += 4)
-                acc = Vector128.MultiplyAddEstimate(Vector128.Load(a + i), Vector128.Load(b + i), acc);
-            sum = Vector128.Sum(acc);
-        }
-        for (; i < n; i++)
-            sum += a[i] * b[i];
-        return sum;
-    }
-
-    /// <summary>Largest of row[0..n), n a multiple of <see cref="Pad"/>.</summary>
-    private static float Max(float* row, int n)
-    {
-        int i = 0;
-        float max = float.NegativeInfinity;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> m = Vector512.Create(float.NegativeInfinity);
-            for (; i < n; i += 16)
-                m = Vector512.Max(m, Vector512.Load(row + i));
-            max = MaxLanes(m.GetLower(), m.GetUpper());
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> m = Vector256.Create(float.NegativeInfinity);
-            for (; i < n; i += 8)
-                m = Vector256.Max(m, Vector256.Load(row + i));
-            max = MaxLanes(m, m);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> m = Vector128.Create(float.NegativeInfinity);
-            for (; i < n; i += 4)
-                m = Vector128.Max(m, Vector128.Load(row + i));
-            max = MaxLanes(m);
-        }
-        for (; i < n; i++)
-            max = MathF.Max(max, row[i]);
-        return max;
-    }
-
-    private static float MaxLanes(Vector256<float> a, Vector256<float> b)
-    {
-        Vector256<float> m = Vector256.Max(a, b);
-        return MaxLanes(Vector128.Max(m.GetLower(), m.GetUpper()));
-    }
-
-    private static float MaxLanes(Vector128<float> m)
-        => MathF.Max(MathF.Max(m.GetElement(0), m.GetElement(1)), MathF.Max(m.GetElement(2), m.GetElement(3)));
 
     /// <summary>row[i] = exp(row[i] − max) for i in [0, n), n a multiple of <see cref="Pad"/>; returns Σ row[i].</summary>
-    private static float ExpInPlace(float* row, int n, float max)
-    {
-        int i = 0;
-        float sum = 0f;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> m = Vector512.Create(max), s = default;
-            for (; i < n; i += 16)
-            {
-                Vector512<float> e = Vector512.Exp(Vector512.Load(row + i) - m);
-                e.Store(row + i);
-                s += e;
-            }
-            sum = Vector512.Sum(s);
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> m = Vector256.Create(max), s = default;
-            for (; i < n; i += 8)
-            {
-                Vector256<float> e = Vector256.Exp(Vector256.Load(row + i) - m);
-                e.Store(row + i);
-                s += e;
-            }
-            sum = Vector256.Sum(s);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> m = Vector128.Create(max), s = default;
-            for (; i < n; i += 4)
-            {
-                Vector128<float> e = Vector128.Exp(Vector128.Load(row + i) - m);
-                e.Store(row + i);
-                s += e;
-            }
-            sum = Vector128.Sum(s);
-        }
-        for (; i < n; i++)
-        {
-            float e = MathF.Exp(row[i] - max);
-            row[i] = e;
-            sum += e;
-        }
-        return sum;
-    }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float ExpInPlace(float* row, int n, float max) => VectorDriver.MapSum<ExpMinus>(row, row, row, n, max);
 
     /// <summary>acc += Σ_j e[j] · (v row j), rows v + j·rowStride of dh floats, j in [0, n), in order of j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate(float* e, float* v, int rowStride, int n, int dh, float* acc)
     {
         int j = 0;
         for (; j <= n - Unroll; j += Unroll)
-        {
-            float* v0 = v + (long)j * rowStride;
-            Axpy4(e + j, v0, v0 + rowStride, v0 + 2L * rowStride, v0 + 3L * rowStride, dh, acc);
-        }
+            VectorDriver.ForEach(new WeightedRows4(e + j, v + (long)j * rowStride, rowStride, acc), dh);
         for (; j < n; j++)
-            Axpy(e[j], v + (long)j * rowStride, acc, dh);
+            VectorDriver.Map<WeightedRow>(v + (long)j * rowStride, acc, acc, dh, e[j]);
     }
 
-    /// <summary>acc += e0·v0 + e1·v1 + e2·v2 + e3·v3 (added in that order) over n floats; acc is loaded once per vector.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Axpy4(float* e, float* v0, float* v1, float* v2, float* v3, int n, float* acc)
+    /// <summary>The largest element by IEEE maximum (NaN if any is NaN).</summary>
+    private readonly struct Largest(float* x) : IMaxOperator
     {
-        int i = 0;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> e0 = Vector512.Create(e[0]), e1 = Vector512.Create(e[1]);
-            Vector512<float> e2 = Vector512.Create(e[2]), e3 = Vector512.Create(e[3]);
-            for (; i <= n - 16; i += 16)
-            {
-                Vector512<float> a = Vector512.MultiplyAddEstimate(e0, Vector512.Load(v0 + i), Vector512.Load(acc + i));
-                a = Vector512.MultiplyAddEstimate(e1, Vector512.Load(v1 + i), a);
-                a = Vector512.MultiplyAddEstimate(e2, Vector512.Load(v2 + i), a);
-                Vector512.MultiplyAddEstimate(e3, Vector512.Load(v3 + i), a).Store(acc + i);
-            }
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> e0 = Vector256.Create(e[0]), e1 = Vector256.Create(e[1]);
-            Vector256<float> e2 = Vector256.Create(e[2]), e3 = Vector256.Create(e[3]);
-            for (; i <= n - 8; i += 8)
-            {
-                Vector256<float> a = Vector256.MultiplyAddEstimate(e0, Vector256.Load(v0 + i), Vector256.Load(acc + i));
-                a = Vector256.MultiplyAddEstimate(e1, Vector256.Load(v1 + i), a);
-                a = Vector256.MultiplyAddEstimate(e2, Vector256.Load(v2 + i), a);
-                Vector256.MultiplyAddEstimate(e3, Vector256.Load(v3 + i), a).Store(acc + i);
-            }
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> e0 = Vector128.Create(e[0]), e1 = Vector128.Create(e[1]);
-            Vector128<float> e2 = Vector128.Create(e[2]), e3 = Vector128.Create(e[3]);
-            for (; i <= n - 4; i += 4)
-            {
-                Vector128<float> a = Vector128.MultiplyAddEstimate(e0, Vector128.Load(v0 + i), Vector128.Load(acc + i));
-                a = Vector128.MultiplyAddEstimate(e1, Vector128.Load(v1 + i), a);
-                a = Vector128.MultiplyAddEstimate(e2, Vector128.Load(v2 + i), a);
-                Vector128.MultiplyAddEstimate(e3, Vector128.Load(v3 + i), a).Store(acc + i);
-            }
-        }
-        for (; i < n; i++)
-            acc[i] = acc[i] + e[0] * v0[i] + e[1] * v1[i] + e[2] * v2[i] + e[3] * v3[i];
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Accumulate<TW, TV>(ref TV acc, nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => acc = TW.Max(acc, TW.Load(x + i));
     }
 
-    /// <summary>acc += e · v over n floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Axpy(float e, float* v, float* acc, int n)
+    /// <summary>e^(s − max), the unnormalized softmax weight of a score s.</summary>
+    private readonly struct ExpMinus : IMapOperator
     {
-        int i = 0;
-        if (Simd.Tier == SimdTier.V512)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Invoke<TW, TV>(TV s, TV unused, TV max) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => TW.Exp(TW.Subtract(s, max));
+    }
+
+    /// <summary>acc + e·v (one FMA per vector).</summary>
+    private readonly struct WeightedRow : IMapOperator
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Invoke<TW, TV>(TV v, TV acc, TV e) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => TW.MultiplyAdd(e, v, acc);
+    }
+
+    /// <summary>a · p.</summary>
+    private readonly struct Scaled : IMapOperator
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Invoke<TW, TV>(TV a, TV unused, TV p) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => TW.Multiply(a, p);
+    }
+
+    /// <summary>
+    /// acc += e0·v0 + e1·v1 + e2·v2 + e3·v3 (added in that order) for the four rows v + r·rowStride: acc is loaded and
+    /// stored once per vector for the four positions.
+    /// </summary>
+    private readonly struct WeightedRows4(float* e, float* v, int rowStride, float* acc) : IForEachOperator
+    {
+        private readonly float _e0 = e[0], _e1 = e[1], _e2 = e[2], _e3 = e[3];
+        private readonly float* _v1 = v + rowStride, _v2 = v + 2L * rowStride, _v3 = v + 3L * rowStride;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Apply<TW, TV>(nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
         {
-            Vector512<float> ev = Vector512.Create(e);
-            for (; i <= n - 16; i += 16)
-                Vector512.MultiplyAddEstimate(ev, Vector512.Load(v + i), Vector512.Load(acc + i)).Store(acc + i);
+            TV a = TW.MultiplyAdd(TW.Create(_e0), TW.Load(v + i), TW.Load(acc + i));
+            a = TW.MultiplyAdd(TW.Create(_e1), TW.Load(_v1 + i), a);
+            a = TW.MultiplyAdd(TW.Create(_e2), TW.Load(_v2 + i), a);
+            TW.Store(TW.MultiplyAdd(TW.Create(_e3), TW.Load(_v3 + i), a), acc + i);
         }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> ev = Vector256.Create(e);
-            for (; i <= n - 8; i += 8)
-                Vector256.MultiplyAddEstimate(ev, Vector256.Load(v + i), Vector256.Load(acc + i)).Store(acc + i);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> ev = Vector128.Create(e);
-            for (; i <= n - 4; i += 4)
-                Vector128.MultiplyAddEstimate(ev, Vector128.Load(v + i), Vector128.Load(acc + i)).Store(acc + i);
-        }
-        for (; i < n; i++)
-            acc[i] += e * v[i];
     }
 }

@@ -1,4 +1,4 @@
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 using Serving.Backends.Cpu.Threading;
 
 namespace Serving.Backends.Cpu.Kernels;
@@ -28,68 +28,27 @@ internal static unsafe class RmsNorm
         int d = job->D;
         float* x = job->X + (long)t * d;
         float* y = job->Y + (long)t * d;
-        float* w = job->W;
-        float sum = SumOfSquares(x, d);
+        float sum = VectorDriver.Reduce(new SumOfSquares(x), d);
         float scale = (float)(1.0 / Math.Sqrt(sum / d + (double)job->Eps));
-        int i = 0;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> s = Vector512.Create(scale);
-            for (; i <= d - 16; i += 16)
-                (Vector512.Load(x + i) * s * Vector512.Load(w + i)).Store(y + i);
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> s = Vector256.Create(scale);
-            for (; i <= d - 8; i += 8)
-                (Vector256.Load(x + i) * s * Vector256.Load(w + i)).Store(y + i);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> s = Vector128.Create(scale);
-            for (; i <= d - 4; i += 4)
-                (Vector128.Load(x + i) * s * Vector128.Load(w + i)).Store(y + i);
-        }
-        for (; i < d; i++)
-            y[i] = x[i] * scale * w[i];
+        VectorDriver.Map<ScaledByWeight>(x, job->W, y, d, scale);
     }
 
-    private static float SumOfSquares(float* x, int d)
+    /// <summary>Σ x[i]², one accumulator.</summary>
+    private readonly struct SumOfSquares(float* x) : IReduceOperator
     {
-        int i = 0;
-        float sum = 0f;
-        if (Simd.Tier == SimdTier.V512)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Accumulate<TW, TV>(ref TV acc, nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
         {
-            Vector512<float> acc = Vector512<float>.Zero;
-            for (; i <= d - 16; i += 16)
-            {
-                Vector512<float> v = Vector512.Load(x + i);
-                acc = Vector512.MultiplyAddEstimate(v, v, acc);
-            }
-            sum = Vector512.Sum(acc);
+            TV v = TW.Load(x + i);
+            acc = TW.MultiplyAdd(v, v, acc);
         }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> acc = Vector256<float>.Zero;
-            for (; i <= d - 8; i += 8)
-            {
-                Vector256<float> v = Vector256.Load(x + i);
-                acc = Vector256.MultiplyAddEstimate(v, v, acc);
-            }
-            sum = Vector256.Sum(acc);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> acc = Vector128<float>.Zero;
-            for (; i <= d - 4; i += 4)
-            {
-                Vector128<float> v = Vector128.Load(x + i);
-                acc = Vector128.MultiplyAddEstimate(v, v, acc);
-            }
-            sum = Vector128.Sum(acc);
-        }
-        for (; i < d; i++)
-            sum += x[i] * x[i];
-        return sum;
+    }
+
+    /// <summary>x · scale · w, multiplied in that order.</summary>
+    private readonly struct ScaledByWeight : IMapOperator
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Invoke<TW, TV>(TV x, TV w, TV scale) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => TW.Multiply(TW.Multiply(x, scale), w);
     }
 }

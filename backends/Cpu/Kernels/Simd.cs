@@ -17,12 +17,13 @@ internal enum SimdTier
 }
 
 /// <summary>
-/// Tier selection and the small conversions every kernel shares (half and bfloat16 to float, horizontal sums).
+/// Tier selection and the small helpers kernels share (half and bfloat16 to float, prefetch). The element-wise and
+/// row-reduction kernels run their loops through <see cref="VectorDriver"/>, which reads <see cref="Tier"/> in one place.
 /// </summary>
 internal static class Simd
 {
     /// <summary>
-    /// The tier in use. A static readonly value: the JIT folds the tier switches in kernels to the one branch taken.
+    /// The tier in use. A static readonly value: the JIT folds every switch on it to the one branch taken.
     /// SERVING_CPU_SIMD=scalar|128|256|512 overrides it for testing every tier on one machine; a tier above what the
     /// hardware accelerates still computes correctly (the runtime emulates wide vectors) but slowly.
     /// </summary>
@@ -67,9 +68,6 @@ internal static class Simd
 
     /// <summary>Display name of the tier ("Vector256").</summary>
     public static string TierName => Tier == SimdTier.Scalar ? "scalar" : $"Vector{(int)Tier}";
-
-    /// <summary>Floats per vector at the current tier (1 for scalar).</summary>
-    public static int FloatLanes => Tier == SimdTier.Scalar ? 1 : (int)Tier / 32;
 
     /// <summary>IEEE half bits to float, exact for every value including subnormals, infinities and NaN payloads.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

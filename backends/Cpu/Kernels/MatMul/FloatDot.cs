@@ -1,160 +1,53 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 
 namespace Serving.Backends.Cpu.Kernels.MatMul;
 
 /// <summary>
-/// Dot products of an f32 x row with unquantized weight rows. Arithmetic of one dot, fixed per tier: two vector
-/// accumulators (even/odd vectors, so FMA latency is not the limit), one more vector into the first, the sum of
-/// both, then a scalar tail. <see cref="Dot4"/> runs four such dots side by side sharing each x load and gives
+/// Dot products of an f32 x row with unquantized weight rows (TL reads one weight type as floats). Arithmetic of one
+/// dot, fixed per tier: two vector accumulators (even/odd vectors, so FMA latency is not the limit), one more vector
+/// into the first, the sum of both, then a scalar tail (<see cref="VectorDriver.Reduce"/> with
+/// <see cref="Accumulators.Two"/>). <see cref="Dot4"/> runs four such dots side by side sharing each x load and gives
 /// bit-identical results to four <see cref="Dot1"/> calls, so variant and tiling never change a value.
+/// Dot1, Dot4 and <see cref="FloatTile.Run2x2"/> are each compiled once, optimized, as their own method and called
+/// (a few ns against 20 ns and up for a K = 288 dot): inlined three and four at a time into the MatMul driver's row
+/// loop, their layers of small generic methods ran the JIT out of inlining budget halfway (constructors left as calls,
+/// operator structs on the stack) and the tile variant spilled its accumulators, 1.2–1.8× slower at T = 8, K = 288.
 /// </summary>
 internal static unsafe class FloatDot
 {
     /// <summary>Σ x[k]·w[k] for k in [0, K).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Dot1<TL>(float* x, byte* w, int k) where TL : struct, IFloatRow
-    {
-        int i = 0;
-        float sum;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero;
-            for (; i <= k - 32; i += 32)
-            {
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(x + i), TL.Load512(w, i), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(x + i + 16), TL.Load512(w, i + 16), a1);
-            }
-            if (i <= k - 16)
-            {
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(x + i), TL.Load512(w, i), a0);
-                i += 16;
-            }
-            sum = Vector512.Sum(a0 + a1);
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero;
-            for (; i <= k - 16; i += 16)
-            {
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Load(x + i), TL.Load256(w, i), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.Load(x + i + 8), TL.Load256(w, i + 8), a1);
-            }
-            if (i <= k - 8)
-            {
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Load(x + i), TL.Load256(w, i), a0);
-                i += 8;
-            }
-            sum = Vector256.Sum(a0 + a1);
-        }
-        else if (Simd.Tier == SimdTier.V128)
-        {
-            Vector128<float> a0 = Vector128<float>.Zero, a1 = Vector128<float>.Zero;
-            for (; i <= k - 8; i += 8)
-            {
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Load(x + i), TL.Load128(w, i), a0);
-                a1 = Vector128.MultiplyAddEstimate(Vector128.Load(x + i + 4), TL.Load128(w, i + 4), a1);
-            }
-            if (i <= k - 4)
-            {
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Load(x + i), TL.Load128(w, i), a0);
-                i += 4;
-            }
-            sum = Vector128.Sum(a0 + a1);
-        }
-        else
-        {
-            sum = 0f;
-        }
-        for (; i < k; i++)
-            sum += x[i] * TL.Load(w, i);
-        return sum;
-    }
+        => VectorDriver.Reduce(new Row<TL>(x, w), k, Accumulators.Two);
 
     /// <summary>y[r] = Dot1(x, w + r·rowBytes) for r in 0..3, sharing each x load across the four rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Dot4<TL>(float* x, byte* w, long rowBytes, int k, float* y) where TL : struct, IFloatRow
+        => (y[0], y[1], y[2], y[3]) = VectorDriver.Sum4(new Rows4<TL>(x, w, rowBytes), k, Accumulators.Two);
+
+    /// <summary>x · w: the sum of x[i]·w[i].</summary>
+    public readonly struct Row<TL>(float* x, byte* w) : IReduceOperator where TL : struct, IFloatRow
     {
-        byte* w0 = w, w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes;
-        if (Simd.Tier == SimdTier.V512)
-        {
-            Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
-            int i = 0;
-            for (; i <= k - 32; i += 32)
-            {
-                Vector512<float> xa = Vector512.Load(x + i), xb = Vector512.Load(x + i + 16);
-                a0 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w0, i), a0);
-                b0 = Vector512.MultiplyAddEstimate(xb, TL.Load512(w0, i + 16), b0);
-                a1 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w1, i), a1);
-                b1 = Vector512.MultiplyAddEstimate(xb, TL.Load512(w1, i + 16), b1);
-                a2 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w2, i), a2);
-                b2 = Vector512.MultiplyAddEstimate(xb, TL.Load512(w2, i + 16), b2);
-                a3 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w3, i), a3);
-                b3 = Vector512.MultiplyAddEstimate(xb, TL.Load512(w3, i + 16), b3);
-            }
-            if (i <= k - 16)
-            {
-                Vector512<float> xa = Vector512.Load(x + i);
-                a0 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w0, i), a0);
-                a1 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w1, i), a1);
-                a2 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w2, i), a2);
-                a3 = Vector512.MultiplyAddEstimate(xa, TL.Load512(w3, i), a3);
-                i += 16;
-            }
-            Finish4<TL>(x, w0, w1, w2, w3, i, k, Vector512.Sum(a0 + b0), Vector512.Sum(a1 + b1), Vector512.Sum(a2 + b2), Vector512.Sum(a3 + b3), y);
-        }
-        else if (Simd.Tier == SimdTier.V256)
-        {
-            Vector256<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
-            int i = 0;
-            for (; i <= k - 16; i += 16)
-            {
-                Vector256<float> xa = Vector256.Load(x + i), xb = Vector256.Load(x + i + 8);
-                a0 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w0, i), a0);
-                b0 = Vector256.MultiplyAddEstimate(xb, TL.Load256(w0, i + 8), b0);
-                a1 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w1, i), a1);
-                b1 = Vector256.MultiplyAddEstimate(xb, TL.Load256(w1, i + 8), b1);
-                a2 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w2, i), a2);
-                b2 = Vector256.MultiplyAddEstimate(xb, TL.Load256(w2, i + 8), b2);
-                a3 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w3, i), a3);
-                b3 = Vector256.MultiplyAddEstimate(xb, TL.Load256(w3, i + 8), b3);
-            }
-            if (i <= k - 8)
-            {
-                Vector256<float> xa = Vector256.Load(x + i);
-                a0 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w0, i), a0);
-                a1 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w1, i), a1);
-                a2 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w2, i), a2);
-                a3 = Vector256.MultiplyAddEstimate(xa, TL.Load256(w3, i), a3);
-                i += 8;
-            }
-            Finish4<TL>(x, w0, w1, w2, w3, i, k, Vector256.Sum(a0 + b0), Vector256.Sum(a1 + b1), Vector256.Sum(a2 + b2), Vector256.Sum(a3 + b3), y);
-        }
-        else
-        {
-            // Narrow tiers have too few registers for eight accumulators; four single dots are the same arithmetic.
-            y[0] = Dot1<TL>(x, w0, k);
-            y[1] = Dot1<TL>(x, w1, k);
-            y[2] = Dot1<TL>(x, w2, k);
-            y[3] = Dot1<TL>(x, w3, k);
-        }
+        /// <inheritdoc/>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Accumulate<TW, TV>(ref TV acc, nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => acc = TW.MultiplyAdd(TW.Load(x + i), TW.LoadRow<TL>(w, i), acc);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish4<TL>(float* x, byte* w0, byte* w1, byte* w2, byte* w3, int i, int k,
-        float s0, float s1, float s2, float s3, float* y) where TL : struct, IFloatRow
+    /// <summary>x · w0 .. x · w3 for the four rows w + r·rowBytes: each x vector loaded once for the four.</summary>
+    public readonly struct Rows4<TL>(float* x, byte* w, long rowBytes) : ISum4Operator where TL : struct, IFloatRow
     {
-        for (; i < k; i++)
+        private readonly byte* _w1 = w + rowBytes, _w2 = w + 2 * rowBytes, _w3 = w + 3 * rowBytes;
+
+        /// <inheritdoc/>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Accumulate<TW, TV>(ref TV s0, ref TV s1, ref TV s2, ref TV s3, nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
         {
-            float xi = x[i];
-            s0 += xi * TL.Load(w0, i);
-            s1 += xi * TL.Load(w1, i);
-            s2 += xi * TL.Load(w2, i);
-            s3 += xi * TL.Load(w3, i);
+            TV xv = TW.Load(x + i);
+            s0 = TW.MultiplyAdd(xv, TW.LoadRow<TL>(w, i), s0);
+            s1 = TW.MultiplyAdd(xv, TW.LoadRow<TL>(_w1, i), s1);
+            s2 = TW.MultiplyAdd(xv, TW.LoadRow<TL>(_w2, i), s2);
+            s3 = TW.MultiplyAdd(xv, TW.LoadRow<TL>(_w3, i), s3);
         }
-        y[0] = s0;
-        y[1] = s1;
-        y[2] = s2;
-        y[3] = s3;
     }
 }
