@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
+using Serving.Backends.Cpu.Kernels.Formats;
 using Serving.Backends.Cpu.Kernels.MatMul;
 using Serving.Backends.Cpu.Threading;
 
@@ -150,14 +151,14 @@ internal static unsafe class Attention
         int j = 0;
         for (; j <= n - Unroll; j += Unroll)
         {
-            var (s0, s1, s2, s3) = VectorDriver.Sum4(new FloatDot.Rows4<MatMulF32>(q, (byte*)(k + (long)j * rowStride), rowStride * 4L), dh, Accumulators.One);
+            var (s0, s1, s2, s3) = VectorDriver.Sum4(new FloatDot.Rows4<F32Row>(q, (byte*)(k + (long)j * rowStride), rowStride * 4L), dh, Accumulators.One);
             scores[j] = s0 * scale;
             scores[j + 1] = s1 * scale;
             scores[j + 2] = s2 * scale;
             scores[j + 3] = s3 * scale;
         }
         for (; j < n; j++)
-            scores[j] = scale * VectorDriver.Reduce(new FloatDot.Row<MatMulF32>(q, (byte*)(k + (long)j * rowStride)), dh);
+            scores[j] = scale * VectorDriver.Reduce(new FloatDot.Row<F32Row>(q, (byte*)(k + (long)j * rowStride)), dh);
     }
 
     /// <summary>row[i] = exp(row[i] − max) for i in [0, n), n a multiple of <see cref="Pad"/>; returns Σ row[i].</summary>
