@@ -5,7 +5,7 @@ using Serving.Protocol.Rpc;
 
 namespace Serving.Protocol.Tests.MessagePack;
 
-/// <summary>testing.md "MessagePack / RPC" bad inputs: each a typed error, before any allocation the input
+/// <summary>docs/testing.md "MessagePack and RPC shape" bad inputs: each a typed error, before any allocation the input
 /// cannot back, and never a stack overflow. The codec is MessagePack-CSharp's reader and writer under our limits
 /// (MsgPackFramer, MsgPack): these check that use of the library.</summary>
 public class BadInputTests

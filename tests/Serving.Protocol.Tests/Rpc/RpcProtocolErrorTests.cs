@@ -4,7 +4,7 @@ using Serving.Protocol.Rpc;
 namespace Serving.Protocol.Tests.Rpc;
 
 /// <summary>
-/// testing.md RPC shape errors on real sockets: protocol errors close the connection (after an error reply when
+/// docs/testing.md RPC shape errors on real sockets: protocol errors close the connection (after an error reply when
 /// the msgid is known); semantic errors reply and keep it usable.
 /// </summary>
 public class RpcProtocolErrorTests
