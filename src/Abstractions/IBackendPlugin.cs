@@ -11,8 +11,10 @@ public interface IBackendPlugin
     /// <summary>Short lower-case backend name used in device ids ("cpu", "vulkan", "cuda").</summary>
     string Name { get; }
 
-    /// <summary>The <see cref="Abstractions.ContractVersion.Current"/> this plugin was compiled against.</summary>
-    int ContractVersion { get; }
+    /// <summary>The contract this plugin was compiled against: return
+    /// <c>new(ContractVersion.CurrentMajor, ContractVersion.CurrentMinor)</c>, consts fixed at build time. The host
+    /// loads the plugin when <see cref="Abstractions.ContractVersion.Accepts"/> says so.</summary>
+    ContractVersion ContractVersion { get; }
 
     /// <summary>
     /// Says whether the backend can run here and lists its devices. Never throws for "not available":
@@ -29,7 +31,12 @@ public interface IBackendPlugin
 
 /// <summary>Options for opening a device.</summary>
 /// <param name="Threads">CPU worker threads; 0 = one per core. Ignored by GPU backends.</param>
-public sealed record DeviceOptions(int Threads = 0)
+/// <param name="Reproducible">True (the default): every op result is batch-invariant (a row's result does not depend on
+/// the other rows in the step), so only variants with <see cref="KernelVariant.BatchInvariant"/> may run. False lets
+/// the tuner pick faster non-invariant variants (split-K, cooperative matrices).</param>
+/// <param name="Validation">GPU backends: enable the API's validation layer (Vulkan: VK_LAYER_KHRONOS_validation)
+/// and turn every message it reports into an <see cref="AcceleratorException"/>. For tests; slow.</param>
+public sealed record DeviceOptions(int Threads = 0, bool Reproducible = true, bool Validation = false)
 {
     /// <summary>Defaults for every backend.</summary>
     public static DeviceOptions Default { get; } = new();

@@ -1,9 +1,8 @@
 namespace Serving.Abstractions;
 
 /// <summary>
-/// A region of memory a device can compute on. Created by <see cref="IAccelerator.Allocate"/> or
-/// <see cref="IAccelerator.TryWrapHostMemory"/>; disposed by whoever created it. Disposing twice is harmless;
-/// using a disposed buffer throws <see cref="ObjectDisposedException"/>.
+/// A region of memory a device can compute on, created by <see cref="IAccelerator.Allocate"/> and disposed by whoever
+/// created it. Disposing twice is harmless; using a disposed buffer throws <see cref="ObjectDisposedException"/>.
 /// </summary>
 public interface IDeviceBuffer : IDisposable
 {
@@ -13,6 +12,9 @@ public interface IDeviceBuffer : IDisposable
     /// <summary>Size in bytes.</summary>
     long Length { get; }
 
-    /// <summary>True when the memory is host memory the device reads in place (zero-copy mapping).</summary>
+    /// <summary>True when the host can read and write the memory directly (unified memory, host-visible device memory, the CPU).</summary>
     bool IsHostMemory { get; }
+
+    /// <summary>True once disposed (by its user or by the device's Dispose).</summary>
+    bool IsDisposed { get; }
 }
