@@ -32,6 +32,10 @@ public sealed record DeviceDescriptor(
     DeviceKind Kind,
     long TotalMemoryBytes)
 {
+    /// <summary>Facts worth showing in <c>devices</c>, one line each ("memory heap 0: 8.0 GiB device-local",
+    /// "subgroup size 32", "uses: 16-bit storage, integer dot product"); empty when the backend has none to add.</summary>
+    public IReadOnlyList<string> Details { get; init; } = [];
+
     /// <summary>"backend:index", the id users pass to --device.</summary>
     public string Id => $"{Backend}:{Index}";
 }
