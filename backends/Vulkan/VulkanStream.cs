@@ -403,11 +403,11 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
 
     /// <inheritdoc/>
     protected override void EmbedCore(IDeviceWeight table, in TensorView tokenIds, in TensorView output, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO Embed.Record(this, (VulkanWeight)table, tokenIds, output, variant);
+        => Ops.Embed.Record(this, (VulkanWeight)table, tokenIds, output, variant);
 
     /// <inheritdoc/>
     protected override void RmsNormCore(in TensorView x, in TensorView weight, in TensorView y, float eps, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO RmsNorm.Record(this, x, weight, y, eps, variant);
+        => Ops.RmsNorm.Record(this, x, weight, y, eps, variant);
 
     /// <inheritdoc/>
     protected override void MatMulCore(in TensorView x, IDeviceWeight weight, in TensorView y, KernelVariant variant)
@@ -415,11 +415,11 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
 
     /// <inheritdoc/>
     protected override void RopeCore(in TensorView x, in TensorView positions, in RopeConfig config, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO Rope.Record(this, x, positions, config, variant);
+        => Ops.Rope.Record(this, x, positions, config, variant);
 
     /// <inheritdoc/>
     protected override void KvWriteCore(in TensorView k, in TensorView v, IKvCache cache, int layer, in TensorView slots, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO KvWrite.Record(this, k, v, (VulkanKvCache)cache, layer, slots, variant);
+        => Ops.KvWrite.Record(this, k, v, (VulkanKvCache)cache, layer, slots, variant);
 
     /// <inheritdoc/>
     protected override void AttentionCore(in TensorView q, IKvCache cache, int layer, in AttentionBatch batch, in TensorView output, KernelVariant variant)
@@ -427,7 +427,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
 
     /// <inheritdoc/>
     protected override void SwiGluCore(in TensorView gate, in TensorView up, in TensorView output, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO SwiGlu.Record(this, gate, up, output, variant);
+        => Ops.SwiGlu.Record(this, gate, up, output, variant);
 
     /// <inheritdoc/>
     protected override void AddCore(in TensorView a, in TensorView b, in TensorView output, KernelVariant variant)
@@ -435,15 +435,15 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
 
     /// <inheritdoc/>
     protected override void CopyCore(in TensorView source, in TensorView destination, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO Copy.Record(this, source, destination, variant);
+        => Ops.Copy.Record(this, source, destination, variant);
 
     /// <inheritdoc/>
     protected override void ArgmaxCore(in TensorView logits, in TensorView output, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO Argmax.Record(this, logits, output, variant);
+        => Ops.Argmax.Record(this, logits, output, variant);
 
     /// <inheritdoc/>
     protected override void GatherCore(in TensorView source, in TensorView rows, in TensorView output, KernelVariant variant)
-        => throw new NotSupportedException(); // TODO Gather.Record(this, source, rows, output, variant);
+        => Ops.Gather.Record(this, source, rows, output, variant);
 
     // ---- Lifetime ----
 

@@ -23,7 +23,14 @@ internal static class OpTable
     private static IReadOnlyList<KernelVariant> Build(VulkanAccelerator device, OpKind op, DataType type) => op switch
     {
         OpKind.Add => Add.Variants(device, type),
-//OPS
+        OpKind.SwiGlu => SwiGlu.Variants(device, type),
+        OpKind.RmsNorm => RmsNorm.Variants(device, type),
+        OpKind.Rope => Rope.Variants(device, type),
+        OpKind.Copy => Copy.Variants(device, type),
+        OpKind.Argmax => Argmax.Variants(device, type),
+        OpKind.Gather => Gather.Variants(device, type),
+        OpKind.KvWrite => KvWrite.Variants(device, type),
+        OpKind.Embed => Embed.Variants(device, type),
         _ => [],
     };
 
