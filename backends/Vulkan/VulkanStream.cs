@@ -320,6 +320,8 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
             _free.Push(f);
         }
         _tracker.Reset();
+        // Whatever the validation layer said about this work fails this call, not a later one.
+        _device.Validation?.ThrowIfAny(_device.Id, "synchronize");
     }
 
     /// <summary>The accelerator's host transfers: flush and wait (no validation check: that is the caller's call).</summary>

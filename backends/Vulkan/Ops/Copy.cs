@@ -15,15 +15,16 @@ internal static class Copy
     private const uint Workgroup = 256;
     private const uint WordsPerInvocation = 4;
 
-    private static readonly KernelVariant Default = new("copy_words_x4", OpKind.Copy, DataType.F32, "four 32-bit words per invocation; unaligned bytes by vkCmdCopyBuffer");
 
     private struct Push
     {
         public uint Words;
     }
 
-    /// <summary>Copy moves bytes of any type; the front end asks for F32.</summary>
-    public static IReadOnlyList<KernelVariant> Variants(VulkanAccelerator device, DataType type) => Enum.IsDefined(type) ? [Default] : [];
+    /// <summary>Copy moves bytes of any type: one variant per type, named for it.</summary>
+    public static IReadOnlyList<KernelVariant> Variants(VulkanAccelerator device, DataType type) => Enum.IsDefined(type)
+        ? [new KernelVariant($"copy_{type.Name()}_words", OpKind.Copy, type, "four 32-bit words per invocation; unaligned bytes by vkCmdCopyBuffer")]
+        : [];
 
     /// <summary>Records the op (arguments checked by the front end).</summary>
     public static void Record(VulkanStream s, in TensorView source, in TensorView destination, KernelVariant variant)

@@ -14,7 +14,7 @@ internal static class Embed
 
     private const uint Workgroup = 256;
 
-    private static readonly KernelVariant F32 = new("embed_f32", OpKind.Embed, DataType.F32, "one element per invocation");
+    private static readonly KernelVariant F32 = new("embed_f32_words", OpKind.Embed, DataType.F32, "one element per invocation");
     private static readonly KernelVariant F16 = new("embed_f16_words", OpKind.Embed, DataType.F16, "halves unpacked from 32-bit words");
     private static readonly KernelVariant BF16 = new("embed_bf16_words", OpKind.Embed, DataType.BF16, "bfloat16 unpacked from 32-bit words");
 

@@ -11,7 +11,7 @@ internal static class Gather
 
     private const uint Workgroup = 256;
 
-    private static readonly KernelVariant Default = new("gather_f32", OpKind.Gather, DataType.F32, "one element per invocation");
+    private static readonly KernelVariant Default = new("gather_f32_rows", OpKind.Gather, DataType.F32, "one element per invocation");
 
     private struct Push
     {

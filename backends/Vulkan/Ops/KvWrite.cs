@@ -16,7 +16,7 @@ internal static class KvWrite
     private const uint Workgroup = 256;
 
     private static readonly KernelVariant F16 = new("kvwrite_f16_packed", OpKind.KvWrite, DataType.F16, "two halves per 32-bit word (packHalf2x16), no 16-bit storage needed");
-    private static readonly KernelVariant F32 = new("kvwrite_f32", OpKind.KvWrite, DataType.F32, "one float per word");
+    private static readonly KernelVariant F32 = new("kvwrite_f32_words", OpKind.KvWrite, DataType.F32, "one float per word");
 
     private struct Push
     {
