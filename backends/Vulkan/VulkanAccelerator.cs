@@ -18,6 +18,10 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
     /// <summary>Set to 1 to use pooled descriptor sets even where VK_KHR_push_descriptor exists (tests the fallback).</summary>
     public const string NoPushDescriptorsVariable = "SERVING_VULKAN_NO_PUSH_DESCRIPTORS";
 
+    /// <summary>Set to 1 to treat a unified-memory device like a discrete GPU: buffers unmapped, every host transfer
+    /// through staging (tests the discrete path on lavapipe).</summary>
+    public const string ForceStagingVariable = "SERVING_VULKAN_FORCE_STAGING";
+
     private readonly VulkanInstance _instance;
     private readonly object _gate = new();
     private readonly object _queueGate = new();
@@ -39,7 +43,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         Handle = device;
         Queue = queue;
         Options = options;
-        Unified = facts.UnifiedMemory;
+        Unified = facts.UnifiedMemory && Environment.GetEnvironmentVariable(ForceStagingVariable) != "1";
         if (pushDescriptors)
             _pushDescriptorSet = (delegate* unmanaged<CommandBuffer, PipelineBindPoint, PipelineLayout, uint, uint, WriteDescriptorSet*, void>)
                 Vk.GetDeviceProcAddr(device, "vkCmdPushDescriptorSetKHR").Handle;
@@ -251,7 +255,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         CheckFits(bytes, what);
         VulkanBuffer buffer = Unified
             ? VulkanBuffer.Create(this, bytes, MemoryPropertyFlags.DeviceLocalBit | MemoryPropertyFlags.HostVisibleBit | MemoryPropertyFlags.HostCoherentBit, 0, what)
-            : VulkanBuffer.Create(this, bytes, MemoryPropertyFlags.DeviceLocalBit, 0, what);
+            : VulkanBuffer.Create(this, bytes, MemoryPropertyFlags.DeviceLocalBit, 0, what, map: false);
         try
         {
             if (buffer.Mapped is not null)

@@ -53,10 +53,11 @@ internal sealed unsafe class VulkanBuffer : IDeviceBuffer
 
     /// <summary>
     /// Creates a buffer of <paramref name="bytes"/> in memory with <paramref name="required"/> flags (and
-    /// <paramref name="preferred"/> when a type has them). Throws <see cref="AcceleratorException"/> when the device is
+    /// <paramref name="preferred"/> when a type has them), mapped when the memory is host-visible and
+    /// <paramref name="map"/> is true. Throws <see cref="AcceleratorException"/> when the device is
     /// out of memory or the size is beyond what it allocates.
     /// </summary>
-    internal static VulkanBuffer Create(VulkanAccelerator owner, long bytes, MemoryPropertyFlags required, MemoryPropertyFlags preferred, string what)
+    internal static VulkanBuffer Create(VulkanAccelerator owner, long bytes, MemoryPropertyFlags required, MemoryPropertyFlags preferred, string what, bool map = true)
     {
         Vk vk = owner.Vk;
         Silk.NET.Vulkan.Device device = owner.Handle;
@@ -82,7 +83,7 @@ internal sealed unsafe class VulkanBuffer : IDeviceBuffer
             owner.Check(vk.AllocateMemory(device, &alloc, null, &memory), what);
             owner.Check(vk.BindBufferMemory(device, buffer, memory, 0), what);
             void* mapped = null;
-            if ((owner.Facts.Memory.MemoryTypes[type].PropertyFlags & MemoryPropertyFlags.HostVisibleBit) != 0)
+            if (map && (owner.Facts.Memory.MemoryTypes[type].PropertyFlags & MemoryPropertyFlags.HostVisibleBit) != 0)
                 owner.Check(vk.MapMemory(device, memory, 0, Vk.WholeSize, 0, &mapped), what);
             return new VulkanBuffer(owner, buffer, memory, bytes, allocated, (byte*)mapped);
         }
