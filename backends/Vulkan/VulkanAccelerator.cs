@@ -492,10 +492,10 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
     {
         source.Validate();
         ThrowIfUnusable($"prepare {source.Name}");
-        OpKind kind = OpTable.Supports(this, new OpQuery(OpKind.MatMul, source.Type, source.Rows, source.Cols)).Supported ? OpKind.MatMul : OpKind.Embed;
-        OpSupport support = OpTable.Supports(this, new OpQuery(kind, source.Type, source.Rows, source.Cols));
-        if (!OpTable.IsWeightType(source.Type))
-            throw new ArgumentException($"PrepareWeight: {source.Name}: {source.Type.Name()} is not a weight type ({support.Reason})", nameof(source));
+        OpSupport matMul = OpTable.Supports(this, new OpQuery(OpKind.MatMul, source.Type, source.Rows, source.Cols));
+        OpSupport embed = OpTable.Supports(this, new OpQuery(OpKind.Embed, source.Type, source.Rows, source.Cols));
+        if (!matMul.Supported && !embed.Supported)
+            throw new ArgumentException($"PrepareWeight: {source}: {Id} runs neither MatMul ({matMul.Reason}) nor Embed ({embed.Reason}) for it", nameof(source));
         string what = $"prepare {source}";
         VulkanBuffer buffer = CreateBuffer(source.Bytes, what);
         try

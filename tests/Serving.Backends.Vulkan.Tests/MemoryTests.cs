@@ -34,16 +34,18 @@ public sealed class MemoryTests
     public void PreparedWeightHoldsTheSourceBytes()
     {
         using VulkanAccelerator device = VulkanFixture.Open();
-        var bytes = new byte[3 * 34]; // three q8_0 blocks: [3, 32]
+        var bytes = new byte[3 * 2 * 33]; // f16 [3, 33]: rows of an odd element count, 198 bytes (not whole words)
         new Random(5).NextBytes(bytes);
         unsafe
         {
             fixed (byte* p = bytes)
             {
-                using var weight = (VulkanWeight)device.PrepareWeight(new WeightSource("w", (nint)p, bytes.Length, DataType.Q8_0, 3, 32, false));
-                Assert.Equal(34, weight.RowBytes);
+                using var weight = (VulkanWeight)device.PrepareWeight(new WeightSource("w", (nint)p, bytes.Length, DataType.F16, 3, 33, false));
+                Assert.Equal(66, weight.RowBytes);
                 Assert.False(weight.ReadsSourceInPlace);
                 var back = new byte[bytes.Length];
+                nint address = (nint)p;
+                Assert.Throws<ArgumentException>(() => device.PrepareWeight(new WeightSource("i", address, 12, DataType.I32, 1, 3, false)));
                 device.ReadHost(weight.Buffer, 0, back, "test");
                 Assert.Equal(bytes, back);
             }

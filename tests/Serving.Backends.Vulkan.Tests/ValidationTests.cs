@@ -32,3 +32,22 @@ public sealed class ValidationTests
         Assert.Null(device.Validation);
     }
 }
+
+/// <summary>VK_ERROR_DEVICE_LOST marks the device failed: DeviceLost on this and every later call.</summary>
+public sealed class DeviceLostTests
+{
+    [SkippableFact]
+    public void DeviceLostIsStickyAndFlagged()
+    {
+        using VulkanAccelerator device = VulkanFixture.Open(validation: false);
+        using var stream = device.CreateStream();
+        // The driver's answer to a submit or wait after a GPU hang; lavapipe never loses its device, so feed the code in.
+        AcceleratorException first = device.Fault(Silk.NET.Vulkan.Result.ErrorDeviceLost, "submit");
+        Assert.True(first.DeviceLost);
+        Assert.True(Assert.Throws<AcceleratorException>(() => device.Allocate(16)).DeviceLost);
+        Assert.True(Assert.Throws<AcceleratorException>(() => stream.Synchronize()).DeviceLost);
+        AcceleratorException oom = device.Fault(Silk.NET.Vulkan.Result.ErrorOutOfDeviceMemory, "allocate");
+        Assert.False(oom.DeviceLost);
+        Assert.Contains("out of device memory", oom.Message, StringComparison.Ordinal);
+    }
+}

@@ -27,7 +27,8 @@ internal static class Spec
     /// <summary>constant_id 1: rows (or items) per workgroup.</summary>
     public const int RowsPerWorkgroup = 1;
 
-    /// <summary>constant_id 2: reduction mode (0 = shared memory tree; 1 = subgroup arithmetic, only in shaders built
-    /// with subgroup support).</summary>
+    /// <summary>constant_id 2: reduction mode, reserved for choices within one build (a shader's shared-memory and
+    /// subgroup reductions are two builds of its file, -DSUBGROUP → &lt;name&gt;.subgroup.spv, because subgroup SPIR-V
+    /// declares capabilities a device without them must not even load).</summary>
     public const int ReductionMode = 2;
 }
