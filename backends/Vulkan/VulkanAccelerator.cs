@@ -43,6 +43,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         Handle = device;
         Queue = queue;
         Options = options;
+        MaxBindingBytes = facts.Limits.MaxStorageBufferRange;
         Unified = facts.UnifiedMemory && Environment.GetEnvironmentVariable(ForceStagingVariable) != "1";
         if (pushDescriptors)
             _pushDescriptorSet = (delegate* unmanaged<CommandBuffer, PipelineBindPoint, PipelineLayout, uint, uint, WriteDescriptorSet*, void>)
@@ -78,6 +79,10 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
 
     /// <summary>True when buffers live in device-local host-visible memory (no staging).</summary>
     internal bool Unified { get; }
+
+    /// <summary>The most bytes one storage-buffer binding may span (maxStorageBufferRange; tests lower it to exercise
+    /// the ops that split large buffers into windows).</summary>
+    internal long MaxBindingBytes { get; set; }
 
     /// <summary>The pipelines.</summary>
     internal KernelCache Kernels { get; }

@@ -144,7 +144,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
     {
         VulkanBuffer buffer = range.Buffer;
         buffer.ThrowIfDisposed();
-        long maxRange = _device.Facts.Limits.MaxStorageBufferRange;
+        long maxRange = _device.MaxBindingBytes;
         if (range.Bytes == 0)
         {
             info = new DescriptorBufferInfo { Buffer = buffer.Handle, Offset = 0, Range = (ulong)Math.Min(buffer.AllocatedBytes, maxRange) };

@@ -30,6 +30,20 @@ internal sealed class VulkanWeight : IDeviceWeight
     /// <summary>Bytes per row (the GGUF row size).</summary>
     internal long RowBytes { get; }
 
+    /// <summary>
+    /// Row windows of at most <paramref name="maxBytes"/> bytes (a binding may span at most maxStorageBufferRange, 128 MiB
+    /// on lavapipe) that start on a 16-byte boundary, so each window can be bound on its own: (first row, rows, byte offset).
+    /// One window covering every row when the whole weight fits.
+    /// </summary>
+    internal IEnumerable<(int FirstRow, int Rows, long Offset)> RowWindows(long maxBytes)
+    {
+        long rowsPerWindow = Math.Max(1, maxBytes / RowBytes);
+        // Keep window starts 16-byte aligned (any storage offset alignment up to 16 then holds, and word offsets do).
+        while (rowsPerWindow > 1 && rowsPerWindow * RowBytes % 16 != 0) rowsPerWindow--;
+        for (long first = 0; first < Rows; first += rowsPerWindow)
+            yield return ((int)first, (int)Math.Min(rowsPerWindow, Rows - first), first * RowBytes);
+    }
+
     /// <inheritdoc/>
     public IAccelerator Device => Owner;
 

@@ -52,3 +52,37 @@ public sealed class MemoryTests
         }
     }
 }
+
+/// <summary>Tables larger than one binding may span are read in row windows.</summary>
+public sealed class BindingWindowTests
+{
+    [SkippableTheory]
+    [InlineData(DataType.F32)]
+    [InlineData(DataType.F16)]
+    public unsafe void EmbedReadsATableLargerThanOneBindingInWindows(DataType type)
+    {
+        using VulkanAccelerator device = VulkanFixture.Open();
+        const int v = 20, d = 9; // f16 rows of 18 bytes: windows must still start on a word
+        device.MaxBindingBytes = 320; // the output (288 bytes) fits, the table (720 or 360) does not
+        var values = Enumerable.Range(0, v * d).Select(i => (float)(i % 97) - 40).ToArray();
+        byte[] bytes = type == DataType.F32
+            ? System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray()
+            : values.SelectMany(x => BitConverter.GetBytes((Half)x)).ToArray();
+        int[] ids = [19, 0, 7, -3, 8, 15, 20, 16];
+        fixed (byte* p = bytes)
+        {
+            using var table = (VulkanWeight)device.PrepareWeight(new WeightSource("t", (nint)p, bytes.Length, type, v, d, false));
+            Assert.True(table.RowWindows(device.MaxBindingBytes).Count() > 1);
+            using var stream = device.CreateStream();
+            IDeviceBuffer idBuffer = device.Allocate(ids.Length * 4);
+            device.Upload(idBuffer, 0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids.AsSpan()));
+            TensorView output = VulkanFixture.Floats(device, Enumerable.Repeat(float.NaN, ids.Length * d).ToArray(), ids.Length, d);
+            stream.Embed(table, new TensorView(idBuffer, 0, DataType.I32, 1, ids.Length), output);
+            stream.Synchronize();
+            float[] got = VulkanFixture.Read(device, output);
+            for (int t = 0; t < ids.Length; t++)
+                for (int c = 0; c < d; c++)
+                    Assert.Equal(ids[t] is >= 0 and < v ? values[ids[t] * d + c] : 0f, got[t * d + c]);
+        }
+    }
+}

@@ -5,12 +5,14 @@ namespace Serving.Backends.Vulkan.Ops;
 
 /// <summary>
 /// Rows of an f32, f16 or bf16 table for token ids (an id out of range gives zeros). Shader: Shaders/embed.comp
-/// (constant_id 3 = table type), reading the GGUF values from 32-bit words. Quantized tables: helper vk-shaders.
+/// (constant_id 3 = table type), reading the GGUF values from 32-bit words. A table larger than one binding may span
+/// (maxStorageBufferRange) is read in row windows, one dispatch each: a dispatch writes the outputs whose id falls in
+/// its window (the first also those whose id is out of range, as zeros). Quantized tables: helper vk-shaders.
 /// </summary>
 internal static class Embed
 {
-    /// <summary>Bindings table, ids, output; push: n, cols, vocab.</summary>
-    public static readonly KernelSpec Kernel = new("embed", Bindings: 3, PushBytes: 12);
+    /// <summary>Bindings table (a row window), ids, output; push: n, cols, vocab, first row and rows of the window.</summary>
+    public static readonly KernelSpec Kernel = new("embed", Bindings: 3, PushBytes: 20);
 
     private const uint Workgroup = 256;
 
@@ -20,7 +22,7 @@ internal static class Embed
 
     private struct Push
     {
-        public uint N, Cols, Vocab;
+        public uint N, Cols, Vocab, FirstRow, WindowRows;
     }
 
     /// <summary>The variants for table type <paramref name="type"/>.</summary>
@@ -45,7 +47,12 @@ internal static class Embed
         long n = (long)output.Rows * output.Cols;
         Elementwise.CheckCount(s, "Embed", Math.Max(n, (long)table.Rows * table.Cols));
         var (x, y) = VulkanStream.Grid((n + Workgroup - 1) / Workgroup);
-        s.Dispatch(Kernel, [Workgroup, 1, 0, type], [BufferRange.Read(table), BufferRange.Read(tokenIds), BufferRange.Write(output)],
-            new Push { N = (uint)n, Cols = (uint)table.Cols, Vocab = (uint)table.Rows }, x, y);
+        long maxRange = s.Accelerator.MaxBindingBytes;
+        foreach (var (first, rows, offset) in table.RowWindows(maxRange))
+        {
+            var window = new BufferRange(table.Buffer, offset, rows * table.RowBytes, false);
+            s.Dispatch(Kernel, [Workgroup, 1, 0, type], [window, BufferRange.Read(tokenIds), BufferRange.Write(output)],
+                new Push { N = (uint)n, Cols = (uint)table.Cols, Vocab = (uint)table.Rows, FirstRow = (uint)first, WindowRows = (uint)rows }, x, y);
+        }
     }
 }
