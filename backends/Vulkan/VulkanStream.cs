@@ -1,6 +1,5 @@
 using Serving.Abstractions;
 using Serving.Backends.Vulkan.Kernels;
-using Serving.Backends.Vulkan.Ops;
 using Silk.NET.Vulkan;
 
 namespace Serving.Backends.Vulkan;
