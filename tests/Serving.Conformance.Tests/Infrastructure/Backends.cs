@@ -75,7 +75,7 @@ public static class Backends
                 return new(name, plugin, null, $"backend '{name}' unusable here: {probe.Reason}");
             try
             {
-                var device = plugin.CreateDevice(0, DeviceOptions.Default);
+                var device = plugin.CreateDevice(0, OptionsFor(name, DeviceOptions.Default));
                 AppDomain.CurrentDomain.ProcessExit += (_, _) => device.Dispose();
                 return new(name, plugin, device, null);
             }
@@ -95,8 +95,15 @@ public static class Backends
     public static IAccelerator? OpenAnother(string name, DeviceOptions options)
     {
         var handle = Get(name);
-        return handle.Device is null ? null : handle.Plugin!.CreateDevice(0, options);
+        return handle.Device is null ? null : handle.Plugin!.CreateDevice(0, OptionsFor(name, options));
     }
+
+    /// <summary>
+    /// The options the suite opens <paramref name="name"/> with: GPU backends run with their API's validation layer on
+    /// (DeviceOptions.Validation), so any validation message fails the test that caused it.
+    /// </summary>
+    public static DeviceOptions OptionsFor(string name, DeviceOptions options)
+        => name is "vulkan" ? options with { Validation = true } : options;
 
     private static IReadOnlyList<(string, IBackendPlugin?, string?)> LoadAll()
     {
