@@ -9,8 +9,8 @@ namespace Serving.Conformance.Tests;
 // SIMD tiers (docs/conformance.md "Every SIMD tier on one machine", after ImageSharp's FeatureTestRunner): the in-process run
 // tests only the widest tier this CPU has. Here this same assembly is started again as a child process
 // (Program.Main → TierCheck) with the runtime's hardware-intrinsic switches off, and runs a subset — MatMul for every
-// weight type and variant, RmsNorm, SwiGlu, Add, Argmax, Attention (every kernel on the vector driver) — on reduced
-// shapes that still have tails.
+// weight type and variant, RmsNorm, SwiGlu, Add (also broadcast), Argmax, KvWrite and Attention for f16 and f32 caches
+// (every kernel on the vector driver, and both f16 conversions) — on reduced shapes that still have tails.
 public abstract partial class ConformanceSuite
 {
     /// <summary>The tiers: name, environment for the child, and what the child must then report.</summary>
