@@ -124,6 +124,10 @@ public sealed class Scheduler : IAsyncDisposable
     /// <summary>Whether new requests are taken, and if not, why.</summary>
     public SchedulerState State { get { lock (_gate) return _state; } }
 
+    /// <summary>What faulted the scheduler (a <see cref="ModelStepException"/> wrapping the model's error, or an internal
+    /// error); null unless <see cref="State"/> is <see cref="SchedulerState.Faulted"/>.</summary>
+    public Exception? FaultCause { get { lock (_gate) return _fault; } }
+
     /// <summary>
     /// Queues a request and returns at once. Throws <see cref="ArgumentException"/> for a bad request (empty
     /// prompt, token id outside [0, V), MaxTokens &lt; 1, bad sampling parameters, empty stop string),
