@@ -121,7 +121,7 @@ internal sealed unsafe class CpuStream : ComputeStream
             maxPositions = Math.Max(maxPositions, pos + 1);
             work += (long)(pos + 1) * heads * dh * 2;
         }
-        long perWorker = Kernels.Attention.ScratchFloats(maxPositions, dh, heads / kvHeads);
+        long perWorker = Kernels.Attention.ScratchFloats(maxPositions, dh, heads / kvHeads, bs, layout.Type == DataType.F16);
         float* scratch = (float*)Scratch(op, perWorker * Pool.Workers * sizeof(float));
         long layerRow0 = layer * layout.SlotsPerLayer;
         if (layout.Type == DataType.F16)

@@ -18,8 +18,10 @@ namespace Serving.Backends.Cpu.Kernels;
 /// operators (the dots are <see cref="FloatDot"/>'s, with one accumulator per position). The arithmetic of an item
 /// depends only on its own row's position, sequence, q and the cache (never on T, the other rows or which worker runs
 /// it), so results are batch-invariant.
-/// The cache's element type is TL (<see cref="F32Row"/> or <see cref="F16Row"/>): K and V elements are read through it,
-/// widened to f32 in registers, so an f16 cache moves half the bytes through the same arithmetic.
+/// The cache's element type is TL (<see cref="F32Row"/> or <see cref="F16Row"/>). An f16 cache moves half the bytes: each
+/// block's K (pass 1) and V (pass 3) slice is widened once into an f32 block in the worker's scratch (exact), and the
+/// G heads then read that, so the conversion is paid once per element, not once per head, and the arithmetic is the
+/// f32 cache's on the widened values.
 /// Large contexts are bound by memory bandwidth (each K and V element is read once per item); small ones by the
 /// per-position dot and axpy work.
 /// </summary>
@@ -51,10 +53,11 @@ internal static unsafe class Attention
     /// Floats of per-worker scratch for contexts up to <paramref name="maxPositions"/> positions with
     /// <paramref name="group"/> = H / Hkv query heads per kv head: G score rows padded to 16 floats, G
     /// accumulators of <paramref name="headDim"/> floats and G softmax normalizers, the total rounded up to 16
-    /// floats (64 bytes) so every worker's part starts aligned.
+    /// floats (64 bytes) so every worker's part starts aligned; plus, when the cache type <paramref name="converts"/>,
+    /// one widened block of <paramref name="blockSize"/> × <paramref name="headDim"/> floats.
     /// </summary>
-    public static long ScratchFloats(int maxPositions, int headDim, int group)
-        => RoundUp((long)group * (RoundUp(maxPositions) + headDim + 1));
+    public static long ScratchFloats(int maxPositions, int headDim, int group, int blockSize, bool converts)
+        => RoundUp((long)group * (RoundUp(maxPositions) + headDim + 1)) + (converts ? RoundUp((long)blockSize * headDim) : 0);
 
     private static long RoundUp(long n) => (n + Pad - 1) & ~(long)(Pad - 1);
 
@@ -90,6 +93,7 @@ internal static unsafe class Attention
         float* scores = job->Scratch + worker * job->ScratchFloats;           // [G, stride]
         float* acc = scores + (long)group * stride;                           // [G, Dh]
         float* inverse = acc + (long)group * dh;                              // [G]
+        float* wide = scores + RoundUp((long)group * (stride + dh + 1));      // [BlockSize, Dh] when TL converts
         float scale = job->Scale;
 
         // (1) Scores, block by block: the block's K slice is read from memory by the first head, from L1 after.
@@ -106,6 +110,13 @@ internal static unsafe class Attention
                 Prefetch(job->K + next0, rowBytes, Math.Min(bs, count - (b + 1) * bs), dh * eb);
             }
             Prefetch(job->V + byte0, rowBytes, n, dh * eb);
+            if (TL.Converts)
+            {
+                Widen<TL>(kRows, rowBytes, n, dh, wide);
+                for (int g = 0; g < group; g++)
+                    Scores<F32Row>(q + (long)g * dh, (byte*)wide, dh * sizeof(float), n, dh, scale, scores + (long)g * stride + (long)b * bs);
+                continue;
+            }
             for (int g = 0; g < group; g++)
                 Scores<TL>(q + (long)g * dh, kRows, rowBytes, n, dh, scale, scores + (long)g * stride + (long)b * bs);
         }
@@ -125,12 +136,27 @@ internal static unsafe class Attention
         {
             int n = Math.Min(bs, count - b * bs);
             byte* vRows = job->V + ((job->LayerRow0 + (long)table[b] * bs) * rowElements + (long)kvh * dh) * eb;
+            if (TL.Converts)
+            {
+                Widen<TL>(vRows, rowBytes, n, dh, wide);
+                for (int g = 0; g < group; g++)
+                    Accumulate<F32Row>(scores + (long)g * stride + (long)b * bs, (byte*)wide, dh * sizeof(float), n, dh, acc + (long)g * dh);
+                continue;
+            }
             for (int g = 0; g < group; g++)
                 Accumulate<TL>(scores + (long)g * stride + (long)b * bs, vRows, rowBytes, n, dh, acc + (long)g * dh);
         }
         float* o = job->Output + headOffset;
         for (int g = 0; g < group; g++)
             VectorDriver.Map<Scaled>(acc + (long)g * dh, acc + (long)g * dh, o + (long)g * dh, dh, inverse[g]);
+    }
+
+    /// <summary>The n rows' slices of dh elements (rows + j·rowStride bytes) widened to f32 rows of dh floats at <paramref name="wide"/> (exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Widen<TL>(byte* rows, int rowStride, int n, int dh, float* wide) where TL : struct, IFloatRow
+    {
+        for (int j = 0; j < n; j++)
+            FloatRow.Convert<TL>(rows + (long)j * rowStride, wide + (long)j * dh, dh);
     }
 
     /// <summary>Asks for the n rows' slices of <paramref name="bytes"/> bytes to be brought into the cache (a hint; no-op without SSE).</summary>
