@@ -3,7 +3,10 @@
 # interop client) and gcc (the native-library test plugin's C library), npm's @msgpack/msgpack (the Node interop
 # client) and npm's node-llama-cpp with its prebuilt linux-x64 CPU build of llama.cpp (tests/llamacpp: llama.cpp
 # loads and scores the files Serving writes; ~85 MB; the optional GPU builds are left out and its postinstall, which
-# would look for them, is not run). Idempotent and quiet when all is there.
+# would look for them, is not run), and for the Vulkan backend's tests Debian's libvulkan1 (the loader),
+# mesa-vulkan-drivers (lavapipe, Mesa's Vulkan driver on the CPU), vulkan-validationlayers (the Khronos validation
+# layer the conformance suite runs under) and glslc (recompiles the shaders to check the committed SPIR-V).
+# Idempotent and quiet when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,11 @@ need_apt=()
 /usr/bin/python3 -c 'import msgpack' 2>/dev/null || need_apt+=(python3-msgpack)
 # A C compiler: the native-library test plugin (tests/TestPlugins/NativeLibrary) builds its small shared library.
 command -v gcc >/dev/null || need_apt+=(gcc)
+# Vulkan: the loader, lavapipe's ICD, the validation layer's manifest, the shader compiler.
+{ ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; } || need_apt+=(libvulkan1)
+ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+[ -f /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json ] || need_apt+=(vulkan-validationlayers)
+command -v glslc >/dev/null || need_apt+=(glslc)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} (apt)"

@@ -18,14 +18,17 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
 
     private readonly object _gate = new();
     private readonly HashSet<CpuBuffer> _buffers = [];
+    private readonly HashSet<CpuWeight> _weights = [];
+    private readonly HashSet<CpuKvCache> _caches = [];
     private readonly HashSet<CpuStream> _streams = [];
     private long _allocatedBytes;
     private bool _disposed;
 
-    /// <summary>Opens the device with <paramref name="threads"/> workers (≥ 1).</summary>
-    public CpuAccelerator(DeviceDescriptor descriptor, int threads)
+    /// <summary>Opens the device with <paramref name="threads"/> workers (≥ 1); <paramref name="reproducible"/> goes to every stream.</summary>
+    public CpuAccelerator(DeviceDescriptor descriptor, int threads, bool reproducible)
     {
         Descriptor = descriptor;
+        Reproducible = reproducible;
         Pool = new WorkerPool(threads, descriptor.Id);
         EnergyMeter = RaplEnergyMeter.TryOpen();
     }
@@ -36,10 +39,13 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
     /// <summary>The device id used in error messages ("cpu:0").</summary>
     internal string Id => Descriptor.Id;
 
+    /// <summary>DeviceOptions.Reproducible: streams refuse variants that are not batch-invariant.</summary>
+    internal bool Reproducible { get; }
+
     /// <summary>The worker pool all streams of this device share.</summary>
     internal WorkerPool Pool { get; }
 
-    /// <summary>Bytes of native memory this device allocated and has not freed (wrapped memory not counted).</summary>
+    /// <summary>Bytes of native memory this device allocated and has not freed (buffers, weight copies, KV caches; weights read in place not counted).</summary>
     internal long AllocatedBytes => Interlocked.Read(ref _allocatedBytes);
 
     /// <inheritdoc/>
@@ -56,53 +62,60 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         ThrowIfDisposed();
-        string operation = $"allocate {bytes} bytes";
-        if (bytes > UncheckedAllocationBytes)
-        {
-            // Refuse before touching memory: zero-filling an overcommitted allocation would get the process killed.
-            long free = FreeMemoryBytes;
-            if (bytes > free)
-                throw new CpuException(Id, operation, CpuException.OutOfMemory, $"only {free} bytes of memory are available");
-        }
-        byte* memory;
-        try
-        {
-            memory = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
-        }
-        catch (OutOfMemoryException e)
-        {
-            throw new CpuException(Id, operation, CpuException.OutOfMemory, "native allocation failed", e);
-        }
-        NativeMemory.Clear(memory, (nuint)bytes);
-        var buffer = new CpuBuffer(this, memory, bytes, owned: true);
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                NativeMemory.AlignedFree(memory);
-                throw new ObjectDisposedException(nameof(CpuAccelerator));
-            }
-            _buffers.Add(buffer);
-            _allocatedBytes += bytes;
-        }
+        byte* memory = AllocateNative(bytes, $"allocate {bytes} bytes", clear: true);
+        var buffer = new CpuBuffer(this, memory, bytes);
+        Track(_buffers, buffer, bytes, memory, null);
         return buffer;
     }
 
     /// <inheritdoc/>
-    /// <remarks>Always succeeds for valid arguments: the CPU reads host memory in place.</remarks>
-    public bool TryWrapHostMemory(nint pointer, long bytes, out IDeviceBuffer? buffer)
+    /// <remarks>The weight keeps the GGUF block layout (the kernels stream it as it is). A persistent source (a
+    /// read-only memory-mapped file) is read in place, with no copy; any other source is copied once into 64-byte
+    /// aligned native memory before this returns.</remarks>
+    public IDeviceWeight PrepareWeight(in WeightSource source)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
-        if (pointer == 0 && bytes > 0)
-            throw new ArgumentException("TryWrapHostMemory: null pointer", nameof(pointer));
-        var wrapped = new CpuBuffer(this, (byte*)pointer, bytes, owned: false);
-        lock (_gate)
+        ThrowIfDisposed();
+        source.Validate();
+        if (!WeightFormats.TryGet(source.Type, out WeightFormat? format))
+            throw new ArgumentException($"PrepareWeight: {source}: {Id} computes with {WeightFormats.Names} weights, not {source.Type.Name()}", nameof(source));
+        CpuWeight weight;
+        if (source.Persistent)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            _buffers.Add(wrapped);
+            weight = new CpuWeight(this, source, format, (byte*)source.Pointer, owned: false);
+            Track(_weights, weight, 0, null, null);
+            return weight;
         }
-        buffer = wrapped;
-        return true;
+        byte* copy = AllocateNative(source.Bytes, $"prepare weight {source}", clear: false);
+        Buffer.MemoryCopy((void*)source.Pointer, copy, source.Bytes, source.Bytes);
+        weight = new CpuWeight(this, source, format, copy, owned: true);
+        Track(_weights, weight, source.Bytes, copy, null);
+        return weight;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Stores the preferred type: the CPU keeps f16 (half the bytes attention reads, widened in registers)
+    /// and f32 alike.</remarks>
+    public IKvCache CreateKvCache(in KvCacheSpec spec)
+    {
+        ThrowIfDisposed();
+        spec.Validate();
+        var layout = new KvCacheLayout(spec.Layers, spec.Blocks, spec.BlockSize, spec.KvHeads, spec.HeadDim, spec.PreferredType);
+        long bytes = layout.Bytes / 2;
+        string operation = $"create a KV cache of 2 × {bytes} bytes ({layout})";
+        byte* k = AllocateNative(bytes, operation, clear: true);
+        byte* v;
+        try
+        {
+            v = AllocateNative(bytes, operation, clear: true);
+        }
+        catch
+        {
+            NativeMemory.AlignedFree(k);
+            throw;
+        }
+        var cache = new CpuKvCache(this, layout, k, v);
+        Track(_caches, cache, 2 * bytes, k, v);
+        return cache;
     }
 
     /// <inheritdoc/>
@@ -127,31 +140,44 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var stream = new CpuStream(this);
+            var stream = new CpuStream(this, Reproducible);
             _streams.Add(stream);
             return stream;
         }
     }
 
     /// <inheritdoc/>
-    public OpSupport Supports(OpKind op, DataType type)
+    public OpSupport Supports(in OpQuery query)
     {
+        OpKind op = query.Op;
+        DataType type = query.Type;
+        if (!Enum.IsDefined(op))
+            return OpSupport.No($"unknown op {(int)op}");
         if (!Enum.IsDefined(type))
             return OpSupport.No($"unknown data type {(int)type}");
-        return op switch
+        if (query.Rows < 0 || query.Cols < 0 || query.Heads < 0 || query.KvHeads < 0 || query.HeadDim < 0)
+            return OpSupport.No($"{query}: a dimension is negative");
+        switch (op)
         {
-            OpKind.MatMul or OpKind.Embed => WeightFormats.TryGet(type, out _)
-                ? OpSupport.Yes
-                : OpSupport.No($"{op} weights must be one of {WeightFormats.Names}, not {type.Name()}"),
-            OpKind.Copy => OpSupport.Yes,
-            OpKind.KvWrite or OpKind.Attention => type == DataType.F32
-                ? OpSupport.Yes
-                : OpSupport.No($"the CPU KV cache is f32 only (v1), not {type.Name()}"),
-            OpKind.RmsNorm or OpKind.Rope or OpKind.SwiGlu or OpKind.Add or OpKind.Argmax => type == DataType.F32
-                ? OpSupport.Yes
-                : OpSupport.No($"{op} works on f32 activations only, not {type.Name()}"),
-            _ => OpSupport.No($"unknown op {op}"),
-        };
+            case OpKind.MatMul or OpKind.Embed:
+                if (!WeightFormats.TryGet(type, out _))
+                    return OpSupport.No($"{op} weights must be one of {WeightFormats.Names}, not {type.Name()}");
+                if (type.IsQuantized() && query.Cols % type.BlockSize() != 0)
+                    return OpSupport.No($"{query}: K = {query.Cols} is not a multiple of {type.Name()}'s {type.BlockSize()}-element block");
+                return OpSupport.Yes;
+            case OpKind.KvWrite or OpKind.Attention:
+                if (type is not (DataType.F16 or DataType.F32))
+                    return OpSupport.No($"the CPU KV cache stores f16 or f32, not {type.Name()}");
+                if (op == OpKind.Attention && query.Heads > 0 && query.KvHeads > 0 && query.Heads % query.KvHeads != 0)
+                    return OpSupport.No($"{query}: H = {query.Heads} is not a multiple of Hkv = {query.KvHeads}");
+                return OpSupport.Yes;
+            case OpKind.Copy:
+                return OpSupport.Yes;
+            default:
+                return type == DataType.F32
+                    ? OpSupport.Yes
+                    : OpSupport.No($"{op} works on f32 only, not {type.Name()}");
+        }
     }
 
     /// <inheritdoc/>
@@ -163,7 +189,7 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
         ThrowIfDisposed();
         if (buffer is null)
             throw new ArgumentNullException(name, $"{op}: {name} has no buffer");
-        if (buffer is not CpuBuffer cpu || cpu.Owner != this)
+        if (buffer is not CpuBuffer cpu || cpu.Device != this)
             throw new ArgumentException($"{op}: {name} belongs to another device instance ({buffer.Device.Descriptor.Id}), not to this {Id}", name);
         ObjectDisposedException.ThrowIf(cpu.IsDisposed, cpu);
         return cpu;
@@ -173,14 +199,13 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
 
     /// <summary>Forgets a buffer its user disposed.</summary>
-    internal void OnBufferDisposed(CpuBuffer buffer)
-    {
-        lock (_gate)
-        {
-            if (_buffers.Remove(buffer) && buffer.Owned)
-                _allocatedBytes -= buffer.Length;
-        }
-    }
+    internal void OnBufferDisposed(CpuBuffer buffer) => Forget(_buffers, buffer, buffer.Length);
+
+    /// <summary>Forgets a weight its user disposed.</summary>
+    internal void OnWeightDisposed(CpuWeight weight) => Forget(_weights, weight, weight.DeviceBytes);
+
+    /// <summary>Forgets a KV cache its user disposed.</summary>
+    internal void OnKvCacheDisposed(CpuKvCache cache) => Forget(_caches, cache, 2 * cache.TensorBytes);
 
     /// <summary>Forgets a stream its user disposed.</summary>
     internal void OnStreamDisposed(CpuStream stream)
@@ -189,10 +214,12 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
             _streams.Remove(stream);
     }
 
-    /// <summary>Disposes every stream and buffer still open, then stops the workers.</summary>
+    /// <summary>Disposes every stream, buffer, weight and KV cache still open, then stops the workers.</summary>
     public void Dispose()
     {
         CpuBuffer[] buffers;
+        CpuWeight[] weights;
+        CpuKvCache[] caches;
         CpuStream[] streams;
         lock (_gate)
         {
@@ -200,13 +227,74 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
                 return;
             _disposed = true;
             buffers = [.. _buffers];
+            weights = [.. _weights];
+            caches = [.. _caches];
             streams = [.. _streams];
         }
         foreach (CpuStream s in streams)
             s.Dispose();
         foreach (CpuBuffer b in buffers)
             b.Dispose();
+        foreach (CpuWeight w in weights)
+            w.Dispose();
+        foreach (CpuKvCache c in caches)
+            c.Dispose();
         Pool.Dispose();
+    }
+
+    /// <summary>
+    /// 64-byte aligned native memory of <paramref name="bytes"/> (zero-filled when <paramref name="clear"/>); throws
+    /// <see cref="CpuException"/> (out of memory) before touching memory the system does not have.
+    /// </summary>
+    private byte* AllocateNative(long bytes, string operation, bool clear)
+    {
+        if (bytes > UncheckedAllocationBytes)
+        {
+            // Refuse before touching memory: zero-filling an overcommitted allocation would get the process killed.
+            long free = FreeMemoryBytes;
+            if (bytes > free)
+                throw new CpuException(Id, operation, CpuException.OutOfMemory, $"only {free} bytes of memory are available");
+        }
+        byte* memory;
+        try
+        {
+            memory = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
+        }
+        catch (OutOfMemoryException e)
+        {
+            throw new CpuException(Id, operation, CpuException.OutOfMemory, "native allocation failed", e);
+        }
+        if (clear)
+            NativeMemory.Clear(memory, (nuint)bytes);
+        return memory;
+    }
+
+    /// <summary>Registers a new object (so Dispose frees it); frees its memory and throws when the device was disposed meanwhile.</summary>
+    private void Track<T>(HashSet<T> set, T item, long bytes, byte* memory, byte* memory2)
+    {
+        lock (_gate)
+        {
+            if (!_disposed)
+            {
+                set.Add(item);
+                _allocatedBytes += bytes;
+                return;
+            }
+        }
+        if (memory != null)
+            NativeMemory.AlignedFree(memory);
+        if (memory2 != null)
+            NativeMemory.AlignedFree(memory2);
+        throw new ObjectDisposedException(nameof(CpuAccelerator));
+    }
+
+    private void Forget<T>(HashSet<T> set, T item, long bytes)
+    {
+        lock (_gate)
+        {
+            if (set.Remove(item))
+                _allocatedBytes -= bytes;
+        }
     }
 
     private static void CheckRange(string op, CpuBuffer buffer, long offset, long length)

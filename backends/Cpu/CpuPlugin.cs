@@ -14,7 +14,7 @@ public sealed class CpuPlugin : IBackendPlugin
     public string Name => "cpu";
 
     /// <inheritdoc/>
-    public int ContractVersion => Abstractions.ContractVersion.Current;
+    public ContractVersion ContractVersion => new(ContractVersion.CurrentMajor, ContractVersion.CurrentMinor);
 
     /// <inheritdoc/>
     public ProbeResult Probe()
@@ -33,7 +33,7 @@ public sealed class CpuPlugin : IBackendPlugin
         if (options.Threads < 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"Threads must be ≥ 0 (0 = one per core), got {options.Threads}");
         int threads = options.Threads == 0 ? Environment.ProcessorCount : options.Threads;
-        return new CpuAccelerator(Describe(), threads);
+        return new CpuAccelerator(Describe(), threads, options.Reproducible);
     }
 
     private static DeviceDescriptor Describe()

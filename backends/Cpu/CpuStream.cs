@@ -1,188 +1,108 @@
+using System.Diagnostics;
 using Serving.Abstractions;
 using Serving.Backends.Cpu.Kernels;
+using Serving.Backends.Cpu.Kernels.Formats;
 using Serving.Backends.Cpu.Kernels.MatMul;
 using Serving.Backends.Cpu.Threading;
 
 namespace Serving.Backends.Cpu;
 
 /// <summary>
-/// A stream of ops on the CPU. Each public op validates everything at the door (device, disposal, types, shapes,
-/// bounds, aliasing, index values read from I32 views) and then runs its kernel at once on the device's worker
-/// pool, so <see cref="Flush"/> and <see cref="Synchronize"/> have nothing to wait for. Scratch memory grows to the
-/// largest step seen and is then reused. Legend: T rows, K input dim, N output dim, D model dim, H/Hkv heads,
-/// Dh head dim, F FFN dim, V vocab, S sequences.
+/// A stream of ops on the CPU. The arguments are checked by <see cref="ComputeStream"/>, the front end every backend
+/// shares; the core methods here check only the index values they read on the host (token ids, slots, positions,
+/// sequences, block ids, gathered rows), throwing <see cref="ArgumentOutOfRangeException"/> rather than touching memory
+/// outside the op's tensors, and then run the kernel at once on the device's worker pool: <see cref="ComputeStream.Flush"/>
+/// and <see cref="ComputeStream.Synchronize"/> have nothing to wait for, an upload is a copy, and a timestamp is a clock
+/// read. Scratch memory grows to the largest step seen and is then reused. Legend: T rows, K input dim, N output dim,
+/// D model dim, H/Hkv heads, Dh head dim, F FFN dim, V vocab, S sequences, R gathered rows.
 /// </summary>
-internal sealed unsafe class CpuStream : IComputeStream
+internal sealed unsafe class CpuStream : ComputeStream
 {
     private readonly CpuAccelerator _device;
     private readonly NativeScratch _scratch = new();
-    private bool _disposed;
+    private readonly List<long> _timestamps = [];
 
     /// <summary>Creates a stream on <paramref name="device"/>.</summary>
-    internal CpuStream(CpuAccelerator device) => _device = device;
-
-    /// <inheritdoc/>
-    public IAccelerator Device => _device;
+    internal CpuStream(CpuAccelerator device, bool reproducible)
+        : base(device, reproducible)
+        => _device = device;
 
     private WorkerPool Pool => _device.Pool;
 
     /// <inheritdoc/>
-    public void Embed(TensorView table, TensorView tokenIds, TensorView output)
+    protected override void EmbedCore(IDeviceWeight table, in TensorView tokenIds, in TensorView output, KernelVariant variant)
     {
-        const string op = nameof(Embed);
-        Enter();
-        byte* tab = Ptr(op, nameof(table), table);
-        WeightFormat format = RequireWeightFormat(op, nameof(table), table);
-        int* ids = (int*)Ptr(op, nameof(tokenIds), tokenIds, DataType.I32);
-        RequireRows(op, nameof(tokenIds), tokenIds, 1, "[1, T]");
-        int t = tokenIds.Cols, d = table.Cols;
-        float* y = (float*)Ptr(op, nameof(output), output, DataType.F32);
-        RequireShape(op, nameof(output), output, t, d, "[T, D]");
-        NoOverlap(op, nameof(output), output, nameof(table), table);
-        NoOverlap(op, nameof(output), output, nameof(tokenIds), tokenIds);
+        var w = (CpuWeight)table;
+        int* ids = (int*)Ptr(tokenIds);
+        int t = tokenIds.Cols;
         for (int i = 0; i < t; i++)
         {
-            if ((uint)ids[i] >= (uint)table.Rows)
-                throw new ArgumentOutOfRangeException(nameof(tokenIds), $"{op}: tokenIds[{i}] = {ids[i]} is outside the table's [0, {table.Rows}) rows");
+            if ((uint)ids[i] >= (uint)w.Rows)
+                throw new ArgumentOutOfRangeException(nameof(tokenIds), $"Embed: tokenIds[{i}] = {ids[i]} is outside the table's [0, {w.Rows}) rows");
         }
-        Kernels.Embed.Run(Pool, tab, table.RowBytes, format, ids, t, d, y);
+        Kernels.Embed.Run(Pool, w.Pointer, w.RowBytes, w.Format, ids, t, w.Cols, (float*)Ptr(output));
     }
 
     /// <inheritdoc/>
-    public void RmsNorm(TensorView x, TensorView weight, TensorView y, float eps)
-    {
-        const string op = nameof(RmsNorm);
-        Enter();
-        float* px = (float*)Ptr(op, nameof(x), x, DataType.F32);
-        float* pw = (float*)Ptr(op, nameof(weight), weight, DataType.F32);
-        float* py = (float*)Ptr(op, nameof(y), y, DataType.F32);
-        RequireShape(op, nameof(weight), weight, 1, x.Cols, "[1, D]");
-        RequireShape(op, nameof(y), y, x.Rows, x.Cols, "[T, D] like x");
-        if (!(eps >= 0) || float.IsInfinity(eps))
-            throw new ArgumentOutOfRangeException(nameof(eps), $"{op}: eps must be finite and ≥ 0, got {eps}");
-        SameOrDisjoint(op, nameof(y), y, nameof(x), x);
-        NoOverlap(op, nameof(y), y, nameof(weight), weight);
-        Kernels.RmsNorm.Run(Pool, px, pw, py, x.Rows, x.Cols, eps);
-    }
+    protected override void RmsNormCore(in TensorView x, in TensorView weight, in TensorView y, float eps, KernelVariant variant)
+        => Kernels.RmsNorm.Run(Pool, (float*)Ptr(x), (float*)Ptr(weight), (float*)Ptr(y), x.Rows, x.Cols, eps);
 
     /// <inheritdoc/>
-    public void MatMul(TensorView x, TensorView weight, TensorView y, KernelVariant? variant = null)
+    protected override void MatMulCore(in TensorView x, IDeviceWeight weight, in TensorView y, KernelVariant variant)
     {
-        const string op = nameof(MatMul);
-        Enter();
-        float* px = (float*)Ptr(op, nameof(x), x, DataType.F32);
-        byte* pw = Ptr(op, nameof(weight), weight);
-        WeightFormat format = RequireWeightFormat(op, nameof(weight), weight);
-        float* py = (float*)Ptr(op, nameof(y), y, DataType.F32);
-        if (weight.Cols != x.Cols)
-            throw new ArgumentException($"{op}: x {x} and weight {weight} disagree on K ({x.Cols} vs {weight.Cols})", nameof(weight));
-        RequireShape(op, nameof(y), y, x.Rows, weight.Rows, "[T, N]");
-        NoOverlap(op, nameof(y), y, nameof(x), x);
-        NoOverlap(op, nameof(y), y, nameof(weight), weight);
-        MatMulKernel kernel = Variants.KernelOf(ResolveVariant(op, weight.Type, variant));
-
-        int workers = Pool.Workers;
-        byte* scratch = Scratch(op, format.MatMul.ScratchBytes(x.Rows, x.Cols, workers));
-        var job = new MatMulJob
-        {
-            X = px, W = pw, Y = py, RowBytes = weight.RowBytes, T = x.Rows, K = x.Cols, N = weight.Rows, Kernel = kernel,
-        };
+        var w = (CpuWeight)weight;
+        float* py = (float*)Ptr(y);
         if (x.Cols == 0)
         {
             // An empty sum: y = 0 without running a kernel over zero-length rows.
-            new Span<float>(py, checked(x.Rows * weight.Rows)).Clear();
+            new Span<float>(py, checked(x.Rows * w.Rows)).Clear();
             return;
         }
-        MatMulDriver.Run(Pool, format.MatMul, &job, scratch);
-    }
-
-    /// <inheritdoc/>
-    public void Rope(TensorView x, TensorView positions, in RopeConfig config)
-    {
-        const string op = nameof(Rope);
-        Enter();
-        float* px = (float*)Ptr(op, nameof(x), x, DataType.F32);
-        int* pos = (int*)Ptr(op, nameof(positions), positions, DataType.I32);
-        RequireShape(op, nameof(positions), positions, 1, x.Rows, "[1, T]");
-        if (config.Heads <= 0 || config.HeadDim <= 0)
-            throw new ArgumentOutOfRangeException(nameof(config), $"{op}: Heads ({config.Heads}) and HeadDim ({config.HeadDim}) must be > 0");
-        if (config.RotaryDim < 0 || config.RotaryDim > config.HeadDim || config.RotaryDim % 2 != 0)
-            throw new ArgumentOutOfRangeException(nameof(config), $"{op}: RotaryDim must be even and in [0, HeadDim = {config.HeadDim}], got {config.RotaryDim}");
-        if (!Enum.IsDefined(config.Style))
-            throw new ArgumentOutOfRangeException(nameof(config), $"{op}: unknown style {config.Style}");
-        if ((long)config.Heads * config.HeadDim != x.Cols)
-            throw new ArgumentException($"{op}: x {x} must have Heads·HeadDim = {config.Heads}·{config.HeadDim} columns", nameof(x));
-        TensorView inv = config.InverseFrequencies;
-        float* pf = (float*)Ptr(op, "InverseFrequencies", inv, DataType.F32);
-        RequireShape(op, "InverseFrequencies", inv, 1, config.RotaryDim / 2, "[1, RotaryDim/2]");
-        NoOverlap(op, nameof(x), x, nameof(positions), positions);
-        NoOverlap(op, nameof(x), x, "InverseFrequencies", inv);
-        if (config.RotaryDim == 0)
-            return;
-        Kernels.Rope.Run(Pool, px, pos, pf, x.Rows, config.Heads, config.HeadDim, config.RotaryDim, config.Style);
-    }
-
-    /// <inheritdoc/>
-    public void KvWrite(TensorView k, TensorView v, in KvCacheView cache, int layer, TensorView slots)
-    {
-        const string op = nameof(KvWrite);
-        Enter();
-        KvCacheLayout layout = cache.Layout;
-        CheckCache(op, cache, out float* cacheK, out float* cacheV);
-        if ((uint)layer >= (uint)layout.Layers)
-            throw new ArgumentOutOfRangeException(nameof(layer), $"{op}: layer {layer} outside [0, {layout.Layers})");
-        float* pk = (float*)Ptr(op, nameof(k), k, DataType.F32);
-        float* pv = (float*)Ptr(op, nameof(v), v, DataType.F32);
-        RequireShape(op, nameof(k), k, k.Rows, layout.RowElements, "[T, Hkv·Dh]");
-        RequireShape(op, nameof(v), v, k.Rows, layout.RowElements, "[T, Hkv·Dh] like k");
-        int* ps = (int*)Ptr(op, nameof(slots), slots, DataType.I32);
-        RequireShape(op, nameof(slots), slots, 1, k.Rows, "[1, T]");
-        foreach ((string name, TensorView view) in new[] { (nameof(k), k), (nameof(v), v), (nameof(slots), slots) })
+        MatMulEntry entry = w.Format.MatMul;
+        byte* scratch = Scratch("MatMul", entry.ScratchBytes(x.Rows, x.Cols, Pool.Workers));
+        var job = new MatMulJob
         {
-            if (ReferenceEquals(view.Buffer, cache.K) || ReferenceEquals(view.Buffer, cache.V))
-                throw new ArgumentException($"{op}: {name} {view} must not live in the cache's own buffers", name);
-        }
+            X = (float*)Ptr(x), W = w.Pointer, Y = py, RowBytes = w.RowBytes, T = x.Rows, K = x.Cols, N = w.Rows,
+            Kernel = Variants.KernelOf(variant),
+        };
+        MatMulDriver.Run(Pool, entry, &job, scratch);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Positions only scale angles, so any value is memory-safe and none is checked.</remarks>
+    protected override void RopeCore(in TensorView x, in TensorView positions, in RopeConfig config, KernelVariant variant)
+        => Kernels.Rope.Run(Pool, (float*)Ptr(x), (int*)Ptr(positions), (float*)Ptr(config.InverseFrequencies),
+            x.Rows, config.Heads, config.HeadDim, config.RotaryDim, config.Style);
+
+    /// <inheritdoc/>
+    protected override void KvWriteCore(in TensorView k, in TensorView v, IKvCache cache, int layer, in TensorView slots, KernelVariant variant)
+    {
+        var c = (CpuKvCache)cache;
+        KvCacheLayout layout = c.Layout;
+        int* ps = (int*)Ptr(slots);
         for (int i = 0; i < k.Rows; i++)
         {
             if ((uint)ps[i] >= (ulong)layout.SlotsPerLayer)
-                throw new ArgumentOutOfRangeException(nameof(slots), $"{op}: slots[{i}] = {ps[i]} is outside [0, {layout.SlotsPerLayer})");
+                throw new ArgumentOutOfRangeException(nameof(slots), $"KvWrite: slots[{i}] = {ps[i]} is outside [0, {layout.SlotsPerLayer})");
         }
-        Kernels.KvWrite.Run(pk, pv, cacheK, cacheV, layer * layout.SlotsPerLayer, ps, k.Rows, layout.RowElements);
+        long layerRow0 = layer * layout.SlotsPerLayer;
+        if (layout.Type == DataType.F16)
+            Kernels.KvWrite.RunF16((float*)Ptr(k), (float*)Ptr(v), (ushort*)c.K, (ushort*)c.V, layerRow0, ps, k.Rows, layout.RowElements);
+        else
+            Kernels.KvWrite.RunF32((float*)Ptr(k), (float*)Ptr(v), (float*)c.K, (float*)c.V, layerRow0, ps, k.Rows, layout.RowElements);
     }
 
     /// <inheritdoc/>
-    public void Attention(TensorView q, in KvCacheView cache, int layer, in AttentionBatch batch, TensorView output)
+    protected override void AttentionCore(in TensorView q, IKvCache cache, int layer, in AttentionBatch batch, in TensorView output, KernelVariant variant)
     {
         const string op = nameof(Attention);
-        Enter();
-        KvCacheLayout layout = cache.Layout;
-        CheckCache(op, cache, out float* cacheK, out float* cacheV);
-        if ((uint)layer >= (uint)layout.Layers)
-            throw new ArgumentOutOfRangeException(nameof(layer), $"{op}: layer {layer} outside [0, {layout.Layers})");
-        int heads = batch.Heads, kvHeads = layout.KvHeads, dh = layout.HeadDim;
-        if (heads <= 0 || heads % kvHeads != 0)
-            throw new ArgumentOutOfRangeException(nameof(batch), $"{op}: Heads ({heads}) must be a positive multiple of the cache's KvHeads ({kvHeads})");
-        if (!float.IsFinite(batch.Scale))
-            throw new ArgumentOutOfRangeException(nameof(batch), $"{op}: Scale must be finite, got {batch.Scale}");
-        float* pq = (float*)Ptr(op, nameof(q), q, DataType.F32);
-        if ((long)heads * dh != q.Cols)
-            throw new ArgumentException($"{op}: q {q} must have H·Dh = {heads}·{dh} columns", nameof(q));
-        int t = q.Rows;
-        float* po = (float*)Ptr(op, nameof(output), output, DataType.F32);
-        RequireShape(op, nameof(output), output, t, q.Cols, "[T, H·Dh] like q");
-        int* positions = (int*)Ptr(op, "Positions", batch.Positions, DataType.I32);
-        RequireShape(op, "Positions", batch.Positions, 1, t, "[1, T]");
-        int* sequence = (int*)Ptr(op, "Sequence", batch.Sequence, DataType.I32);
-        RequireShape(op, "Sequence", batch.Sequence, 1, t, "[1, T]");
-        int* tables = (int*)Ptr(op, "BlockTables", batch.BlockTables, DataType.I32);
+        var c = (CpuKvCache)cache;
+        KvCacheLayout layout = c.Layout;
+        int t = q.Rows, heads = batch.Heads, kvHeads = layout.KvHeads, dh = layout.HeadDim, bs = layout.BlockSize;
+        int* positions = (int*)Ptr(batch.Positions);
+        int* sequence = (int*)Ptr(batch.Sequence);
+        int* tables = (int*)Ptr(batch.BlockTables);
         int sequences = batch.BlockTables.Rows, maxBlocks = batch.BlockTables.Cols;
-        NoOverlap(op, nameof(output), output, nameof(q), q);
-        foreach ((string name, TensorView view) in new[] { ("Positions", batch.Positions), ("Sequence", batch.Sequence), ("BlockTables", batch.BlockTables) })
-            NoOverlap(op, nameof(output), output, name, view);
-        if (ReferenceEquals(output.Buffer, cache.K) || ReferenceEquals(output.Buffer, cache.V))
-            throw new ArgumentException($"{op}: output {output} must not live in the cache's own buffers", nameof(output));
-
-        int bs = layout.BlockSize;
         int maxPositions = 0;
         long work = 0;
         for (int r = 0; r < t; r++)
@@ -190,8 +110,8 @@ internal sealed unsafe class CpuStream : IComputeStream
             int seq = sequence[r], pos = positions[r];
             if ((uint)seq >= (uint)sequences)
                 throw new ArgumentOutOfRangeException(nameof(batch), $"{op}: Sequence[{r}] = {seq} is outside BlockTables' [0, {sequences}) rows");
-            if (pos < 0 || pos / bs >= maxBlocks)
-                throw new ArgumentOutOfRangeException(nameof(batch), $"{op}: Positions[{r}] = {pos} is outside [0, {(long)maxBlocks * bs}) (BlockTables has {maxBlocks} blocks of {bs})");
+            if (pos < 0 || pos > batch.MaxPosition)
+                throw new ArgumentOutOfRangeException(nameof(batch), $"{op}: Positions[{r}] = {pos} is outside [0, MaxPosition = {batch.MaxPosition}]");
             int* row = tables + (long)seq * maxBlocks;
             for (int b = 0; b <= pos / bs; b++)
             {
@@ -201,93 +121,106 @@ internal sealed unsafe class CpuStream : IComputeStream
             maxPositions = Math.Max(maxPositions, pos + 1);
             work += (long)(pos + 1) * heads * dh * 2;
         }
-        if (t == 0)
-            return;
         long perWorker = Kernels.Attention.ScratchFloats(maxPositions, dh, heads / kvHeads);
         float* scratch = (float*)Scratch(op, perWorker * Pool.Workers * sizeof(float));
-        Kernels.Attention.Run(Pool, pq, po, cacheK, cacheV, layer * layout.SlotsPerLayer, positions, sequence, tables,
-            maxBlocks, bs, t, heads, kvHeads, dh, batch.Scale, scratch, perWorker, work);
+        long layerRow0 = layer * layout.SlotsPerLayer;
+        if (layout.Type == DataType.F16)
+        {
+            Kernels.Attention.Run<F16Row>(Pool, (float*)Ptr(q), (float*)Ptr(output), c.K, c.V, layerRow0, positions, sequence, tables,
+                maxBlocks, bs, t, heads, kvHeads, dh, batch.Scale, scratch, perWorker, work);
+        }
+        else
+        {
+            Kernels.Attention.Run<F32Row>(Pool, (float*)Ptr(q), (float*)Ptr(output), c.K, c.V, layerRow0, positions, sequence, tables,
+                maxBlocks, bs, t, heads, kvHeads, dh, batch.Scale, scratch, perWorker, work);
+        }
     }
 
     /// <inheritdoc/>
-    public void SwiGlu(TensorView gate, TensorView up, TensorView output)
+    protected override void SwiGluCore(in TensorView gate, in TensorView up, in TensorView output, KernelVariant variant)
+        => Kernels.SwiGlu.Run(Pool, (float*)Ptr(gate), (float*)Ptr(up), (float*)Ptr(output), (long)gate.Rows * gate.Cols);
+
+    /// <inheritdoc/>
+    protected override void AddCore(in TensorView a, in TensorView b, in TensorView output, KernelVariant variant)
     {
-        const string op = nameof(SwiGlu);
-        Enter();
-        float* pg = (float*)Ptr(op, nameof(gate), gate, DataType.F32);
-        float* pu = (float*)Ptr(op, nameof(up), up, DataType.F32);
-        float* po = (float*)Ptr(op, nameof(output), output, DataType.F32);
-        RequireShape(op, nameof(up), up, gate.Rows, gate.Cols, "[T, F] like gate");
-        RequireShape(op, nameof(output), output, gate.Rows, gate.Cols, "[T, F] like gate");
-        SameOrDisjoint(op, nameof(output), output, nameof(gate), gate);
-        SameOrDisjoint(op, nameof(output), output, nameof(up), up);
-        Kernels.SwiGlu.Run(Pool, pg, pu, po, (long)gate.Rows * gate.Cols);
+        if (b.Rows == a.Rows)
+            Kernels.Add.Run(Pool, (float*)Ptr(a), (float*)Ptr(b), (float*)Ptr(output), (long)a.Rows * a.Cols);
+        else
+            Kernels.Add.RunBroadcast(Pool, (float*)Ptr(a), (float*)Ptr(b), (float*)Ptr(output), a.Rows, a.Cols);
     }
 
     /// <inheritdoc/>
-    public void Add(TensorView a, TensorView b, TensorView output)
+    protected override void CopyCore(in TensorView source, in TensorView destination, KernelVariant variant)
+        => Kernels.Copy.Run(Pool, Ptr(source), Ptr(destination), source.ByteLength);
+
+    /// <inheritdoc/>
+    protected override void ArgmaxCore(in TensorView logits, in TensorView output, KernelVariant variant)
+        => Kernels.Argmax.Run(Pool, (float*)Ptr(logits), (int*)Ptr(output), logits.Rows, logits.Cols);
+
+    /// <inheritdoc/>
+    protected override void GatherCore(in TensorView source, in TensorView rows, in TensorView output, KernelVariant variant)
     {
-        const string op = nameof(Add);
-        Enter();
-        float* pa = (float*)Ptr(op, nameof(a), a, DataType.F32);
-        float* pb = (float*)Ptr(op, nameof(b), b, DataType.F32);
-        float* po = (float*)Ptr(op, nameof(output), output, DataType.F32);
-        RequireShape(op, nameof(b), b, a.Rows, a.Cols, "the shape of a");
-        RequireShape(op, nameof(output), output, a.Rows, a.Cols, "the shape of a");
-        SameOrDisjoint(op, nameof(output), output, nameof(a), a);
-        SameOrDisjoint(op, nameof(output), output, nameof(b), b);
-        Kernels.Add.Run(Pool, pa, pb, po, (long)a.Rows * a.Cols);
+        int* ids = (int*)Ptr(rows);
+        int r = rows.Cols;
+        for (int i = 0; i < r; i++)
+        {
+            if ((uint)ids[i] >= (uint)source.Rows)
+                throw new ArgumentOutOfRangeException(nameof(rows), $"Gather: rows[{i}] = {ids[i]} is outside the source's [0, {source.Rows}) rows");
+        }
+        Kernels.Gather.Run(Pool, (float*)Ptr(source), ids, r, source.Cols, (float*)Ptr(output));
     }
 
     /// <inheritdoc/>
-    public void Copy(TensorView source, TensorView destination)
+    /// <remarks>Ops already ran, so the copy happens now: ordered after every op recorded before it.</remarks>
+    protected override void UploadCore(IDeviceBuffer destination, long offset, ReadOnlySpan<byte> source)
+        => source.CopyTo(new Span<byte>(((CpuBuffer)destination).Pointer + offset, source.Length));
+
+    /// <inheritdoc/>
+    protected override void DownloadCore(IDeviceBuffer source, long offset, Span<byte> destination)
+        => new ReadOnlySpan<byte>(((CpuBuffer)source).Pointer + offset, destination.Length).CopyTo(destination);
+
+    /// <inheritdoc/>
+    /// <remarks>Ops run when recorded, so the clock read now is the time after every op before it.</remarks>
+    protected override int RecordTimestampCore()
     {
-        const string op = nameof(Copy);
-        Enter();
-        byte* src = Ptr(op, nameof(source), source);
-        byte* dst = Ptr(op, nameof(destination), destination);
-        if (source.ByteLength != destination.ByteLength)
-            throw new ArgumentException($"{op}: source {source} is {source.ByteLength} bytes, destination {destination} is {destination.ByteLength}", nameof(destination));
-        NoOverlap(op, nameof(destination), destination, nameof(source), source);
-        Kernels.Copy.Run(Pool, src, dst, source.ByteLength);
+        _timestamps.Add(Stopwatch.GetTimestamp());
+        return _timestamps.Count - 1;
     }
 
     /// <inheritdoc/>
-    public void Argmax(TensorView logits, TensorView output)
+    protected override TimeSpan ElapsedCore(int start, int end)
     {
-        const string op = nameof(Argmax);
-        Enter();
-        float* pl = (float*)Ptr(op, nameof(logits), logits, DataType.F32);
-        int* po = (int*)Ptr(op, nameof(output), output, DataType.I32);
-        RequireShape(op, nameof(output), output, 1, logits.Rows, "[1, T]");
-        if (logits.Cols == 0 && logits.Rows > 0)
-            throw new ArgumentException($"{op}: logits {logits} has empty rows", nameof(logits));
-        NoOverlap(op, nameof(output), output, nameof(logits), logits);
-        Kernels.Argmax.Run(Pool, pl, po, logits.Rows, logits.Cols);
+        if ((uint)start >= (uint)_timestamps.Count || (uint)end >= (uint)_timestamps.Count)
+            throw new InvalidOperationException($"Elapsed: timestamp {start} or {end} was not recorded by this stream ({_timestamps.Count} recorded)");
+        return Stopwatch.GetElapsedTime(_timestamps[start], _timestamps[end]);
     }
 
     /// <inheritdoc/>
-    /// <remarks>Ops already ran when recorded; only checks that the stream is usable.</remarks>
-    public void Flush() => Enter();
+    /// <remarks>Ops already ran when recorded.</remarks>
+    protected override void FlushCore()
+    {
+    }
 
     /// <inheritdoc/>
-    /// <remarks>Ops already ran when recorded; only checks that the stream is usable.</remarks>
-    public void Synchronize() => Enter();
+    /// <remarks>Ops already ran when recorded.</remarks>
+    protected override void SynchronizeCore()
+    {
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Also refuses when the device was disposed.</remarks>
+    protected override void ThrowIfUnusable()
+    {
+        base.ThrowIfUnusable();
+        _device.ThrowIfDisposed();
+    }
 
     /// <summary>Frees the stream's scratch memory.</summary>
-    public void Dispose()
+    protected override void Dispose(bool disposing)
     {
-        if (_disposed)
-            return;
-        _disposed = true;
         _scratch.Dispose();
         _device.OnStreamDisposed(this);
-    }
-
-    private void Enter()
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        _device.ThrowIfDisposed();
+        base.Dispose(disposing);
     }
 
     private byte* Scratch(string op, long bytes)
@@ -302,98 +235,6 @@ internal sealed unsafe class CpuStream : IComputeStream
         }
     }
 
-    /// <summary>The view's first byte, after checking device, disposal, type, and that it lies inside its buffer.</summary>
-    private byte* Ptr(string op, string name, in TensorView view, DataType? type = null)
-    {
-        CpuBuffer buffer = _device.Resolve(view.Buffer, op, name);
-        if (!Enum.IsDefined(view.Type))
-            throw new ArgumentException($"{op}: {name} has unknown type {(int)view.Type}", name);
-        if (type is { } expected && view.Type != expected)
-            throw new ArgumentException($"{op}: {name} must be {expected.Name()}, got {view}", name);
-        if (view.Rows < 0 || view.Cols < 0)
-            throw new ArgumentOutOfRangeException(name, $"{op}: {name} has a negative dimension: [{view.Rows}, {view.Cols}]");
-        if (view.Type.IsQuantized() && view.Cols % view.Type.BlockSize() != 0)
-            throw new ArgumentException($"{op}: {name} {view.Type.Name()} rows must be a multiple of {view.Type.BlockSize()} elements, got [{view.Rows}, {view.Cols}]", name);
-        long rowBytes = view.RowBytes;
-        // Divide rather than multiply: Rows · RowBytes can overflow a long for absurd shapes.
-        if (view.Offset < 0 || view.Offset > buffer.Length || (rowBytes > 0 && view.Rows > (buffer.Length - view.Offset) / rowBytes))
-            throw new ArgumentOutOfRangeException(name, $"{op}: {name} {view} does not fit in its buffer of {buffer.Length} bytes");
-        view.CheckBounds(name);
-        return buffer.Pointer + view.Offset;
-    }
-
-    private void CheckCache(string op, in KvCacheView cache, out float* cacheK, out float* cacheV)
-    {
-        KvCacheLayout layout = cache.Layout;
-        if (layout.Type != DataType.F32)
-            throw new ArgumentException($"{op}: the CPU KV cache must be f32 (v1), got {layout.Type.Name()}", nameof(cache));
-        if (layout.Layers <= 0 || layout.Blocks <= 0 || layout.BlockSize <= 0 || layout.KvHeads <= 0 || layout.HeadDim <= 0)
-            throw new ArgumentOutOfRangeException(nameof(cache), $"{op}: every cache dimension must be > 0, got {layout}");
-        CpuBuffer k = _device.Resolve(cache.K, op, "cache.K");
-        CpuBuffer v = _device.Resolve(cache.V, op, "cache.V");
-        if (ReferenceEquals(k, v))
-            throw new ArgumentException($"{op}: cache.K and cache.V must be different buffers", nameof(cache));
-        long bytes;
-        try
-        {
-            bytes = checked((long)layout.RowElements * sizeof(float) * layout.SlotsPerLayer * layout.Layers);
-        }
-        catch (OverflowException)
-        {
-            throw new ArgumentOutOfRangeException(nameof(cache), $"{op}: cache layout {layout} is too large");
-        }
-        if (k.Length < bytes || v.Length < bytes)
-            throw new ArgumentOutOfRangeException(nameof(cache), $"{op}: cache layout {layout} needs {bytes} bytes per tensor; K has {k.Length}, V has {v.Length}");
-        cacheK = (float*)k.Pointer;
-        cacheV = (float*)v.Pointer;
-    }
-
-    private KernelVariant ResolveVariant(string op, DataType type, KernelVariant? variant)
-    {
-        IReadOnlyList<KernelVariant> variants = Variants.For(OpKind.MatMul, type);
-        if (variant is null)
-            return variants[0];
-        foreach (KernelVariant v in variants)
-        {
-            if (v.Name == variant.Name && v.Op == variant.Op && v.WeightType == variant.WeightType)
-                return v;
-        }
-        throw new ArgumentException(
-            $"{op}: variant '{variant.Name}' ({variant.Op}, {variant.WeightType.Name()}) is not one of this device's for {type.Name()}: {string.Join(", ", variants.Select(x => x.Name))}",
-            nameof(variant));
-    }
-
-    private static WeightFormat RequireWeightFormat(string op, string name, in TensorView view)
-        => WeightFormats.TryGet(view.Type, out WeightFormat? format)
-            ? format
-            : throw new ArgumentException($"{op}: {name} must be one of {WeightFormats.Names}, got {view}", name);
-
-    private static void RequireRows(string op, string name, in TensorView view, int rows, string expected)
-    {
-        if (view.Rows != rows)
-            throw new ArgumentException($"{op}: {name} must be {expected}, got {view}", name);
-    }
-
-    private static void RequireShape(string op, string name, in TensorView view, int rows, int cols, string expected)
-    {
-        if (view.Rows != rows || view.Cols != cols)
-            throw new ArgumentException($"{op}: {name} must be {expected} = [{rows}, {cols}], got {view}", name);
-    }
-
-    private static bool Overlap(in TensorView a, in TensorView b)
-        => ReferenceEquals(a.Buffer, b.Buffer) && a.ByteLength > 0 && b.ByteLength > 0
-           && a.Offset < b.Offset + b.ByteLength && b.Offset < a.Offset + a.ByteLength;
-
-    private static void NoOverlap(string op, string aName, in TensorView a, string bName, in TensorView b)
-    {
-        if (Overlap(a, b))
-            throw new ArgumentException($"{op}: {aName} {a} must not overlap {bName} {b}", aName);
-    }
-
-    /// <summary>Element-wise ops may write in place (the very same view) but not into a shifted overlap.</summary>
-    private static void SameOrDisjoint(string op, string aName, in TensorView a, string bName, in TensorView b)
-    {
-        if (Overlap(a, b) && (a.Offset != b.Offset || a.ByteLength != b.ByteLength))
-            throw new ArgumentException($"{op}: {aName} {a} partly overlaps {bName} {b}; it may only be the same view or disjoint", aName);
-    }
+    /// <summary>The view's first byte (the front end checked device, disposal, type and bounds).</summary>
+    private static byte* Ptr(in TensorView view) => ((CpuBuffer)view.Buffer).Pointer + view.Offset;
 }

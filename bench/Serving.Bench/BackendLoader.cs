@@ -32,8 +32,8 @@ public static class BackendLoader
                 if (type is null) continue;
                 var plugin = (IBackendPlugin)Activator.CreateInstance(type)!;
                 if (plugin.Name != name) continue;
-                if (plugin.ContractVersion != ContractVersion.Current)
-                    throw new InvalidOperationException($"backend '{name}' implements contract {plugin.ContractVersion}, this build has {ContractVersion.Current}");
+                if (!ContractVersion.Current.Accepts(plugin.ContractVersion))
+                    throw new InvalidOperationException($"backend '{name}' implements contract {plugin.ContractVersion}, which this build's {ContractVersion.Current} does not accept");
                 var probe = plugin.Probe();
                 if (!probe.Usable) throw new InvalidOperationException($"backend '{name}' unusable: {probe.Reason}");
                 var device = plugin.CreateDevice(0, DeviceOptions.Default);

@@ -98,6 +98,14 @@ public static class BenchData
         return new TensorView(buffer, 0, type, rows, cols);
     }
 
+    /// <summary>A weight [rows, cols] of <paramref name="type"/> holding <paramref name="bytes"/> (GGUF layout), prepared by
+    /// <paramref name="device"/> from a transient host copy (the device keeps its own).</summary>
+    public static unsafe IDeviceWeight Weight(IAccelerator device, DataType type, int rows, int cols, byte[] bytes)
+    {
+        fixed (byte* p = bytes)
+            return device.PrepareWeight(new WeightSource("bench", (nint)p, bytes.Length, type, rows, cols, Persistent: false));
+    }
+
     /// <summary>A zero-filled [rows, cols] view of <paramref name="type"/>.</summary>
     public static TensorView Allocate(IAccelerator device, DataType type, int rows, int cols)
         => new(device.Allocate(type.RowBytes(cols) * rows), 0, type, rows, cols);

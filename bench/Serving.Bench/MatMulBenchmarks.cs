@@ -28,7 +28,8 @@ public class MatMulBenchmarks : IMovesBytes
 
     private IAccelerator _device = null!;
     private IComputeStream _stream = null!;
-    private TensorView _x, _w, _y;          // [T, K] f32, [N, K] Type, [T, N] f32
+    private TensorView _x, _y;              // [T, K] f32, [T, N] f32
+    private IDeviceWeight _w = null!;       // [N, K] Type
     private float[] _hostX = [], _hostW = [], _hostY = [];
 
     /// <summary>Uploads the inputs.</summary>
@@ -41,7 +42,7 @@ public class MatMulBenchmarks : IMovesBytes
         _hostW = BenchData.Floats(N * K, 13);
         _hostY = new float[T * N];
         _x = BenchData.Upload(_device, DataType.F32, T, K, BenchData.Bytes(_hostX));
-        _w = BenchData.Upload(_device, Type, N, K, BenchData.Weights(Type, N, K));
+        _w = BenchData.Weight(_device, Type, N, K, BenchData.Weights(Type, N, K));
         _y = BenchData.Allocate(_device, DataType.F32, T, N);
     }
 
@@ -51,7 +52,7 @@ public class MatMulBenchmarks : IMovesBytes
     {
         _stream.Dispose();
         _x.Buffer.Dispose();
-        _w.Buffer.Dispose();
+        _w.Dispose();
         _y.Buffer.Dispose();
     }
 

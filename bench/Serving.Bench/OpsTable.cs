@@ -35,7 +35,7 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
         foreach (var type in new[] { DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K })
         {
             if (!Supported(OpKind.MatMul, type)) continue;
-            using var w = Owned(BenchData.Upload(device, type, n, k, BenchData.Weights(type, n, k)));
+            using var w = BenchData.Weight(device, type, n, k, BenchData.Weights(type, n, k));
             var variants = device.GetVariants(OpKind.MatMul, type);
             foreach (int t in new[] { 1, 64 })
             {
@@ -44,7 +44,7 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
                 foreach (var variant in variants.Count == 0 ? [null] : variants.Cast<KernelVariant?>())
                     Time("MatMul", type, variant?.Name ?? "default", $"T={t} N={n} K={k}",
                         type.RowBytes(k) * n + 4.0 * t * (k + n), 2.0 * t * n * k,
-                        () => stream.MatMul(x.View, w.View, y.View, variant), stream);
+                        () => stream.MatMul(x.View, w, y.View, variant), stream);
             }
         }
     }
@@ -57,9 +57,9 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
         foreach (var type in new[] { DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K })
         {
             if (!Supported(OpKind.Embed, type)) continue;
-            using var table = Owned(BenchData.Upload(device, type, v, d, BenchData.Weights(type, v, d)));
+            using var table = BenchData.Weight(device, type, v, d, BenchData.Weights(type, v, d));
             Time("Embed", type, "default", $"T={t} V={v} D={d}", t * (type.RowBytes(d) + 4.0 * d), 0,
-                () => stream.Embed(table.View, ids.View, y.View), stream);
+                () => stream.Embed(table, ids.View, y.View), stream);
         }
     }
 
@@ -78,7 +78,17 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
         if (Supported(OpKind.SwiGlu, DataType.F32))
             Time("SwiGlu", DataType.F32, "default", $"T={t} F={f}", 12.0 * t * f, 0, () => stream.SwiGlu(a.View, b.View, y.View), stream);
         if (Supported(OpKind.Add, DataType.F32))
+        {
             Time("Add", DataType.F32, "default", $"T={t} D={f}", 12.0 * t * f, t * f, () => stream.Add(a.View, b.View, y.View), stream);
+            Time("Add", DataType.F32, "broadcast", $"T={t} D={f} b=[1, D]", 4.0 * (2 * t * f + f), t * f, () => stream.Add(a.View, b.View.SliceRows(0, 1), y.View), stream);
+        }
+        if (Supported(OpKind.Gather, DataType.F32))
+        {
+            const int rows = 8;
+            using var ids = Owned(BenchData.Upload(device, DataType.I32, 1, rows, BenchData.Bytes(Enumerable.Range(0, rows).Select(i => i * 7 % t).ToArray())));
+            var ya = y.View.SliceRows(0, rows);
+            Time("Gather", DataType.F32, "default", $"R={rows} of T={t} D={f}", 8.0 * rows * f, 0, () => stream.Gather(a.View, ids.View, ya), stream);
+        }
         if (Supported(OpKind.Rope, DataType.F32))
         {
             var inv = Enumerable.Range(0, headDim / 2).Select(i => (float)Math.Pow(10000, -2.0 * i / headDim)).ToArray();
@@ -103,30 +113,37 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
 
     private void Attention(IComputeStream stream)
     {
-        // Decode of 8 sequences at 1024 cached positions each, llama-3-8B head shape (H 32, Hkv 8, Dh 128).
+        // Decode of 8 sequences at 1024 cached positions each, llama-3-8B head shape (H 32, Hkv 8, Dh 128), per cache type.
         const int sequences = 8, context = 1024, heads = 32, kvHeads = 8, headDim = 128, blockSize = 16;
-        var layout = new KvCacheLayout(1, sequences * context / blockSize, blockSize, kvHeads, headDim, DataType.F32);
-        using var k = Owned(BenchData.Upload(device, DataType.F32, 1, (int)(layout.BytesPerTensor / 4), BenchData.Bytes(BenchData.Floats((int)(layout.BytesPerTensor / 4), 19))));
-        using var v = Owned(BenchData.Upload(device, DataType.F32, 1, (int)(layout.BytesPerTensor / 4), BenchData.Bytes(BenchData.Floats((int)(layout.BytesPerTensor / 4), 23))));
-        var cache = new KvCacheView(k.View.Buffer, v.View.Buffer, layout);
-        int perSequence = context / blockSize;
+        int perSequence = context / blockSize, slots = sequences * context, width = kvHeads * headDim;
         using var tables = Owned(BenchData.Upload(device, DataType.I32, sequences, perSequence, BenchData.Bytes(Enumerable.Range(0, sequences * perSequence).ToArray())));
         using var positions = Owned(BenchData.Upload(device, DataType.I32, 1, sequences, BenchData.Bytes(Enumerable.Repeat(context - 1, sequences).ToArray())));
         using var sequence = Owned(BenchData.Upload(device, DataType.I32, 1, sequences, BenchData.Bytes(Enumerable.Range(0, sequences).ToArray())));
         using var q = Owned(BenchData.Upload(device, DataType.F32, sequences, heads * headDim, BenchData.Bytes(BenchData.Floats(sequences * heads * headDim, 29))));
         using var y = Owned(BenchData.Allocate(device, DataType.F32, sequences, heads * headDim));
-        var batch = new AttentionBatch(positions.View, sequence.View, tables.View, heads, 1 / MathF.Sqrt(headDim));
-        if (Supported(OpKind.KvWrite, DataType.F32))
+        var batch = new AttentionBatch(positions.View, sequence.View, tables.View, heads, 1 / MathF.Sqrt(headDim), context - 1, ContiguousSequences: true);
+        foreach (var type in new[] { DataType.F32, DataType.F16 })
         {
-            using var slots = Owned(BenchData.Upload(device, DataType.I32, 1, sequences, BenchData.Bytes(Enumerable.Range(0, sequences).Select(s => s * context + context - 1).ToArray())));
-            var kv = q.View.Reshape(sequences * heads / kvHeads, kvHeads * headDim).SliceRows(0, sequences);
-            Time("KvWrite", DataType.F32, "default", $"T={sequences} Hkv={kvHeads} Dh={headDim}", 16.0 * sequences * kvHeads * headDim, 0,
-                () => stream.KvWrite(kv, kv, cache, 0, slots.View), stream);
-        }
-        if (Supported(OpKind.Attention, DataType.F32))
-            Time("Attention", DataType.F32, "default", $"decode S={sequences} ctx={context} H={heads} Hkv={kvHeads} Dh={headDim}",
-                2.0 * layout.BytesPerTensor + 8.0 * sequences * heads * headDim, 4.0 * sequences * context * heads * headDim,
+            if (!Supported(OpKind.KvWrite, type) || !Supported(OpKind.Attention, type)) continue;
+            using var cache = device.CreateKvCache(new KvCacheSpec(1, slots / blockSize, blockSize, kvHeads, headDim, type));
+            {
+                // Every slot holds random rows, written in chunks of one sequence.
+                using var all = Owned(BenchData.Upload(device, DataType.F32, context, width, BenchData.Bytes(BenchData.Floats(context * width, 19))));
+                for (int s = 0; s < sequences; s++)
+                {
+                    using var ids = Owned(BenchData.Upload(device, DataType.I32, 1, context, BenchData.Bytes(Enumerable.Range(s * context, context).ToArray())));
+                    stream.KvWrite(all.View, all.View, cache, 0, ids.View);
+                }
+                stream.Synchronize();
+            }
+            using var slotIds = Owned(BenchData.Upload(device, DataType.I32, 1, sequences, BenchData.Bytes(Enumerable.Range(0, sequences).Select(s => s * context + context - 1).ToArray())));
+            var kv = q.View.Reshape(sequences * heads / kvHeads, width).SliceRows(0, sequences);
+            Time("KvWrite", type, "default", $"T={sequences} Hkv={kvHeads} Dh={headDim}", sequences * (8.0 * width + 2 * type.RowBytes(width)), 0,
+                () => stream.KvWrite(kv, kv, cache, 0, slotIds.View), stream);
+            Time("Attention", type, "default", $"decode S={sequences} ctx={context} H={heads} Hkv={kvHeads} Dh={headDim}",
+                cache.Layout.Bytes + 8.0 * sequences * heads * headDim, 4.0 * sequences * context * heads * headDim,
                 () => stream.Attention(q.View, cache, 0, batch, y.View), stream);
+        }
     }
 
     private void Copy(IComputeStream stream)
@@ -157,7 +174,7 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
 
     private bool Supported(OpKind op, DataType type)
     {
-        var support = device.Supports(op, type);
+        var support = device.Supports(new OpQuery(op, type));
         if (!support.Supported) _rows.Add([op.ToString(), type.Name(), "-", "-", "unsupported", support.Reason, ""]);
         return support.Supported;
     }

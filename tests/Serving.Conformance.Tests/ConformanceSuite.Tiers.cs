@@ -9,8 +9,8 @@ namespace Serving.Conformance.Tests;
 // SIMD tiers (docs/conformance.md "Every SIMD tier on one machine", after ImageSharp's FeatureTestRunner): the in-process run
 // tests only the widest tier this CPU has. Here this same assembly is started again as a child process
 // (Program.Main → TierCheck) with the runtime's hardware-intrinsic switches off, and runs a subset — MatMul for every
-// weight type and variant, RmsNorm, SwiGlu, Add, Argmax, Attention (every kernel on the vector driver) — on reduced
-// shapes that still have tails.
+// weight type and variant, RmsNorm, SwiGlu, Add (also broadcast), Argmax, KvWrite and Attention for f16 and f32 caches
+// (every kernel on the vector driver, and both f16 conversions) — on reduced shapes that still have tails.
 public abstract partial class ConformanceSuite
 {
     /// <summary>The tiers: name, environment for the child, and what the child must then report.</summary>
@@ -27,6 +27,9 @@ public abstract partial class ConformanceSuite
     {
         var device = Device;
         Skip.If(device.Descriptor.Kind != DeviceKind.Cpu, $"{BackendName} is not a CPU device: the runtime's SIMD switches do not change its kernels");
+        // A CPU device of another backend (Vulkan's lavapipe) runs its own compiled shaders, not the Cpu backend's .NET
+        // vector kernels that these switches (and SERVING_CPU_SIMD) select.
+        Skip.If(BackendName != "cpu", $"{BackendName} runs its own kernels on this CPU device: the .NET SIMD switches and SERVING_CPU_SIMD select only the cpu backend's");
         bool x86 = RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.X86;
         // .NET 10 folds AVX-512 F/BW/CD/DQ/VL into one switch, DOTNET_EnableAVX512; the older DOTNET_EnableAVX512F is
         // kept as an alias (dotnet/runtime#115983). Set both so the test means the same on .NET 8/9.

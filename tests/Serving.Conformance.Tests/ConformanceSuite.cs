@@ -9,8 +9,8 @@ namespace Serving.Conformance.Tests;
 /// subclass naming it (<see cref="CpuConformance"/>). When the backend's plugin is absent, fails to load, or its
 /// Probe says unusable, every test reports SKIPPED with that reason; an op or type the device does not support is
 /// skipped with the device's own reason. Nothing skipped counts as passed.
-/// This file holds the op tests; ConformanceSuite.Contract.cs the buffer/stream contract, ConformanceSuite.Tiers.cs the
-/// SIMD-tier re-runs.
+/// This file holds the op tests; ConformanceSuite.Contract.cs the front-end rules and the device/stream contract,
+/// ConformanceSuite.Stream.cs stream ordering, timestamps and variants, ConformanceSuite.Tiers.cs the SIMD-tier re-runs.
 /// </summary>
 public abstract partial class ConformanceSuite(string backend)
 {
@@ -65,17 +65,67 @@ public abstract partial class ConformanceSuite(string backend)
     [SkippableFact]
     public void Rope() => ChecksFor(OpKind.Rope, DataType.F32).Rope(Coverage.Full).AssertAllPassed();
 
-    /// <summary>KvWrite writes exactly the given slots of the given layer.</summary>
-    [SkippableFact]
-    public void KvWrite() => ChecksFor(OpKind.KvWrite, DataType.F32).KvWrite(Coverage.Full).AssertAllPassed();
+    /// <summary>The KV cache types (f16, f32), one theory row each.</summary>
+    public static TheoryData<DataType> KvTypes()
+    {
+        var data = new TheoryData<DataType>();
+        foreach (var type in OpChecks.KvTypes) data.Add(type);
+        return data;
+    }
 
-    /// <summary>Paged causal GQA attention over block tables: decode, prefill, later chunk, mixed.</summary>
-    [SkippableFact]
-    public void Attention() => ChecksFor(OpKind.Attention, DataType.F32).Attention(Coverage.Full).AssertAllPassed();
+    /// <summary>KvWrite writes exactly the given slots of the given layer (rounded to the cache type), read back through Attention.</summary>
+    [SkippableTheory, MemberData(nameof(KvTypes))]
+    public void KvWrite(DataType type)
+    {
+        var checks = ChecksFor(OpKind.KvWrite, type);
+        string? why = checks.Unsupported(OpKind.Attention, type);
+        Skip.If(why is not null, $"KvWrite is read back through Attention: {why}");
+        checks.KvWrite(type, Coverage.Full).AssertAllPassed();
+    }
 
-    /// <summary>Attention rows are bit-identical alone and inside a T = 17 batch.</summary>
+    /// <summary>Paged causal GQA attention over block tables: decode, prefill, later chunk, mixed; per cache type.</summary>
+    [SkippableTheory, MemberData(nameof(KvTypes))]
+    public void Attention(DataType type)
+    {
+        var checks = ChecksFor(OpKind.Attention, type);
+        string? why = checks.Unsupported(OpKind.KvWrite, type);
+        Skip.If(why is not null, $"the cache is filled through KvWrite: {why}");
+        checks.Attention(type, Coverage.Full).AssertAllPassed();
+    }
+
+    /// <summary>Attention rows are bit-identical alone and inside a T = 17 batch, per cache type and invariant variant.</summary>
+    [SkippableTheory, MemberData(nameof(KvTypes))]
+    public void AttentionIsBatchInvariant(DataType type)
+    {
+        var checks = ChecksFor(OpKind.Attention, type);
+        string? why = checks.Unsupported(OpKind.KvWrite, type);
+        Skip.If(why is not null, $"the cache is filled through KvWrite: {why}");
+        checks.AttentionBatchInvariance(type).AssertAllPassed();
+    }
+
+    /// <summary>The row-wise ops (F32; Embed per weight type below), one theory row each.</summary>
+    public static TheoryData<OpKind> RowOps()
+    {
+        var data = new TheoryData<OpKind>();
+        foreach (var op in OpChecks.RowOps.Where(o => o != OpKind.Embed)) data.Add(op);
+        return data;
+    }
+
+    /// <summary>Each batch-invariant variant of a row-wise op gives a row alone the bits it gives it inside a T = 17 call.</summary>
+    [SkippableTheory, MemberData(nameof(RowOps))]
+    public void RowOpIsBatchInvariant(OpKind op) => ChecksFor(op, DataType.F32).BatchInvariance(op, DataType.F32).AssertAllPassed();
+
+    /// <summary>Embed rows are bit-identical alone and inside a T = 17 call, per table type.</summary>
+    [SkippableTheory, MemberData(nameof(WeightTypes))]
+    public void EmbedIsBatchInvariant(DataType type) => ChecksFor(OpKind.Embed, type).BatchInvariance(OpKind.Embed, type).AssertAllPassed();
+
+    /// <summary>Gather: exact rows, repeats and any order.</summary>
     [SkippableFact]
-    public void AttentionIsBatchInvariant() => ChecksFor(OpKind.Attention, DataType.F32).AttentionBatchInvariance().AssertAllPassed();
+    public void Gather() => ChecksFor(OpKind.Gather, DataType.F32).Gather(Coverage.Full).AssertAllPassed();
+
+    /// <summary>Add with one broadcast row of b (a bias), separate output and aliased.</summary>
+    [SkippableFact]
+    public void AddBroadcast() => ChecksFor(OpKind.Add, DataType.F32).AddBroadcast(Coverage.Full).AssertAllPassed();
 
     /// <summary>SwiGlu, separate output and aliased.</summary>
     [SkippableFact]

@@ -7,7 +7,7 @@ namespace Serving.Conformance.Tests;
 
 /// <summary>
 /// Entry point of the test assembly when run as a program, which only the SIMD-tier test does:
-/// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt;</c> runs the kernel subset (MatMul with its batch invariance, RmsNorm, SwiGlu, Add, Argmax, Attention) on the backend with
+/// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt;</c> runs the kernel subset (MatMul with its batch invariance, RmsNorm, SwiGlu, Add, Argmax, KvWrite and Attention per cache type) on the backend with
 /// whatever hardware-intrinsic switches the environment sets, prints the tier it ran at and each result, and exits
 /// 0 when all passed, 1 when a case failed, 2 on bad usage, 3 when the backend is unavailable.
 /// </summary>
@@ -44,7 +44,13 @@ public static class Program
         if (checks.Unsupported(OpKind.SwiGlu, DataType.F32) is null) runs.Add(("SwiGlu", () => checks.SwiGlu(Coverage.Quick)));
         if (checks.Unsupported(OpKind.Add, DataType.F32) is null) runs.Add(("Add", () => checks.Add(Coverage.Quick)));
         if (checks.Unsupported(OpKind.Argmax, DataType.F32) is null) runs.Add(("Argmax", () => checks.Argmax(Coverage.Quick)));
-        if (checks.Unsupported(OpKind.Attention, DataType.F32) is null) runs.Add(("Attention", () => checks.Attention(Coverage.Quick)));
+        foreach (var type in OpChecks.KvTypes)
+            if (checks.Unsupported(OpKind.Attention, type) is null && checks.Unsupported(OpKind.KvWrite, type) is null)
+            {
+                runs.Add(($"KvWrite {type.Name()}", () => checks.KvWrite(type, Coverage.Quick)));
+                runs.Add(($"Attention {type.Name()}", () => checks.Attention(type, Coverage.Quick)));
+            }
+        if (checks.Unsupported(OpKind.Add, DataType.F32) is null) runs.Add(("Add broadcast", () => checks.AddBroadcast(Coverage.Quick)));
 
         int failed = 0;
         foreach (var (name, run) in runs)

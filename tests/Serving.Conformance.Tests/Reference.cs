@@ -280,6 +280,28 @@ public static class Reference
         return y;
     }
 
+    /// <summary>output[r, :] = source[rows[r], :]; source [T, D].</summary>
+    public static double[] Gather(double[] source, int d, int[] rows)
+    {
+        var y = new double[rows.Length * d];
+        for (int r = 0; r < rows.Length; r++)
+            for (int i = 0; i < d; i++) y[r * d + i] = source[rows[r] * d + i];
+        return y;
+    }
+
+    /// <summary>
+    /// The values a KV cache of <paramref name="type"/> holds for f32 rows: unchanged for F32; for F16 each value rounded
+    /// to the nearest IEEE binary16 (ties to even, overflow to ±∞: .NET's float → Half conversion) and back.
+    /// </summary>
+    public static float[] CacheValues(DataType type, float[] values)
+    {
+        if (type == DataType.F32) return (float[])values.Clone();
+        if (type != DataType.F16) throw new ArgumentException($"a KV cache is f16 or f32, not {type.Name()}", nameof(type));
+        var y = new float[values.Length];
+        for (int i = 0; i < y.Length; i++) y[i] = (float)(Half)values[i];
+        return y;
+    }
+
     /// <summary>Index of the largest value of each row of x [T, V], the first one on ties.</summary>
     public static int[] Argmax(double[] x, int t, int v)
     {

@@ -73,6 +73,8 @@ public static class Tolerances
             "the angle pos·invFreq is formed in f32 (as ggml does) for positions up to ~3000: absolute angle error ≤ ulp(3000)/2 ≈ 1.2e-4 rad → nMSE ≈ 1e-8; f32 sin/cos add ≈ 1e-14."),
         new(OpKind.Attention, DataType.F32, 1e-8,
             "f32 dot products (Dh ≤ 128), f32 exp and an online softmax over ≤ 80 positions: relative error ≈ 1e-6 → nMSE ≈ 1e-11; 1e-8 admits a polynomial expf of a few ulp."),
+        new(OpKind.Attention, DataType.F16, 1e-8,
+            "as F32, against the reference computed on the values an f16 cache holds (k and v rounded to nearest even): widening f16 to f32 is exact, so the arithmetic after it is the f32 case's."),
         new(OpKind.SwiGlu, DataType.F32, 1e-9,
             "one f32 exp, divide and two multiplies per element: ≤ ~4 ulp → nMSE ≈ 1e-13; 1e-9 admits a fast expf (ggml's is ≈ 1.5 ulp)."),
         new(OpKind.Add, DataType.F32, 1e-12, "one f32 rounding per element: nMSE ≤ 2^-48 ≈ 3.6e-15."),

@@ -18,6 +18,8 @@ namespace Serving.Backends.Cpu.Kernels;
 /// operators (the dots are <see cref="FloatDot"/>'s, with one accumulator per position). The arithmetic of an item
 /// depends only on its own row's position, sequence, q and the cache (never on T, the other rows or which worker runs
 /// it), so results are batch-invariant.
+/// The cache's element type is TL (<see cref="F32Row"/> or <see cref="F16Row"/>): K and V elements are read through it,
+/// widened to f32 in registers, so an f16 cache moves half the bytes through the same arithmetic.
 /// Large contexts are bound by memory bandwidth (each K and V element is read once per item); small ones by the
 /// per-position dot and axpy work.
 /// </summary>
@@ -33,7 +35,7 @@ internal static unsafe class Attention
     {
         public float* Q;            // [T, H·Dh]
         public float* Output;       // [T, H·Dh]
-        public float* K, V;         // cache rows of Hkv·Dh
+        public byte* K, V;          // cache rows of Hkv·Dh elements of TL
         public long LayerRow0;      // cache row of slot 0 of the layer
         public int* Positions;      // [T]
         public int* Sequence;       // [T]
@@ -56,10 +58,10 @@ internal static unsafe class Attention
 
     private static long RoundUp(long n) => (n + Pad - 1) & ~(long)(Pad - 1);
 
-    /// <summary>Runs the op on validated pointers (every position's block id already checked).</summary>
-    public static void Run(WorkerPool pool, float* q, float* output, float* k, float* v, long layerRow0,
+    /// <summary>Runs the op on validated pointers (every position's block id already checked); TL is the cache's element type.</summary>
+    public static void Run<TL>(WorkerPool pool, float* q, float* output, byte* k, byte* v, long layerRow0,
         int* positions, int* sequence, int* tables, int maxBlocks, int blockSize,
-        int t, int heads, int kvHeads, int headDim, float scale, float* scratch, long scratchFloats, long work)
+        int t, int heads, int kvHeads, int headDim, float scale, float* scratch, long scratchFloats, long work) where TL : struct, IFloatRow
     {
         var job = new Job
         {
@@ -67,16 +69,18 @@ internal static unsafe class Attention
             Tables = tables, MaxBlocks = maxBlocks, BlockSize = blockSize, Heads = heads, KvHeads = kvHeads,
             HeadDim = headDim, Scale = scale, Scratch = scratch, ScratchFloats = scratchFloats,
         };
-        pool.Run(&Item, &job, t * kvHeads, work);
+        pool.Run(&Item<TL>, &job, t * kvHeads, work);
     }
 
-    private static void Item(void* context, int item, int worker)
+    private static void Item<TL>(void* context, int item, int worker) where TL : struct, IFloatRow
     {
         var job = (Job*)context;
         int kvHeads = job->KvHeads, dh = job->HeadDim, bs = job->BlockSize;
         int t = item / kvHeads, kvh = item % kvHeads;
         int group = job->Heads / kvHeads;
         int rowElements = kvHeads * dh;
+        int eb = TL.ElementBytes;
+        int rowBytes = rowElements * eb;
         int count = job->Positions[t] + 1;
         int blocks = (count + bs - 1) / bs;
         int stride = (int)RoundUp(count);
@@ -94,16 +98,16 @@ internal static unsafe class Attention
         for (int b = 0; b < blocks; b++)
         {
             int n = Math.Min(bs, count - b * bs);
-            long element0 = (job->LayerRow0 + (long)table[b] * bs) * rowElements + (long)kvh * dh;
-            float* kRows = job->K + element0;
+            long byte0 = ((job->LayerRow0 + (long)table[b] * bs) * rowElements + (long)kvh * dh) * eb;
+            byte* kRows = job->K + byte0;
             if (b + 1 < blocks)
             {
-                long next0 = (job->LayerRow0 + (long)table[b + 1] * bs) * rowElements + (long)kvh * dh;
-                Prefetch(job->K + next0, rowElements, Math.Min(bs, count - (b + 1) * bs), dh);
+                long next0 = ((job->LayerRow0 + (long)table[b + 1] * bs) * rowElements + (long)kvh * dh) * eb;
+                Prefetch(job->K + next0, rowBytes, Math.Min(bs, count - (b + 1) * bs), dh * eb);
             }
-            Prefetch(job->V + element0, rowElements, n, dh);
+            Prefetch(job->V + byte0, rowBytes, n, dh * eb);
             for (int g = 0; g < group; g++)
-                Scores(q + (long)g * dh, kRows, rowElements, n, dh, scale, scores + (long)g * stride + (long)b * bs);
+                Scores<TL>(q + (long)g * dh, kRows, rowBytes, n, dh, scale, scores + (long)g * stride + (long)b * bs);
         }
 
         // (2) Softmax weights per head; the padding lanes get −inf so they take part as exp(−inf) = 0.
@@ -120,60 +124,60 @@ internal static unsafe class Attention
         for (int b = 0; b < blocks; b++)
         {
             int n = Math.Min(bs, count - b * bs);
-            float* vRows = job->V + (job->LayerRow0 + (long)table[b] * bs) * rowElements + (long)kvh * dh;
+            byte* vRows = job->V + ((job->LayerRow0 + (long)table[b] * bs) * rowElements + (long)kvh * dh) * eb;
             for (int g = 0; g < group; g++)
-                Accumulate(scores + (long)g * stride + (long)b * bs, vRows, rowElements, n, dh, acc + (long)g * dh);
+                Accumulate<TL>(scores + (long)g * stride + (long)b * bs, vRows, rowBytes, n, dh, acc + (long)g * dh);
         }
         float* o = job->Output + headOffset;
         for (int g = 0; g < group; g++)
             VectorDriver.Map<Scaled>(acc + (long)g * dh, acc + (long)g * dh, o + (long)g * dh, dh, inverse[g]);
     }
 
-    /// <summary>Asks for the n rows' slices of dh floats to be brought into the cache (a hint; no-op without SSE).</summary>
+    /// <summary>Asks for the n rows' slices of <paramref name="bytes"/> bytes to be brought into the cache (a hint; no-op without SSE).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Prefetch(float* rows, int rowStride, int n, int dh)
+    private static void Prefetch(byte* rows, int rowStride, int n, int bytes)
     {
         if (!Sse.IsSupported)
             return;
         for (int j = 0; j < n; j++)
         {
-            float* r = rows + (long)j * rowStride;
-            for (int i = 0; i < dh; i += 16)
+            byte* r = rows + (long)j * rowStride;
+            for (int i = 0; i < bytes; i += 64)
                 Sse.Prefetch0(r + i);
-            Sse.Prefetch0(r + dh - 1);
+            Sse.Prefetch0(r + bytes - 1);
         }
     }
 
-    /// <summary>scores[j] = scale · (q · k row j) for the n rows k + j·rowStride, j in [0, n); q and rows of dh floats.</summary>
+    /// <summary>scores[j] = scale · (q · k row j) for the n rows k + j·rowStride bytes, j in [0, n); q and rows of dh elements.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores(float* q, float* k, int rowStride, int n, int dh, float scale, float* scores)
+    private static void Scores<TL>(float* q, byte* k, int rowStride, int n, int dh, float scale, float* scores) where TL : struct, IFloatRow
     {
         int j = 0;
         for (; j <= n - Unroll; j += Unroll)
         {
-            var (s0, s1, s2, s3) = VectorDriver.Sum4(new FloatDot.Rows4<F32Row>(q, (byte*)(k + (long)j * rowStride), rowStride * 4L), dh, Accumulators.One);
+            var (s0, s1, s2, s3) = VectorDriver.Sum4(new FloatDot.Rows4<TL>(q, k + (long)j * rowStride, rowStride), dh, Accumulators.One);
             scores[j] = s0 * scale;
             scores[j + 1] = s1 * scale;
             scores[j + 2] = s2 * scale;
             scores[j + 3] = s3 * scale;
         }
         for (; j < n; j++)
-            scores[j] = scale * VectorDriver.Reduce(new FloatDot.Row<F32Row>(q, (byte*)(k + (long)j * rowStride)), dh);
+            scores[j] = scale * VectorDriver.Reduce(new FloatDot.Row<TL>(q, k + (long)j * rowStride), dh);
     }
 
     /// <summary>row[i] = exp(row[i] − max) for i in [0, n), n a multiple of <see cref="Pad"/>; returns Σ row[i].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpInPlace(float* row, int n, float max) => VectorDriver.MapSum<ExpMinus>(row, row, row, n, max);
 
-    /// <summary>acc += Σ_j e[j] · (v row j), rows v + j·rowStride of dh floats, j in [0, n), in order of j.</summary>
+    /// <summary>acc += Σ_j e[j] · (v row j), rows v + j·rowStride bytes of dh elements, j in [0, n), in order of j.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Accumulate(float* e, float* v, int rowStride, int n, int dh, float* acc)
+    private static void Accumulate<TL>(float* e, byte* v, int rowStride, int n, int dh, float* acc) where TL : struct, IFloatRow
     {
         int j = 0;
         for (; j <= n - Unroll; j += Unroll)
-            VectorDriver.ForEach(new WeightedRows4(e + j, v + (long)j * rowStride, rowStride, acc), dh);
+            VectorDriver.ForEach(new WeightedRows4<TL>(e + j, v + (long)j * rowStride, rowStride, acc), dh);
         for (; j < n; j++)
-            VectorDriver.Map<WeightedRow>(v + (long)j * rowStride, acc, acc, dh, e[j]);
+            VectorDriver.ForEach(new WeightedRow<TL>(e[j], v + (long)j * rowStride, acc), dh);
     }
 
     /// <summary>The largest element by IEEE maximum (NaN if any is NaN).</summary>
@@ -192,12 +196,12 @@ internal static unsafe class Attention
             => TW.Exp(TW.Subtract(s, max));
     }
 
-    /// <summary>acc + e·v (one FMA per vector).</summary>
-    private readonly struct WeightedRow : IMapOperator
+    /// <summary>acc += e·v (one FMA per vector) for one row v.</summary>
+    private readonly struct WeightedRow<TL>(float e, byte* v, float* acc) : IForEachOperator where TL : struct, IFloatRow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static TV Invoke<TW, TV>(TV v, TV acc, TV e) where TW : struct, IFloatVector<TV> where TV : unmanaged
-            => TW.MultiplyAdd(e, v, acc);
+        public void Apply<TW, TV>(nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
+            => TW.Store(TW.MultiplyAdd(TW.Create(e), TW.LoadRow<TL>(v, i), TW.Load(acc + i)), acc + i);
     }
 
     /// <summary>a · p.</summary>
@@ -212,18 +216,18 @@ internal static unsafe class Attention
     /// acc += e0·v0 + e1·v1 + e2·v2 + e3·v3 (added in that order) for the four rows v + r·rowStride: acc is loaded and
     /// stored once per vector for the four positions.
     /// </summary>
-    private readonly struct WeightedRows4(float* e, float* v, int rowStride, float* acc) : IForEachOperator
+    private readonly struct WeightedRows4<TL>(float* e, byte* v, int rowStride, float* acc) : IForEachOperator where TL : struct, IFloatRow
     {
         private readonly float _e0 = e[0], _e1 = e[1], _e2 = e[2], _e3 = e[3];
-        private readonly float* _v1 = v + rowStride, _v2 = v + 2L * rowStride, _v3 = v + 3L * rowStride;
+        private readonly byte* _v1 = v + rowStride, _v2 = v + 2L * rowStride, _v3 = v + 3L * rowStride;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Apply<TW, TV>(nint i) where TW : struct, IFloatVector<TV> where TV : unmanaged
         {
-            TV a = TW.MultiplyAdd(TW.Create(_e0), TW.Load(v + i), TW.Load(acc + i));
-            a = TW.MultiplyAdd(TW.Create(_e1), TW.Load(_v1 + i), a);
-            a = TW.MultiplyAdd(TW.Create(_e2), TW.Load(_v2 + i), a);
-            TW.Store(TW.MultiplyAdd(TW.Create(_e3), TW.Load(_v3 + i), a), acc + i);
+            TV a = TW.MultiplyAdd(TW.Create(_e0), TW.LoadRow<TL>(v, i), TW.Load(acc + i));
+            a = TW.MultiplyAdd(TW.Create(_e1), TW.LoadRow<TL>(_v1, i), a);
+            a = TW.MultiplyAdd(TW.Create(_e2), TW.LoadRow<TL>(_v2, i), a);
+            TW.Store(TW.MultiplyAdd(TW.Create(_e3), TW.LoadRow<TL>(_v3, i), a), acc + i);
         }
     }
 }

@@ -86,54 +86,28 @@ internal static class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float BFloat16ToFloat(ushort b) => BitConverter.UInt32BitsToSingle((uint)b << 16);
 
-    /// <summary>Half bits (zero-extended to 32 bits per lane) to floats; same rules as the scalar form.</summary>
+    /// <summary>Half bits (zero-extended to 32 bits per lane) to floats; same rules as the scalar form. The one body for
+    /// every width is <see cref="HalfVector.ToFloat{TW, TU, TF}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> HalfToFloat(Vector512<uint> h)
-    {
-        Vector512<uint> sign = (h & Vector512.Create(0x8000u)) << 16;
-        Vector512<uint> em = h & Vector512.Create(0x7FFFu);
-        Vector512<uint> o = em << 13;
-        Vector512<uint> normal = (o.AsSingle() * Vector512.Create(TwoPow112)).AsUInt32();
-        Vector512<uint> special = o | Vector512.Create(0x7F800000u);
-        Vector512<uint> isSpecial = Vector512.GreaterThanOrEqual(em, Vector512.Create(0x7C00u));
-        return (Vector512.ConditionalSelect(isSpecial, special, normal) | sign).AsSingle();
-    }
+    public static Vector512<float> HalfToFloat(Vector512<uint> h) => HalfVector.ToFloat<U32x16, Vector512<uint>, Vector512<float>>(h);
 
     /// <inheritdoc cref="HalfToFloat(Vector512{uint})"/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> HalfToFloat(Vector256<uint> h)
-    {
-        Vector256<uint> sign = (h & Vector256.Create(0x8000u)) << 16;
-        Vector256<uint> em = h & Vector256.Create(0x7FFFu);
-        Vector256<uint> o = em << 13;
-        Vector256<uint> normal = (o.AsSingle() * Vector256.Create(TwoPow112)).AsUInt32();
-        Vector256<uint> special = o | Vector256.Create(0x7F800000u);
-        Vector256<uint> isSpecial = Vector256.GreaterThanOrEqual(em, Vector256.Create(0x7C00u));
-        return (Vector256.ConditionalSelect(isSpecial, special, normal) | sign).AsSingle();
-    }
+    public static Vector256<float> HalfToFloat(Vector256<uint> h) => HalfVector.ToFloat<U32x8, Vector256<uint>, Vector256<float>>(h);
 
     /// <inheritdoc cref="HalfToFloat(Vector512{uint})"/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> HalfToFloat(Vector128<uint> h)
-    {
-        Vector128<uint> sign = (h & Vector128.Create(0x8000u)) << 16;
-        Vector128<uint> em = h & Vector128.Create(0x7FFFu);
-        Vector128<uint> o = em << 13;
-        Vector128<uint> normal = (o.AsSingle() * Vector128.Create(TwoPow112)).AsUInt32();
-        Vector128<uint> special = o | Vector128.Create(0x7F800000u);
-        Vector128<uint> isSpecial = Vector128.GreaterThanOrEqual(em, Vector128.Create(0x7C00u));
-        return (Vector128.ConditionalSelect(isSpecial, special, normal) | sign).AsSingle();
-    }
+    public static Vector128<float> HalfToFloat(Vector128<uint> h) => HalfVector.ToFloat<U32x4, Vector128<uint>, Vector128<float>>(h);
 
     /// <summary>16 consecutive u16 values zero-extended to u32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector512<uint> LoadWiden512(ushort* p) => Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe());
+    public static unsafe Vector512<uint> LoadWiden512(ushort* p) => U32x16.LoadWiden(p);
 
     /// <summary>8 consecutive u16 values zero-extended to u32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector256<uint> LoadWiden256(ushort* p) => Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe());
+    public static unsafe Vector256<uint> LoadWiden256(ushort* p) => U32x8.LoadWiden(p);
 
     /// <summary>4 consecutive u16 values zero-extended to u32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector128<uint> LoadWiden128(ushort* p) => Vector128.WidenLower(Vector128.CreateScalar(Unsafe.ReadUnaligned<ulong>(p)).AsUInt16());
+    public static unsafe Vector128<uint> LoadWiden128(ushort* p) => U32x4.LoadWiden(p);
 }

@@ -7,7 +7,10 @@ namespace Serving.Backends.Cpu.Kernels;
 /// The kernel variants of this backend, per (op, type); the first of each list is the default. MatMul has three per
 /// weight type (the driver's <see cref="MatMulKernel"/>) — two for the K-quants, which have no rows4 kernel (at
 /// decode their cost is unpacking the weights, which sharing x loads does not reduce) — bit-identical to each
-/// other; every other op has one.
+/// other; every other op has one per type. Every variant applies to every shape and is batch-invariant (the contract's
+/// defaults, <see cref="KernelVariant.AppliesTo"/> and <see cref="KernelVariant.BatchInvariant"/>): no CPU kernel splits
+/// a row's reduction across rows or workers. The lists are built once; <see cref="For"/> returns the same instances on
+/// every call (the front end asks per op).
 /// </summary>
 internal static class Variants
 {
@@ -66,9 +69,12 @@ internal static class Variants
         table[(OpKind.RmsNorm, DataType.F32)] = [new("rmsnorm_f32_rows", OpKind.RmsNorm, DataType.F32, "one row per work item, vector sum of squares")];
         table[(OpKind.Rope, DataType.F32)] = [new("rope_f32_rows", OpKind.Rope, DataType.F32, "one row per work item, cos/sin per row shared by all heads")];
         table[(OpKind.KvWrite, DataType.F32)] = [new("kvwrite_f32_copy", OpKind.KvWrite, DataType.F32, "row copies into the paged f32 cache")];
-        table[(OpKind.Attention, DataType.F32)] = [new("attention_f32_twopass", OpKind.Attention, DataType.F32, "one (row, head) per work item, scores then max-subtracted softmax, f32 cache")];
+        table[(OpKind.KvWrite, DataType.F16)] = [new("kvwrite_f16_round", OpKind.KvWrite, DataType.F16, "rows rounded to f16 (nearest even) with vector bit arithmetic into the paged cache")];
+        table[(OpKind.Attention, DataType.F32)] = [new("attention_f32_twopass", OpKind.Attention, DataType.F32, "one (row, kv head) per work item, scores then max-subtracted softmax, f32 cache")];
+        table[(OpKind.Attention, DataType.F16)] = [new("attention_f16_twopass", OpKind.Attention, DataType.F16, "as attention_f32_twopass, K and V read as f16 and widened to f32 in registers")];
+        table[(OpKind.Gather, DataType.F32)] = [new("gather_f32_rows", OpKind.Gather, DataType.F32, "one row copy per gathered row, rows spread over the workers")];
         table[(OpKind.SwiGlu, DataType.F32)] = [new("swiglu_f32_simd", OpKind.SwiGlu, DataType.F32, "vector exp, chunks of the flat tensor per work item")];
-        table[(OpKind.Add, DataType.F32)] = [new("add_f32_simd", OpKind.Add, DataType.F32, "vector add, chunks of the flat tensor per work item")];
+        table[(OpKind.Add, DataType.F32)] = [new("add_f32_simd", OpKind.Add, DataType.F32, "vector add, chunks of the flat tensor per work item (a broadcast row: one row per work item)")];
         table[(OpKind.Argmax, DataType.F32)] = [new("argmax_f32_simd", OpKind.Argmax, DataType.F32, "vector max then first index holding it, one row per work item")];
         foreach (DataType t in Enum.GetValues<DataType>())
             table[(OpKind.Copy, t)] = [new($"copy_{t.Name()}_chunked", OpKind.Copy, t, "memcpy split into chunks across the workers")];

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using Serving.Abstractions;
 
 namespace Serving.Conformance.Tests.Cases;
@@ -7,13 +8,17 @@ namespace Serving.Conformance.Tests.Cases;
 /// The buffers of one case on one device; disposing frees them all. Inputs sit at a non-zero offset (so a backend
 /// that ignores <see cref="TensorView.Offset"/> fails); outputs sit between two guard regions filled with a
 /// pattern and are pre-filled with NaN, so writes outside the view and elements never written are both caught.
+/// Weights are prepared from host memory with <see cref="IAccelerator.PrepareWeight"/> and KV caches created with
+/// <see cref="IAccelerator.CreateKvCache"/>; both are disposed with the scratch.
 /// </summary>
-public sealed class DeviceScratch(IAccelerator device) : IDisposable
+public sealed unsafe class DeviceScratch(IAccelerator device) : IDisposable
 {
     /// <summary>Bytes of guard on each side of an output, and of padding before an input.</summary>
     public const int Guard = 64;
 
     private readonly List<IDeviceBuffer> _buffers = [];
+    private readonly List<IDisposable> _owned = [];
+    private readonly List<nint> _hostMemory = [];
     private readonly List<(TensorView View, byte[] Before, byte[] After)> _guarded = [];
 
     /// <summary>The device.</summary>
@@ -57,6 +62,51 @@ public sealed class DeviceScratch(IAccelerator device) : IDisposable
 
     /// <summary>An output that starts as a copy of <paramref name="values"/> (for in-place ops).</summary>
     public TensorView Output(float[] values, int rows, int cols) => Output(DataType.F32, rows, cols, TestData.AsBytes(values));
+
+    /// <summary>
+    /// A weight [rows, cols] of <paramref name="type"/> holding <paramref name="bytes"/> (GGUF layout), prepared by the
+    /// device. <paramref name="persistent"/>: the host memory stays valid until the scratch is disposed (the device may
+    /// read it in place); otherwise it is overwritten with garbage and freed as soon as PrepareWeight returns, so a
+    /// device that kept a pointer to it instead of copying computes garbage.
+    /// </summary>
+    public IDeviceWeight Weight(DataType type, int rows, int cols, ReadOnlySpan<byte> bytes, bool persistent = false, string name = "weight")
+    {
+        nint memory = HostCopy(bytes);
+        try
+        {
+            var weight = device.PrepareWeight(new WeightSource(name, memory, bytes.Length, type, rows, cols, persistent));
+            _owned.Add(weight);
+            return weight;
+        }
+        finally
+        {
+            if (persistent)
+            {
+                _hostMemory.Add(memory);
+            }
+            else
+            {
+                new Span<byte>((void*)memory, bytes.Length).Fill(0xA5);
+                NativeMemory.AlignedFree((void*)memory);
+            }
+        }
+    }
+
+    /// <summary>64-byte aligned native memory holding <paramref name="bytes"/>; the caller frees it.</summary>
+    public static nint HostCopy(ReadOnlySpan<byte> bytes)
+    {
+        void* memory = NativeMemory.AlignedAlloc((nuint)Math.Max(1, bytes.Length), 64);
+        bytes.CopyTo(new Span<byte>(memory, bytes.Length));
+        return (nint)memory;
+    }
+
+    /// <summary>A KV cache created by the device, disposed with the scratch.</summary>
+    public IKvCache KvCache(KvCacheSpec spec)
+    {
+        var cache = device.CreateKvCache(spec);
+        _owned.Add(cache);
+        return cache;
+    }
 
     /// <summary>A plain zero-filled buffer owned by this scratch.</summary>
     public IDeviceBuffer Allocate(long bytes)
@@ -126,7 +176,11 @@ public sealed class DeviceScratch(IAccelerator device) : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        foreach (var owned in _owned) owned.Dispose();
+        _owned.Clear();
         foreach (var buffer in _buffers) buffer.Dispose();
         _buffers.Clear();
+        foreach (nint memory in _hostMemory) NativeMemory.AlignedFree((void*)memory);
+        _hostMemory.Clear();
     }
 }

@@ -16,8 +16,10 @@ public sealed partial class OpChecks
         using var stream = device.CreateStream();
         foreach (int t in Pick(Rows, coverage, 1, 16))
             foreach (int d in InputWidths(type, coverage))
+            foreach (var variant in VariantRuns(OpKind.Embed, type))
             {
-                string context = Context(OpKind.Embed, type, null, $"T={t} V={v} D={d}");
+                if (!Applies(variant, t, d)) continue;
+                string context = Context(OpKind.Embed, type, variant, $"T={t} V={v} D={d}");
                 Run(log, context, () =>
                 {
                     var data = new TestData(TestData.Seed("embed", type, t, d));
@@ -29,7 +31,7 @@ public sealed partial class OpChecks
                     double[] expected = Reference.Embed(Reference.Dequantize(type, table, (long)v * d), d, ids);
                     using var scratch = new DeviceScratch(device);
                     var y = scratch.Output(DataType.F32, t, d);
-                    stream.Embed(scratch.Input(type, v, d, table), scratch.Input(ids, 1, t), y);
+                    stream.Embed(scratch.Weight(type, v, d, table, persistent: t % 2 == 0), scratch.Input(ids, 1, t), y, variant);
                     stream.Synchronize();
                     return CaseLog.Compare(context, expected, scratch.ReadF32(y), d, limit)
                            ?? CaseLog.Guards(context, scratch.CheckGuards());

@@ -26,9 +26,10 @@ public sealed partial class OpChecks
                     double power = Tolerances.MatMulPower(x, t, wd, n, k);
                     using var scratch = new DeviceScratch(device);
                     var xv = scratch.Input(x, t, k);
-                    var wv = scratch.Input(type, n, k, w);
+                    var wv = scratch.Weight(type, n, k, w, persistent: (t + n) % 2 == 0);
                     foreach (var variant in variants)
                     {
+                        if (!Applies(variant, t, k)) continue;
                         string context = Context(OpKind.MatMul, type, variant, $"T={t} N={n} K={k}");
                         Run(log, context, () =>
                         {
@@ -45,9 +46,10 @@ public sealed partial class OpChecks
 
     /// <summary>
     /// Batch invariance (design: a row's result never depends on the other rows of the step): rows 0, 8 and 16 of a
-    /// T = 17 MatMul must be bit-identical to the same rows computed alone at T = 1, for every variant; and every
-    /// variant's T = 17 result must be bit-identical to the first variant's (a tuner may switch variants between
-    /// steps, so the choice must never change a token).
+    /// T = 17 MatMul must be bit-identical to the same rows computed alone at T = 1, for every variant that declares
+    /// <see cref="KernelVariant.BatchInvariant"/> and applies to both shapes; and every such variant's T = 17 result
+    /// must be bit-identical to the first one's (a tuner may switch variants between steps, so on a reproducible
+    /// stream the choice must never change a token).
     /// </summary>
     public CaseLog MatMulBatchInvariance(DataType type)
     {
@@ -58,11 +60,12 @@ public sealed partial class OpChecks
         var data = new TestData(TestData.Seed("matmul-invariance", type));
         using var scratch = new DeviceScratch(device);
         var xv = scratch.Input(data.Normal(t * k), t, k);
-        var wv = scratch.Input(type, n, k, data.Weights(type, n, k));
+        var wv = scratch.Weight(type, n, k, data.Weights(type, n, k));
         byte[]? first = null;
         string? firstName = null;
         foreach (var variant in VariantRuns(OpKind.MatMul, type))
         {
+            if (variant is { BatchInvariant: false } || !Applies(variant, t, k) || !Applies(variant, 1, k)) continue;
             string context = Context(OpKind.MatMul, type, variant, $"T={t} N={n} K={k}");
             Run(log, context, () =>
             {

@@ -19,9 +19,11 @@ public sealed partial class OpChecks
         foreach (int d in Pick(RowWidths, coverage, 7, 64, 1024))
             foreach (int t in Pick(Rows, coverage, 1, 3, 16))
                 foreach (bool inPlace in t == 3 ? new[] { false, true } : [false])
+                foreach (var variant in VariantRuns(OpKind.RmsNorm, DataType.F32))
                 {
+                    if (!Applies(variant, t, d)) continue;
                     float eps = t % 2 == 0 ? 1e-6f : 1e-5f;
-                    string context = Context(OpKind.RmsNorm, DataType.F32, null, $"T={t} D={d} eps={eps}{(inPlace ? " in-place" : "")}");
+                    string context = Context(OpKind.RmsNorm, DataType.F32, variant, $"T={t} D={d} eps={eps}{(inPlace ? " in-place" : "")}");
                     Run(log, context, () =>
                     {
                         var data = new TestData(TestData.Seed("rmsnorm", t, d));
@@ -33,7 +35,7 @@ public sealed partial class OpChecks
                         using var scratch = new DeviceScratch(device);
                         var xv = inPlace ? scratch.Output(x, t, d) : scratch.Input(x, t, d);
                         var y = inPlace ? xv : scratch.Output(DataType.F32, t, d);
-                        stream.RmsNorm(xv, scratch.Input(w, 1, d), y, eps);
+                        stream.RmsNorm(xv, scratch.Input(w, 1, d), y, eps, variant);
                         stream.Synchronize();
                         return CaseLog.Compare(context, expected, scratch.ReadF32(y), d, limit)
                                ?? CaseLog.Guards(context, scratch.CheckGuards());

@@ -16,8 +16,10 @@ public sealed partial class OpChecks
         foreach (var style in new[] { RopeStyle.Normal, RopeStyle.NeoX })
             foreach (var (heads, headDim, rotaryDim) in RopeShapes)
                 foreach (int t in Pick(Rows, coverage, 1, 16))
+                foreach (var variant in VariantRuns(OpKind.Rope, DataType.F32))
                 {
-                    string context = Context(OpKind.Rope, DataType.F32, null, $"{style} T={t} H={heads} Dh={headDim} rot={rotaryDim}");
+                    if (!Applies(variant, t, headDim)) continue;
+                    string context = Context(OpKind.Rope, DataType.F32, variant, $"{style} T={t} H={heads} Dh={headDim} rot={rotaryDim}");
                     Run(log, context, () =>
                     {
                         var data = new TestData(TestData.Seed("rope", style, heads, headDim, rotaryDim, t));
@@ -32,7 +34,7 @@ public sealed partial class OpChecks
                         using var scratch = new DeviceScratch(device);
                         var xv = scratch.Output(x, t, width);
                         var config = new RopeConfig(heads, headDim, rotaryDim, style, scratch.Input(invFreq, 1, invFreq.Length));
-                        stream.Rope(xv, scratch.Input(positions, 1, t), config);
+                        stream.Rope(xv, scratch.Input(positions, 1, t), config, variant);
                         stream.Synchronize();
                         return CaseLog.Compare(context, expected, scratch.ReadF32(xv), width, limit)
                                ?? CaseLog.Guards(context, scratch.CheckGuards());

@@ -50,7 +50,7 @@ public sealed partial class OpChecks(IAccelerator device, string backend)
     /// <summary>Null when the device runs <paramref name="op"/> with <paramref name="type"/>; otherwise the skip reason.</summary>
     public string? Unsupported(OpKind op, DataType type)
     {
-        var support = device.Supports(op, type);
+        var support = device.Supports(new OpQuery(op, type));
         return support.Supported ? null : $"{backend} does not support {op} {type.Name()}: {support.Reason}";
     }
 
@@ -69,9 +69,19 @@ public sealed partial class OpChecks(IAccelerator device, string backend)
     private static int[] Pick(int[] values, Coverage coverage, params int[] quick)
         => coverage == Coverage.Full ? values : values.Where(quick.Contains).ToArray();
 
-    /// <summary>What to pass as the variant: each of GetVariants, then null (the default) as a separate run.</summary>
+    /// <summary>
+    /// What to pass as the variant: each of GetVariants, then null (the default) as a separate run. A variant that is not
+    /// batch-invariant runs only when the device's streams are not reproducible (a reproducible stream refuses it).
+    /// </summary>
     private IReadOnlyList<KernelVariant?> VariantRuns(OpKind op, DataType type)
-        => [.. device.GetVariants(op, type), null];
+    {
+        bool reproducible;
+        using (var probe = device.CreateStream()) reproducible = probe.Reproducible;
+        return [.. device.GetVariants(op, type).Where(v => v.BatchInvariant || !reproducible), null];
+    }
+
+    /// <summary>True for the default (null) and for a variant whose <see cref="KernelVariant.AppliesTo"/> matches T = rows and the op's cols.</summary>
+    private static bool Applies(KernelVariant? variant, int rows, int cols) => variant is null || variant.AppliesTo.Matches(rows, cols);
 
     private string Context(OpKind op, DataType type, KernelVariant? variant, string shape)
         => $"{backend} {op} {type.Name()} variant={variant?.Name ?? "default"} {shape}";

@@ -66,8 +66,8 @@ public static class Backends
             catch (Exception e) { errors.Add($"{Path.GetFileName(folder)}: Name threw {e.GetType().Name}: {e.Message}"); continue; }
             if (pluginName != name) continue;
 
-            if (plugin.ContractVersion != ContractVersion.Current)
-                return new(name, plugin, null, $"backend '{name}' implements contract version {plugin.ContractVersion}, this suite tests version {ContractVersion.Current}");
+            if (!ContractVersion.Current.Accepts(plugin.ContractVersion))
+                return new(name, plugin, null, $"backend '{name}' implements contract version {plugin.ContractVersion}, which this suite's {ContractVersion.Current} does not accept (same major, minor at most ours)");
             ProbeResult probe;
             try { probe = plugin.Probe(); }
             catch (Exception e) { return new(name, plugin, null, $"backend '{name}': Probe threw {e.GetType().Name}: {e.Message}"); }
@@ -75,7 +75,7 @@ public static class Backends
                 return new(name, plugin, null, $"backend '{name}' unusable here: {probe.Reason}");
             try
             {
-                var device = plugin.CreateDevice(0, DeviceOptions.Default);
+                var device = plugin.CreateDevice(0, OptionsFor(name, DeviceOptions.Default));
                 AppDomain.CurrentDomain.ProcessExit += (_, _) => device.Dispose();
                 return new(name, plugin, device, null);
             }
@@ -87,6 +87,23 @@ public static class Backends
         string more = errors.Count > 0 ? " (load errors: " + string.Join("; ", errors) + ")" : "";
         return new(name, null, null, $"backend '{name}' not found in {PluginDirectory}{more}");
     }
+
+    /// <summary>
+    /// Opens a second, independent instance of device 0 of <paramref name="name"/> with <paramref name="options"/> (for
+    /// foreign-device checks and non-default options); null when the backend is unavailable. The caller disposes it.
+    /// </summary>
+    public static IAccelerator? OpenAnother(string name, DeviceOptions options)
+    {
+        var handle = Get(name);
+        return handle.Device is null ? null : handle.Plugin!.CreateDevice(0, OptionsFor(name, options));
+    }
+
+    /// <summary>
+    /// The options the suite opens <paramref name="name"/> with: GPU backends run with their API's validation layer on
+    /// (DeviceOptions.Validation), so any validation message fails the test that caused it.
+    /// </summary>
+    public static DeviceOptions OptionsFor(string name, DeviceOptions options)
+        => name is "vulkan" ? options with { Validation = true } : options;
 
     private static IReadOnlyList<(string, IBackendPlugin?, string?)> LoadAll()
     {

@@ -1,0 +1,245 @@
+using System.Globalization;
+using Serving.Abstractions;
+using Silk.NET.Vulkan;
+
+namespace Serving.Backends.Vulkan;
+
+/// <summary>
+/// What the backend reads about one physical device: identity, memory heaps, the compute queue, limits, and the
+/// optional features it uses when present (each with a fallback when absent: the base shaders need none of them).
+/// </summary>
+internal sealed unsafe class DeviceFacts
+{
+    /// <summary>VK_EXT_memory_budget.</summary>
+    public const string MemoryBudgetExtension = "VK_EXT_memory_budget";
+    /// <summary>VK_KHR_push_descriptor.</summary>
+    public const string PushDescriptorExtension = "VK_KHR_push_descriptor";
+
+    private DeviceFacts() { }
+
+    /// <summary>The handle.</summary>
+    public PhysicalDevice Device { get; private init; }
+    /// <summary>deviceName.</summary>
+    public string Name { get; private init; } = "";
+    /// <summary>Vendor name from the PCI vendor id.</summary>
+    public string Vendor { get; private init; } = "";
+    /// <summary>Driver name and info ("llvmpipe Mesa 22.3.6 (LLVM 15.0.6)"), else the packed driver version.</summary>
+    public string Driver { get; private init; } = "";
+    /// <summary>deviceUUID as hex.</summary>
+    public string Uuid { get; private init; } = "";
+    /// <summary>The device's API version.</summary>
+    public uint ApiVersion { get; private init; }
+    /// <summary>The Vulkan device type.</summary>
+    public PhysicalDeviceType Type { get; private init; }
+    /// <summary>The contract's kind.</summary>
+    public DeviceKind Kind => Type switch
+    {
+        PhysicalDeviceType.DiscreteGpu => DeviceKind.Gpu,
+        PhysicalDeviceType.IntegratedGpu => DeviceKind.IntegratedGpu,
+        PhysicalDeviceType.Cpu => DeviceKind.Cpu,
+        _ => DeviceKind.Gpu,
+    };
+    /// <summary>Memory types and heaps.</summary>
+    public PhysicalDeviceMemoryProperties Memory { get; private init; }
+    /// <summary>The device limits.</summary>
+    public PhysicalDeviceLimits Limits { get; private init; }
+    /// <summary>Largest single allocation (Maintenance3).</summary>
+    public ulong MaxAllocationBytes { get; private init; }
+    /// <summary>A queue family with compute, preferring one without graphics; -1 when none.</summary>
+    public int ComputeQueueFamily { get; private init; } = -1;
+    /// <summary>Valid bits of that family's timestamps (0: no timestamps).</summary>
+    public uint TimestampValidBits { get; private init; }
+    /// <summary>Subgroup size.</summary>
+    public uint SubgroupSize { get; private init; }
+    /// <summary>Subgroup arithmetic in compute shaders.</summary>
+    public bool SubgroupArithmetic { get; private init; }
+    /// <summary>storageBuffer16BitAccess.</summary>
+    public bool Storage16 { get; private init; }
+    /// <summary>storageBuffer8BitAccess.</summary>
+    public bool Storage8 { get; private init; }
+    /// <summary>shaderFloat16.</summary>
+    public bool Float16 { get; private init; }
+    /// <summary>shaderInt8.</summary>
+    public bool Int8 { get; private init; }
+    /// <summary>shaderIntegerDotProduct.</summary>
+    public bool IntegerDotProduct { get; private init; }
+    /// <summary>VK_EXT_memory_budget.</summary>
+    public bool MemoryBudget { get; private init; }
+    /// <summary>VK_KHR_push_descriptor.</summary>
+    public bool PushDescriptors { get; private init; }
+    /// <summary>Extensions offered.</summary>
+    public IReadOnlySet<string> Extensions { get; private init; } = new HashSet<string>();
+
+    /// <summary>True when the device reads host-visible memory that is also device-local (integrated GPUs, lavapipe):
+    /// buffers are then mapped and written in place, without staging.</summary>
+    public bool UnifiedMemory => Kind is DeviceKind.IntegratedGpu or DeviceKind.Cpu && FindType(~0u, MemoryPropertyFlags.DeviceLocalBit | MemoryPropertyFlags.HostVisibleBit) >= 0;
+
+    /// <summary>Size of the largest device-local heap.</summary>
+    public long DeviceLocalBytes
+    {
+        get
+        {
+            long best = 0;
+            for (int i = 0; i < Memory.MemoryHeapCount; i++)
+                if ((Memory.MemoryHeaps[i].Flags & MemoryHeapFlags.DeviceLocalBit) != 0)
+                    best = Math.Max(best, (long)Memory.MemoryHeaps[i].Size);
+            return best;
+        }
+    }
+
+    /// <summary>Why the backend cannot run on this device, or null when it can.</summary>
+    public string? Unusable => ApiVersion < VulkanApi.MakeVersion(1, 1) ? $"Vulkan {VulkanApi.VersionText(ApiVersion)} (needs 1.1)"
+        : ComputeQueueFamily < 0 ? "no queue family with compute" : null;
+
+    /// <summary>The first memory type allowed by <paramref name="typeBits"/> with all of <paramref name="flags"/>; -1 when none.</summary>
+    public int FindType(uint typeBits, MemoryPropertyFlags flags)
+    {
+        for (int i = 0; i < Memory.MemoryTypeCount; i++)
+            if ((typeBits & (1u << i)) != 0 && (Memory.MemoryTypes[i].PropertyFlags & flags) == flags)
+                return i;
+        return -1;
+    }
+
+    /// <summary>Reads everything about <paramref name="device"/>.</summary>
+    public static DeviceFacts Read(Vk vk, PhysicalDevice device)
+    {
+        HashSet<string> ext = VulkanApi.DeviceExtensions(vk, device);
+        vk.GetPhysicalDeviceProperties(device, out PhysicalDeviceProperties basic);
+        uint api = basic.ApiVersion;
+        bool v12 = api >= VulkanApi.MakeVersion(1, 2);
+
+        var subgroup = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
+        var maint3 = new PhysicalDeviceMaintenance3Properties { SType = StructureType.PhysicalDeviceMaintenance3Properties, PNext = &subgroup };
+        var driver = new PhysicalDeviceDriverProperties { SType = StructureType.PhysicalDeviceDriverProperties, PNext = &maint3 };
+        bool hasDriver = v12 || ext.Contains("VK_KHR_driver_properties");
+        var props = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = hasDriver ? &driver : &maint3 };
+        if (api >= VulkanApi.MakeVersion(1, 1)) vk.GetPhysicalDeviceProperties2(device, &props);
+        else props.Properties = basic;
+
+        using FeatureChain features = FeatureChain.Query(vk, device, api, ext);
+
+        vk.GetPhysicalDeviceMemoryProperties(device, out PhysicalDeviceMemoryProperties memory);
+        uint familyCount = 0;
+        vk.GetPhysicalDeviceQueueFamilyProperties(device, &familyCount, null);
+        var families = new QueueFamilyProperties[familyCount];
+        fixed (QueueFamilyProperties* f = families)
+            vk.GetPhysicalDeviceQueueFamilyProperties(device, &familyCount, f);
+        int compute = -1;
+        for (int i = 0; i < families.Length; i++)
+        {
+            if ((families[i].QueueFlags & QueueFlags.ComputeBit) == 0) continue;
+            bool graphics = (families[i].QueueFlags & QueueFlags.GraphicsBit) != 0;
+            // A dedicated compute family first; else the first with compute.
+            if (compute < 0 || (!graphics && (families[compute].QueueFlags & QueueFlags.GraphicsBit) != 0))
+                compute = i;
+        }
+
+        string name = VulkanApi.FixedString(props.Properties.DeviceName, 256);
+        string driverText = hasDriver
+            ? $"{VulkanApi.FixedString(driver.DriverName, 256)} {VulkanApi.FixedString(driver.DriverInfo, 256)}".Trim()
+            : $"driver {props.Properties.DriverVersion}";
+        var uuid = new System.Text.StringBuilder();
+        for (int i = 0; i < 16; i++) uuid.Append(props.Properties.PipelineCacheUuid[i].ToString("x2", CultureInfo.InvariantCulture));
+        var deviceUuid = new System.Text.StringBuilder();
+        var idProps = new PhysicalDeviceIDProperties { SType = StructureType.PhysicalDeviceIDProperties };
+        var idChain = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = &idProps };
+        if (api >= VulkanApi.MakeVersion(1, 1)) vk.GetPhysicalDeviceProperties2(device, &idChain);
+        for (int i = 0; i < 16; i++) deviceUuid.Append(idProps.DeviceUuid[i].ToString("x2", CultureInfo.InvariantCulture));
+
+        return new DeviceFacts
+        {
+            Device = device,
+            Name = name,
+            Vendor = VendorName(props.Properties.VendorID),
+            Driver = driverText,
+            Uuid = deviceUuid.ToString(),
+            ApiVersion = api,
+            Type = props.Properties.DeviceType,
+            Memory = memory,
+            Limits = props.Properties.Limits,
+            MaxAllocationBytes = maint3.MaxMemoryAllocationSize,
+            ComputeQueueFamily = compute,
+            TimestampValidBits = compute >= 0 ? families[compute].TimestampValidBits : 0,
+            SubgroupSize = subgroup.SubgroupSize,
+            SubgroupArithmetic = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
+                                 && (subgroup.SupportedOperations & SubgroupFeatureFlags.ArithmeticBit) != 0
+                                 && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0,
+            Storage16 = features.Storage16,
+            Storage8 = features.Storage8,
+            Float16 = features.Float16,
+            Int8 = features.Int8,
+            IntegerDotProduct = features.IntegerDotProduct,
+            MemoryBudget = ext.Contains(MemoryBudgetExtension),
+            PushDescriptors = ext.Contains(PushDescriptorExtension),
+            Extensions = ext,
+        };
+    }
+
+    private static string VendorName(uint id) => id switch
+    {
+        0x1002 => "AMD",
+        0x10DE => "NVIDIA",
+        0x8086 => "Intel",
+        0x13B5 => "Arm",
+        0x5143 => "Qualcomm",
+        0x106B => "Apple",
+        0x1010 => "Imagination",
+        0x10005 => "Mesa",
+        _ => $"0x{id:x4}",
+    };
+
+    /// <summary>The contract's descriptor for index <paramref name="index"/>, with the facts 'devices' shows.</summary>
+    public DeviceDescriptor Describe(int index)
+    {
+        var details = new List<string>
+        {
+            $"Vulkan {VulkanApi.VersionText(ApiVersion)}, {Type switch { PhysicalDeviceType.DiscreteGpu => "discrete GPU", PhysicalDeviceType.IntegratedGpu => "integrated GPU", PhysicalDeviceType.Cpu => "CPU implementation", PhysicalDeviceType.VirtualGpu => "virtual GPU", _ => "other" }}, {Driver}",
+        };
+        for (int i = 0; i < Memory.MemoryHeapCount; i++)
+        {
+            MemoryHeap heap = Memory.MemoryHeaps[i];
+            var kinds = new List<string>();
+            if ((heap.Flags & MemoryHeapFlags.DeviceLocalBit) != 0) kinds.Add("device-local");
+            bool hostVisible = false;
+            for (int t = 0; t < Memory.MemoryTypeCount; t++)
+                if (Memory.MemoryTypes[t].HeapIndex == i && (Memory.MemoryTypes[t].PropertyFlags & MemoryPropertyFlags.HostVisibleBit) != 0)
+                    hostVisible = true;
+            if (hostVisible) kinds.Add("host-visible");
+            details.Add($"memory heap {i}: {Gib((long)heap.Size)} {string.Join(", ", kinds)}");
+        }
+        details.Add(UnifiedMemory ? "memory: unified (device-local host-visible buffers, no staging)" : "memory: device-local with staging copies");
+        details.Add($"subgroup size {SubgroupSize}{(SubgroupArithmetic ? ", subgroup arithmetic" : ", no subgroup arithmetic")}");
+        details.Add($"max storage buffer range {Gib(Limits.MaxStorageBufferRange)}, max allocation {Gib((long)MaxAllocationBytes)}");
+        details.Add(ComputeQueueFamily >= 0
+            ? $"compute queue family {ComputeQueueFamily}, timestamps {(TimestampValidBits > 0 ? $"{TimestampValidBits} bits at {Limits.TimestampPeriod} ns" : "none")}"
+            : "no compute queue: cannot run");
+        var uses = new List<string>();
+        var lacks = new List<string>();
+        (Storage16 ? uses : lacks).Add("16-bit storage");
+        (Float16 ? uses : lacks).Add("float16");
+        (Storage8 ? uses : lacks).Add("8-bit storage");
+        (IntegerDotProduct ? uses : lacks).Add("integer dot product");
+        (SubgroupArithmetic ? uses : lacks).Add("subgroup arithmetic");
+        (MemoryBudget ? uses : lacks).Add("memory budget");
+        (PushDescriptors ? uses : lacks).Add("push descriptors");
+        details.Add("uses: " + (uses.Count > 0 ? string.Join(", ", uses) : "none"));
+        if (lacks.Count > 0) details.Add("lacks (fallbacks used): " + string.Join(", ", lacks));
+        if (Unusable is { } why) details.Add("unusable: " + why);
+        return new DeviceDescriptor("vulkan", index, Name, Vendor, $"{Driver} (Vulkan {VulkanApi.VersionText(ApiVersion)})",
+            $"vulkan|{Uuid}|{Name}", Kind, UnifiedMemory || Kind != DeviceKind.Gpu ? LargestHeap() : DeviceLocalBytes)
+        {
+            Details = details,
+        };
+    }
+
+    private long LargestHeap()
+    {
+        long best = 0;
+        for (int i = 0; i < Memory.MemoryHeapCount; i++) best = Math.Max(best, (long)Memory.MemoryHeaps[i].Size);
+        return best;
+    }
+
+    private static string Gib(long bytes) => bytes >= 1L << 30
+        ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):0.0} GiB")
+        : string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 20):0} MiB");
+}

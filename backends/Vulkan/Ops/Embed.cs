@@ -1,0 +1,58 @@
+using Serving.Abstractions;
+using Serving.Backends.Vulkan.Kernels;
+
+namespace Serving.Backends.Vulkan.Ops;
+
+/// <summary>
+/// Rows of an f32, f16 or bf16 table for token ids (an id out of range gives zeros). Shader: Shaders/embed.comp
+/// (constant_id 3 = table type), reading the GGUF values from 32-bit words. A table larger than one binding may span
+/// (maxStorageBufferRange) is read in row windows, one dispatch each: a dispatch writes the outputs whose id falls in
+/// its window (the first also those whose id is out of range, as zeros). Quantized tables: helper vk-shaders.
+/// </summary>
+internal static class Embed
+{
+    /// <summary>Bindings table (a row window), ids, output; push: n, cols, vocab, first row and rows of the window.</summary>
+    public static readonly KernelSpec Kernel = new("embed", Bindings: 3, PushBytes: 20);
+
+    private const uint Workgroup = 256;
+
+    private static readonly KernelVariant F32 = new("embed_f32_words", OpKind.Embed, DataType.F32, "one element per invocation");
+    private static readonly KernelVariant F16 = new("embed_f16_words", OpKind.Embed, DataType.F16, "halves unpacked from 32-bit words");
+    private static readonly KernelVariant BF16 = new("embed_bf16_words", OpKind.Embed, DataType.BF16, "bfloat16 unpacked from 32-bit words");
+
+    private struct Push
+    {
+        public uint N, Cols, Vocab, FirstRow, WindowRows;
+    }
+
+    /// <summary>The variants for table type <paramref name="type"/>.</summary>
+    public static IReadOnlyList<KernelVariant> Variants(VulkanAccelerator device, DataType type) => type switch
+    {
+        DataType.F32 => [F32],
+        DataType.F16 => [F16],
+        DataType.BF16 => [BF16],
+        _ => [],
+    };
+
+    /// <summary>Records the op (arguments checked by the front end).</summary>
+    public static void Record(VulkanStream s, VulkanWeight table, in TensorView tokenIds, in TensorView output, KernelVariant variant)
+    {
+        uint type = table.Type switch
+        {
+            DataType.F32 => 0u,
+            DataType.F16 => 1u,
+            DataType.BF16 => 2u,
+            _ => throw new NotSupportedException($"Embed of {table.Type.Name()} tables has no shader in this file"),
+        };
+        long n = (long)output.Rows * output.Cols;
+        Elementwise.CheckCount(s, "Embed", Math.Max(n, (long)table.Rows * table.Cols));
+        var (x, y) = VulkanStream.Grid((n + Workgroup - 1) / Workgroup);
+        long maxRange = s.Accelerator.MaxBindingBytes;
+        foreach (var (first, rows, offset) in table.RowWindows(maxRange))
+        {
+            var window = new BufferRange(table.Buffer, offset, rows * table.RowBytes, false);
+            s.Dispatch(Kernel, [Workgroup, 1, 0, type], [window, BufferRange.Read(tokenIds), BufferRange.Write(output)],
+                new Push { N = (uint)n, Cols = (uint)table.Cols, Vocab = (uint)table.Rows, FirstRow = (uint)first, WindowRows = (uint)rows }, x, y);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+using System.Collections.Concurrent;
+using Serving.Abstractions;
+
+namespace Serving.Backends.Vulkan.Ops;
+
+/// <summary>
+/// Which ops the device runs, for which types, with which variants: one line per op, each answered by the op's own
+/// file (<c>Variants(device, type)</c>; empty = unsupported). An op without a shader yet lists nothing, so the
+/// front end refuses it and the conformance suite skips it with the reason given here.
+/// </summary>
+internal static class OpTable
+{
+    private static readonly ConcurrentDictionary<(VulkanAccelerator, OpKind, DataType), IReadOnlyList<KernelVariant>> Cache = new();
+
+    /// <summary>Types a weight (MatMul, Embed table) may have.</summary>
+    public static bool IsWeightType(DataType type) => type is DataType.F32 or DataType.F16 or DataType.BF16 or DataType.Q8_0 or DataType.Q4_0
+        or DataType.Q5_0 or DataType.Q4_K or DataType.Q5_K or DataType.Q6_K;
+
+    /// <summary>The variants of <paramref name="op"/> for <paramref name="type"/> on <paramref name="device"/> (default first).</summary>
+    public static IReadOnlyList<KernelVariant> Variants(VulkanAccelerator device, OpKind op, DataType type)
+        => Cache.GetOrAdd((device, op, type), static key => Build(key.Item1, key.Item2, key.Item3));
+
+    private static IReadOnlyList<KernelVariant> Build(VulkanAccelerator device, OpKind op, DataType type) => op switch
+    {
+        OpKind.Add => Add.Variants(device, type),
+        OpKind.SwiGlu => SwiGlu.Variants(device, type),
+        OpKind.RmsNorm => RmsNorm.Variants(device, type),
+        OpKind.Rope => Rope.Variants(device, type),
+        OpKind.Copy => Copy.Variants(device, type),
+        OpKind.Argmax => Argmax.Variants(device, type),
+        OpKind.Gather => Gather.Variants(device, type),
+        OpKind.KvWrite => KvWrite.Variants(device, type),
+        OpKind.Embed => Embed.Variants(device, type),
+        _ => [],
+    };
+
+    /// <summary>Whether <paramref name="query"/> runs, and if not, why.</summary>
+    public static OpSupport Supports(VulkanAccelerator device, in OpQuery query)
+    {
+        if (Variants(device, query.Op, query.Type).Count > 0)
+            return query.Op is OpKind.Embed && !IsWeightType(query.Type)
+                ? OpSupport.No($"{query.Type.Name()} is not a weight type")
+                : OpSupport.Yes;
+        return query.Op switch
+        {
+            OpKind.MatMul or OpKind.Attention => OpSupport.No($"{query.Op} has no Vulkan shader yet"),
+            OpKind.Embed when IsWeightType(query.Type) => OpSupport.No($"Embed of a {query.Type.Name()} table has no Vulkan shader yet"),
+            OpKind.Embed => OpSupport.No($"{query.Type.Name()} is not a weight type"),
+            OpKind.KvWrite => OpSupport.No($"the KV cache stores f16 or f32, not {query.Type.Name()}"),
+            OpKind.Copy => OpSupport.No($"unknown type {query.Type.Name()}"),
+            _ => OpSupport.No($"{query.Op} works on f32, not {query.Type.Name()}"),
+        };
+    }
+
+    /// <summary>A one-variant list when <paramref name="type"/> is F32, else empty: the element-wise ops' shape.</summary>
+    public static IReadOnlyList<KernelVariant> F32Only(DataType type, params KernelVariant[] variants) => type == DataType.F32 ? variants : [];
+}
