@@ -3,28 +3,35 @@
 // (specialization constant KV_F16). One workgroup per (query row t, head h): dispatch (T, H, 1).
 //
 // Row t attends to positions 0..Positions[t] of sequence Sequence[t]; position p lives in cache row
-// BlockTables[seq, p / blockSize] · blockSize + p % blockSize of the bound layer, whose elements for kv head
-// h / (H / Hkv) are Dh consecutive elements at kvh·Dh of the row (rows of Hkv·Dh elements, K and V in separate
-// buffers; the host binds the layer and passes the element offset of its row 0 as kvOff). Positions, sequence rows
-// and block ids are clamped into range, so nothing outside the bound cache or tables is read (checking them is the
-// engine's job: bad values give a wrong row, never a fault).
+// BlockTables[seq, p / blockSize] · blockSize + p % blockSize of the bound layer plane (VulkanKvCache: per layer a K
+// plane and a V plane of rows of rowStride elements, f16 rows padded to whole words), whose elements for kv head
+// h / (H / Hkv) are Dh consecutive elements at kvh·Dh of the row. Positions, sequence rows and block ids are clamped
+// into range, so nothing outside the bound planes or tables is read (checking them is the engine's job: bad values
+// give a wrong row, never a fault).
 //
 // Softmax over chunks of CHUNK positions (the score buffer in shared memory; longer contexts loop, rescaling the
 // running sum and output like an online softmax). A row's arithmetic depends only on that row's position and the
 // pipeline's constants: batch-invariant. Reductions: each invocation folds its own positions in increasing order,
 // then a fixed tree over the workgroup; the weighted sum of V runs over positions in increasing order per dimension.
-// Bindings: 0 q (f32 [T, H·Dh]), 1 K cache, 2 V cache, 3 positions (i32), 4 sequence (i32), 5 block tables (i32
-// [S, M]), 6 output (f32 [T, H·Dh]).
+// Bindings: 0 q (f32 [T, H·Dh]), 1 K plane, 2 V plane, 3 positions (i32), 4 sequence (i32), 5 block tables (i32
+// [S, M]), 6 output (f32 [T, H·Dh]); push constants start with their word offsets.
 
 layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
-layout(constant_id = 1) const bool KV_F16 = true;
-layout(constant_id = 2) const uint CHUNK = 1024u;  // scores held in shared memory at a time
-layout(constant_id = 3) const uint DPT = 2u;       // head dims per invocation: Dh ≤ local size · DPT
+layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 4) const uint CHUNK = 1024u;  // scores held in shared memory at a time
+layout(constant_id = 5) const uint DPT = 2u;       // head dims per invocation: Dh ≤ local size · DPT
 
 const uint WG = gl_WorkGroupSize.x;
 
 layout(push_constant) uniform Args
 {
+    uint qOff;       // q row 0, in words
+    uint kOff;       // the layer's K plane, in words
+    uint vOff;       // the layer's V plane, in words
+    uint posOff;     // positions[0], in words
+    uint seqOff;     // sequence[0], in words
+    uint tableOff;   // block tables [0, 0], in words
+    uint outOff;     // output row 0, in words
     uint T;          // query rows
     uint H;          // query heads
     uint Hkv;        // kv heads
@@ -33,12 +40,7 @@ layout(push_constant) uniform Args
     uint blocks;     // blocks in the bound layer
     uint tableCols;  // M: block-table columns
     uint sequences;  // S: block-table rows
-    uint kvOff;      // element offset of the layer's row 0 in bindings 1 and 2
-    uint qOff;       // q row 0, in floats
-    uint outOff;     // output row 0, in floats
-    uint posOff;     // positions[0], in ints
-    uint seqOff;     // sequence[0], in ints
-    uint tableOff;   // block tables [0, 0], in ints
+    uint rowStride;  // elements per cache row (Hkv·Dh, rounded up to even for f16)
     float scale;     // logit scale
 } pc;
 
@@ -52,7 +54,7 @@ layout(std430, set = 0, binding = 6) writeonly buffer Out { float outs[]; };
 
 shared float qv[WG * DPT];
 shared float scores[CHUNK];
-shared uint rowBase[CHUNK];  // element offset of each chunk position's head in the cache
+shared uint rowBase[CHUNK];  // element offset of each chunk position's row in the plane
 shared float red[WG];
 
 float kAt(uint e)
@@ -91,7 +93,7 @@ float reduceAll(float v, bool isMax)
 void main()
 {
     uint t = gl_WorkGroupID.x, h = gl_WorkGroupID.y, tid = gl_LocalInvocationIndex;
-    uint Dh = pc.Dh, rowElems = pc.Hkv * Dh;
+    uint Dh = pc.Dh, rowElems = pc.rowStride;
     uint kvh = h / (pc.H / pc.Hkv);
 
     for (uint i = 0u; i < DPT; i++)
@@ -106,7 +108,8 @@ void main()
     uint pos = uint(clamp(positions[pc.posOff + t], 0, int(capacity) - 1));
     uint seq = uint(clamp(sequence[pc.seqOff + t], 0, int(pc.sequences) - 1));
     uint tableRow = pc.tableOff + seq * pc.tableCols;
-    uint headOff = pc.kvOff + kvh * Dh;
+    uint kBase = (KV_F16 ? 2u : 1u) * pc.kOff + kvh * Dh;
+    uint vBase = (KV_F16 ? 2u : 1u) * pc.vOff + kvh * Dh;
     uint ctx = pos + 1u;
 
     float runMax = -1.0 / 0.0;  // -inf
@@ -125,10 +128,10 @@ void main()
         {
             uint p = j0 + j;
             int blk = clamp(tables[tableRow + p / pc.blockSize], 0, int(pc.blocks) - 1);
-            uint base = headOff + (uint(blk) * pc.blockSize + p % pc.blockSize) * rowElems;
+            uint base = (uint(blk) * pc.blockSize + p % pc.blockSize) * rowElems;
             precise float dot = 0.0;
             for (uint d = 0u; d < Dh; d++)
-                dot = fma(qv[d], kAt(base + d), dot);
+                dot = fma(qv[d], kAt(kBase + base + d), dot);
             float s = dot * pc.scale;
             scores[j] = s;
             rowBase[j] = base;
@@ -156,7 +159,7 @@ void main()
                 continue;
             precise float a = acc[i] * alpha;
             for (uint j = 0u; j < count; j++)
-                a = fma(scores[j], vAt(rowBase[j] + d), a);
+                a = fma(scores[j], vAt(vBase + rowBase[j] + d), a);
             acc[i] = a;
         }
         barrier();  // scores[] is rewritten by the next chunk

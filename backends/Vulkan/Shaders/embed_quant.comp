@@ -1,48 +1,59 @@
 #version 450
-// Embed output[t, :] = dequant(table[ids[t], :]) for a table of any weight type (specialization constant TYPE; the
-// quantized types are its purpose), read as GGUF blocks (blocks.glsl). One invocation per (32-element unit, token):
-// dispatch (ceil(ceil(D / 32) / local size), T, 1).
-//
-// Token ids are clamped into [0, V) so nothing outside the table is read (checking them is the engine's job; a bad
-// id gives some row, never a fault). A table larger than maxStorageBufferRange is dispatched in chunks of rows: each
-// dispatch binds rows [vBase, vBase + vCount) and writes only the tokens whose (clamped) id falls there.
-//
-// Values are formed as ggml's dequantizers do: d·q (exact), d·sc·q − dmin·m (one rounding), d·sc·(q − 32).
-// Bindings: 0 ids (i32), 1 W (uint words of GGUF bytes), 2 output (f32).
+// Embed o[t, :] = dequant(table[ids[t], :]) for a table of any weight type (constant_id 3, a ggml type id; its use is
+// the quantized types, embed.comp covers f32/f16/bf16 one element per invocation), read as GGUF blocks (blocks.glsl).
+// One invocation per (token, 32-element unit). An id outside [0, V) gives a row of zeros, as embed.comp; nothing
+// outside the bound table is read. The table binding holds rows [firstRow, firstRow + windowRows) (a table larger
+// than one binding may span is embedded by one dispatch per window, windows on 16-byte boundaries): only outputs whose
+// id falls in the window are written, plus, by the first window, the zero rows of out-of-range ids.
+// Values are formed as ggml's dequantizers form them: d·q (exact), d·sc·q − dmin·m, d·sc·(q − 32).
+// Bindings: 0 table (uint words of GGUF bytes), 1 ids (i32), 2 o (f32); push constants start with their word offsets.
+// Dispatch: ceil(T·ceil(D / 32) / local size) groups as an x·y grid (group = y·numX + x).
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0, local_size_y = 1, local_size_z = 1) in;
-layout(constant_id = 1) const uint TYPE = 0u;
+layout(constant_id = 3) const uint TYPE = 0u;
 
 layout(push_constant) uniform Args
 {
-    uint T;         // tokens
-    uint D;         // elements per row
-    uint V;         // rows of the whole table (for clamping)
-    uint vBase;     // first table row bound in this dispatch
-    uint vCount;    // table rows bound in this dispatch
-    uint idsOff;    // ids[0], in ints from the start of binding 0
-    uint outOff;    // output row 0, in floats from the start of binding 2
-    uint wOff;      // table row vBase, in bytes from the start of binding 1
-    uint rowBytes;  // bytes per table row
+    uint tOff;        // table row firstRow, in words from the start of binding 0
+    uint iOff;        // ids[0], in words from the start of binding 1
+    uint oOff;        // o row 0, in words from the start of binding 2
+    uint T;           // tokens
+    uint D;           // elements per row
+    uint V;           // rows of the whole table
+    uint firstRow;    // first table row in the bound window
+    uint windowRows;  // table rows in the bound window
+    uint rowBytes;    // bytes per table row
 } pc;
 
-layout(std430, set = 0, binding = 0) readonly buffer Ids { int ids[]; };
-layout(std430, set = 0, binding = 1) readonly buffer Weights { uint wq[]; };
-layout(std430, set = 0, binding = 2) writeonly buffer Out { float outs[]; };
+layout(std430, set = 0, binding = 0) readonly buffer Weights { uint wq[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Ids { int ids[]; };
+layout(std430, set = 0, binding = 2) writeonly buffer Out { float o[]; };
 
 #include "blocks.glsl"
 
 void main()
 {
-    uint u = gl_GlobalInvocationID.x, t = gl_GlobalInvocationID.y;
-    if (t >= pc.T || 32u * u >= pc.D)
+    uint units = (pc.D + 31u) / 32u;
+    uint i = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
+    if (i >= pc.T * units)
         return;
-    uint id = uint(clamp(ids[pc.idsOff + t], 0, int(pc.V) - 1));
-    if (id < pc.vBase || id - pc.vBase >= pc.vCount)
+    uint t = i / units, u = i - t * units;
+    int id = ids[pc.iOff + t];
+    bool valid = id >= 0 && uint(id) < pc.V;
+    if (valid && (uint(id) < pc.firstRow || uint(id) - pc.firstRow >= pc.windowRows))
+        return;  // another window's
+    if (!valid && pc.firstRow != 0u)
+        return;  // zeros: the first window's
+    uint dst = pc.oOff + t * pc.D + 32u * u;
+    uint count = min(32u, pc.D - 32u * u);
+    if (!valid)
+    {
+        for (uint e = 0u; e < count; e++)
+            o[dst + e] = 0.0;
         return;
-    Unit hd = unitHeader(pc.wOff + (id - pc.vBase) * pc.rowBytes, u);
-    uint dst = pc.outOff + t * pc.D + 32u * u;
+    }
+    Unit hd = unitHeader(4u * pc.tOff + (uint(id) - pc.firstRow) * pc.rowBytes, u);
     for (uint c = 0u; c < 4u; c++)
     {
         float q[8];
@@ -50,7 +61,7 @@ void main()
         for (uint k = 0u; k < 8u; k++)
         {
             uint e = 8u * c + k;
-            if (32u * u + e >= pc.D)
+            if (e >= count)
                 break;
             float v;
             if (IS_FLOAT)
@@ -61,7 +72,7 @@ void main()
                 v = hd.d * q[k] - hd.m;
             else
                 v = hd.d * q[k];
-            outs[dst + e] = v;
+            o[dst + e] = v;
         }
     }
 }
