@@ -43,6 +43,8 @@ internal static class OpTable
         {
             if (query.Op is OpKind.Embed && !IsWeightType(query.Type))
                 return OpSupport.No($"{query.Type.Name()} is not a weight type");
+            if (query.Op is OpKind.MatMul or OpKind.Embed && query.Type.IsQuantized() && query.Cols % query.Type.BlockSize() != 0)
+                return OpSupport.No($"{query.Type.Name()} rows are whole blocks of {query.Type.BlockSize()}, not {query.Cols} elements");
             if (query.Op is OpKind.Attention && Attention.Refuses(device, query) is { } why)
                 return OpSupport.No(why);
             return OpSupport.Yes;
