@@ -53,6 +53,8 @@ internal sealed unsafe class DeviceFacts
     public uint SubgroupSize { get; private init; }
     /// <summary>Subgroup arithmetic in compute shaders.</summary>
     public bool SubgroupArithmetic { get; private init; }
+    /// <summary>Subgroup shuffles (xor) in compute shaders: MatMul's subgroup build (matmul.subgroup.spv).</summary>
+    public bool SubgroupShuffle { get; private init; }
     /// <summary>storageBuffer16BitAccess.</summary>
     public bool Storage16 { get; private init; }
     /// <summary>storageBuffer8BitAccess.</summary>
@@ -164,6 +166,9 @@ internal sealed unsafe class DeviceFacts
             SubgroupArithmetic = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
                                  && (subgroup.SupportedOperations & SubgroupFeatureFlags.ArithmeticBit) != 0
                                  && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0,
+            SubgroupShuffle = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
+                              && (subgroup.SupportedOperations & SubgroupFeatureFlags.ShuffleBit) != 0
+                              && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0,
             Storage16 = features.Storage16,
             Storage8 = features.Storage8,
             Float16 = features.Float16,

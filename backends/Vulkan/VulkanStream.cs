@@ -412,7 +412,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
 
     /// <inheritdoc/>
     protected override void MatMulCore(in TensorView x, IDeviceWeight weight, in TensorView y, KernelVariant variant)
-        => throw new NotSupportedException($"{_device.Id}: MatMul has no shader yet (GetVariants lists none, so the front end refuses it first)");
+        => Ops.MatMul.Record(this, x, (VulkanWeight)weight, y, variant);
 
     /// <inheritdoc/>
     protected override void RopeCore(in TensorView x, in TensorView positions, in RopeConfig config, KernelVariant variant)
@@ -424,7 +424,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
 
     /// <inheritdoc/>
     protected override void AttentionCore(in TensorView q, IKvCache cache, int layer, in AttentionBatch batch, in TensorView output, KernelVariant variant)
-        => throw new NotSupportedException($"{_device.Id}: Attention has no shader yet (GetVariants lists none, so the front end refuses it first)");
+        => Ops.Attention.Record(this, q, (VulkanKvCache)cache, layer, batch, output, variant);
 
     /// <inheritdoc/>
     protected override void SwiGluCore(in TensorView gate, in TensorView up, in TensorView output, KernelVariant variant)

@@ -85,4 +85,51 @@ public sealed class BindingWindowTests
                     Assert.Equal(ids[t] is >= 0 and < v ? values[ids[t] * d + c] : 0f, got[t * d + c]);
         }
     }
+
+    [SkippableFact]
+    public unsafe void MatMulAndQuantizedEmbedReadAWeightLargerThanOneBindingInWindows()
+    {
+        using VulkanAccelerator device = VulkanFixture.Open();
+        const int n = 20, k = 96, t = 1; // q4_0 rows of 54 bytes: windows of 8 rows start on 16-byte boundaries; views ≤ 480 bytes
+        var rng = new Random(5);
+        byte[] bytes = new byte[n * 54];
+        rng.NextBytes(bytes);
+        for (int b = 0; b < bytes.Length; b += 18)
+            BitConverter.TryWriteBytes(bytes.AsSpan(b, 2), (Half)(0.01 * (b % 7 + 1)));
+        float[] x = Enumerable.Range(0, t * k).Select(i => (float)Math.Sin(i)).ToArray();
+        int[] ids = [19, 0, 7, -3, 8, 15, 20, 16];
+        fixed (byte* p = bytes)
+        {
+            using var weight = (VulkanWeight)device.PrepareWeight(new WeightSource("w", (nint)p, bytes.Length, DataType.Q4_0, n, k, false));
+            using var stream = device.CreateStream();
+            TensorView xv = VulkanFixture.Floats(device, x, t, k);
+            IDeviceBuffer idBuffer = device.Allocate(ids.Length * 4);
+            device.Upload(idBuffer, 0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids.AsSpan()));
+            var idView = new TensorView(idBuffer, 0, DataType.I32, 1, ids.Length);
+            (float[] Y, float[] E) Run()
+            {
+                TensorView y = VulkanFixture.Floats(device, Enumerable.Repeat(float.NaN, t * n).ToArray(), t, n);
+                stream.MatMul(xv, weight, y);
+                var e = new List<float>();
+                for (int i = 0; i < ids.Length; i++)
+                {
+                    TensorView row = VulkanFixture.Floats(device, Enumerable.Repeat(float.NaN, k).ToArray(), 1, k);
+                    stream.Embed(weight, idView with { Offset = 4 * i, Cols = 1 }, row);
+                    stream.Synchronize();
+                    e.AddRange(VulkanFixture.Read(device, row));
+                }
+                return (VulkanFixture.Read(device, y), e.ToArray());
+            }
+            var whole = Run();
+            device.MaxBindingBytes = 480;
+            Assert.Equal(3, weight.RowWindows(device.MaxBindingBytes).Count());
+            var windowed = Run();
+            Assert.DoesNotContain(whole.Y, float.IsNaN);
+            Assert.DoesNotContain(whole.E, float.IsNaN);
+            Assert.Equal(whole.Y, windowed.Y);
+            Assert.Equal(whole.E, windowed.E);
+            for (int c = 0; c < k; c++)
+                Assert.Equal(0f, whole.E[3 * k + c]); // id -3: zeros
+        }
+    }
 }

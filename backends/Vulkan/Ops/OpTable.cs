@@ -31,6 +31,8 @@ internal static class OpTable
         OpKind.Gather => Gather.Variants(device, type),
         OpKind.KvWrite => KvWrite.Variants(device, type),
         OpKind.Embed => Embed.Variants(device, type),
+        OpKind.MatMul => MatMul.Variants(device, type),
+        OpKind.Attention => Attention.Variants(device, type),
         _ => [],
     };
 
@@ -38,13 +40,19 @@ internal static class OpTable
     public static OpSupport Supports(VulkanAccelerator device, in OpQuery query)
     {
         if (Variants(device, query.Op, query.Type).Count > 0)
-            return query.Op is OpKind.Embed && !IsWeightType(query.Type)
-                ? OpSupport.No($"{query.Type.Name()} is not a weight type")
-                : OpSupport.Yes;
+        {
+            if (query.Op is OpKind.Embed && !IsWeightType(query.Type))
+                return OpSupport.No($"{query.Type.Name()} is not a weight type");
+            if (query.Op is OpKind.MatMul or OpKind.Embed && query.Type.IsQuantized() && query.Cols % query.Type.BlockSize() != 0)
+                return OpSupport.No($"{query.Type.Name()} rows are whole blocks of {query.Type.BlockSize()}, not {query.Cols} elements");
+            if (query.Op is OpKind.Attention && Attention.Refuses(device, query) is { } why)
+                return OpSupport.No(why);
+            return OpSupport.Yes;
+        }
         return query.Op switch
         {
-            OpKind.MatMul or OpKind.Attention => OpSupport.No($"{query.Op} has no Vulkan shader yet"),
-            OpKind.Embed when IsWeightType(query.Type) => OpSupport.No($"Embed of a {query.Type.Name()} table has no Vulkan shader yet"),
+            OpKind.MatMul => OpSupport.No($"{query.Type.Name()} is not a weight type"),
+            OpKind.Attention => OpSupport.No($"the KV cache stores f16 or f32, not {query.Type.Name()}"),
             OpKind.Embed => OpSupport.No($"{query.Type.Name()} is not a weight type"),
             OpKind.KvWrite => OpSupport.No($"the KV cache stores f16 or f32, not {query.Type.Name()}"),
             OpKind.Copy => OpSupport.No($"unknown type {query.Type.Name()}"),
