@@ -3,12 +3,12 @@ namespace Serving.Client;
 /// <summary>The reply of <c>server.info</c>.</summary>
 /// <param name="Name">Server software name.</param>
 /// <param name="Version">Server version (major.minor.patch).</param>
-/// <param name="ContractVersion">The backend contract version the server implements.</param>
+/// <param name="ContractVersion">The backend contract version the server implements, "major.minor" (e.g. "2.0").</param>
 /// <param name="Model">Id of the loaded model.</param>
 /// <param name="Device">Id of the device serving it (e.g. cpu:0).</param>
 /// <param name="AuthRequired">Whether non-public methods need <c>auth {token}</c> first.</param>
 /// <param name="Methods">The methods the server offers.</param>
-public sealed record ServerInfo(string Name, string Version, int ContractVersion, string Model, string Device,
+public sealed record ServerInfo(string Name, string Version, string ContractVersion, string Model, string Device,
     bool AuthRequired, IReadOnlyList<string> Methods);
 
 /// <summary>The reply of <c>health</c>.</summary>

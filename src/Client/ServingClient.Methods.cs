@@ -11,7 +11,7 @@ public sealed partial class ServingClient
     public async Task<ServerInfo> InfoAsync(CancellationToken ct = default)
     {
         var r = new ReplyReader(await CallAsync(RpcMethods.ServerInfo, default, ct).ConfigureAwait(false), RpcMethods.ServerInfo);
-        return new ServerInfo(r.String(RpcFields.Name), r.String(RpcFields.Version), r.Int32(RpcFields.ContractVersion), r.String(RpcFields.Model),
+        return new ServerInfo(r.String(RpcFields.Name), r.String(RpcFields.Version), r.String(RpcFields.ContractVersion), r.String(RpcFields.Model),
             r.String(RpcFields.Device), r.Bool(RpcFields.AuthRequired), r.StringArray(RpcFields.Methods));
     }
 

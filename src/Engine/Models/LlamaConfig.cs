@@ -147,6 +147,6 @@ public sealed record LlamaConfig
         return inv;
     }
 
-    /// <summary>Bytes of KV cache per token (K and V, all layers, f32).</summary>
-    public long KvBytesPerToken => 2L * Layers * KvHeads * HeadDim * sizeof(float);
+    /// <summary>Bytes of KV cache per token (K and V, all layers) stored as <paramref name="cacheType"/> (f16 or f32).</summary>
+    public long KvBytesPerToken(DataType cacheType) => 2L * Layers * cacheType.RowBytes((long)KvHeads * HeadDim);
 }

@@ -1,33 +1,40 @@
 using System.Runtime.InteropServices;
 using Serving.Abstractions;
 using Serving.Engine.Gguf;
-using Serving.Engine.Quantization;
 
 namespace Serving.Engine.Models;
 
 /// <summary>
-/// A Llama-family decoder placed on one device, running batched forward steps over a paged KV cache.
-/// Weights stay in the memory-mapped GGUF file where the device can read host memory (zero copy); otherwise
-/// they are uploaded once. Small tensors (norms, biases) are converted to F32 on the host.
-/// Legend: T = tokens in step, R = rows wanting logits, D = model dim, H/Hkv = heads, Dh = head dim,
-/// F = FFN dim, V = vocab.
+/// A Llama-family decoder placed on one device, running batched forward steps over the device's paged KV cache.
+/// Every op the model needs is asked of the device (<see cref="IAccelerator.Supports"/>, with types and shapes) before
+/// anything is allocated. Weight matrices are prepared by the backend (<see cref="IAccelerator.PrepareWeight"/>: read
+/// in place from the memory-mapped file where the device can, else copied or repacked once); small tensors (norms,
+/// biases) are converted to F32 on the host. A step uploads its inputs on the stream, records every op, and
+/// synchronizes once, at the download of its results: logits only for the rows that sample, one int per greedy row.
+/// Legend: T = tokens in step, R = rows wanting logits, G = greedy rows among them, D = model dim, H/Hkv = heads,
+/// Dh = head dim, F = FFN dim, V = vocab.
 /// </summary>
-public sealed class LlamaModel : IStepModel, IDisposable
+public sealed partial class LlamaModel : IStepModel, IDisposable
 {
     private readonly IAccelerator _device;
     private readonly IComputeStream _stream;
-    private readonly List<IDeviceBuffer> _owned = [];
+    private readonly List<IDisposable> _owned = [];
     private readonly LlamaLayerWeights[] _layers;
-    private readonly TensorView _tokenEmbedding;   // [V, D] any type
-    private readonly TensorView _outputNorm;       // F32 [1, D]
-    private readonly TensorView _output;           // [V, D] any type (token_embd when tied)
-    private readonly TensorView _invFreq;          // F32 [1, RopeDim/2]
-    private readonly KvCacheView _kv;
+    private readonly IDeviceWeight _tokenEmbedding;  // [V, D] any type
+    private readonly IDeviceWeight _output;          // [V, D] any type (token_embd when tied)
+    private readonly TensorView _outputNorm;         // F32 [1, D]
+    private readonly TensorView _invFreq;            // F32 [1, RopeDim/2]
+    private readonly IKvCache _kv;
 
     // Scratch activations sized for MaxBatchTokens rows.
-    private readonly IDeviceBuffer _x, _h, _q, _k, _v, _attn, _gate, _up, _logitsIn, _logits; // F32
-    private readonly IDeviceBuffer _ids, _positions, _seqRows, _slots, _blockTables;            // I32
-    private readonly int[] _hostBlockTables;
+    private readonly IDeviceBuffer _x, _h, _q, _k, _v, _attn, _gate, _up, _logitsIn, _logits;             // F32
+    private readonly IDeviceBuffer _ids, _positions, _seqRows, _slots, _blockTables, _logitOrder, _argmax; // I32
+
+    // Host scratch reused every step (the model allocates nothing per step).
+    private readonly int[] _hostBlockTables;   // [MaxBatchSequences, MaxBlocksPerSequence]
+    private readonly int[] _hostLogitOrder;    // [T]: logit rows that return logits, then the greedy ones
+    private readonly int[] _hostArgmax;        // [T]: device argmax of the greedy rows, in _hostLogitOrder order
+    private readonly bool[] _seenSequence;     // [MaxBatchSequences]: contiguity check
     private bool _disposed;
 
     private LlamaModel(IAccelerator device, LlamaConfig config, ModelOptions options, GgufFile file, IProgress<(long Done, long Total)>? progress)
@@ -41,11 +48,13 @@ public sealed class LlamaModel : IStepModel, IDisposable
         MaxBlocksPerSequence = (ContextLength + KvBlockSize - 1) / KvBlockSize;
         if ((long)MaxBatchSequences * MaxBlocksPerSequence > 1 << 26)
             throw new ArgumentException($"{MaxBatchSequences} sequences × {MaxBlocksPerSequence} blocks per sequence is too large a block table; lower MaxBatchSequences or ContextLength");
+        // Before anything is allocated: every op, type and shape the model will run.
+        KvCacheType = ModelRequirements.Check(config, file, device, ContextLength, options.KvCacheType);
         try
         {
             var loader = new WeightLoader(this, file, device, options.UseMmap, progress);
-            _tokenEmbedding = loader.Matrix("token_embd.weight", config.VocabSize, config.Dim);
-            _output = file.FindTensor("output.weight") is null ? _tokenEmbedding : loader.Matrix("output.weight", config.VocabSize, config.Dim);
+            _tokenEmbedding = loader.Matrix(new("token_embd.weight", config.VocabSize, config.Dim));
+            _output = file.FindTensor("output.weight") is null ? _tokenEmbedding : loader.Matrix(new("output.weight", config.VocabSize, config.Dim));
             _outputNorm = loader.Vector("output_norm.weight", config.Dim);
             _layers = new LlamaLayerWeights[config.Layers];
             int qDim = config.Heads * config.HeadDim, kvDim = config.KvHeads * config.HeadDim;
@@ -55,17 +64,17 @@ public sealed class LlamaModel : IStepModel, IDisposable
                 _layers[l] = new LlamaLayerWeights
                 {
                     AttnNorm = loader.Vector(p + "attn_norm.weight", config.Dim),
-                    Wq = loader.Matrix(p + "attn_q.weight", qDim, config.Dim),
-                    Wk = loader.Matrix(p + "attn_k.weight", kvDim, config.Dim),
-                    Wv = loader.Matrix(p + "attn_v.weight", kvDim, config.Dim),
-                    Wo = loader.Matrix(p + "attn_output.weight", config.Dim, qDim),
+                    Wq = loader.Matrix(new(p + "attn_q.weight", qDim, config.Dim)),
+                    Wk = loader.Matrix(new(p + "attn_k.weight", kvDim, config.Dim)),
+                    Wv = loader.Matrix(new(p + "attn_v.weight", kvDim, config.Dim)),
+                    Wo = loader.Matrix(new(p + "attn_output.weight", config.Dim, qDim)),
                     Bq = loader.OptionalVector(p + "attn_q.bias", qDim),
                     Bk = loader.OptionalVector(p + "attn_k.bias", kvDim),
                     Bv = loader.OptionalVector(p + "attn_v.bias", kvDim),
                     FfnNorm = loader.Vector(p + "ffn_norm.weight", config.Dim),
-                    WGate = loader.Matrix(p + "ffn_gate.weight", config.FfnDim, config.Dim),
-                    WUp = loader.Matrix(p + "ffn_up.weight", config.FfnDim, config.Dim),
-                    WDown = loader.Matrix(p + "ffn_down.weight", config.Dim, config.FfnDim),
+                    WGate = loader.Matrix(new(p + "ffn_gate.weight", config.FfnDim, config.Dim)),
+                    WUp = loader.Matrix(new(p + "ffn_up.weight", config.FfnDim, config.Dim)),
+                    WDown = loader.Matrix(new(p + "ffn_down.weight", config.Dim, config.FfnDim)),
                 };
             }
             float[] factors = file.FindTensor("rope_freqs.weight") is { } rf ? loader.HostFloats(rf, config.RopeDim / 2) : [];
@@ -74,10 +83,10 @@ public sealed class LlamaModel : IStepModel, IDisposable
 
             long kvTokens = options.KvCacheTokens > 0
                 ? options.KvCacheTokens
-                : Math.Min(4L * ContextLength, Math.Max(ContextLength, device.FreeMemoryBytes / 4 / config.KvBytesPerToken));
+                : Math.Min(4L * ContextLength, Math.Max(ContextLength, device.FreeMemoryBytes / 4 / config.KvBytesPerToken(KvCacheType)));
             KvBlockCount = (int)Math.Min(int.MaxValue / KvBlockSize, (kvTokens + KvBlockSize - 1) / KvBlockSize);
-            var layout = new KvCacheLayout(config.Layers, KvBlockCount, KvBlockSize, config.KvHeads, config.HeadDim, DataType.F32);
-            _kv = new KvCacheView(Own(device.Allocate(layout.BytesPerTensor)), Own(device.Allocate(layout.BytesPerTensor)), layout);
+            _kv = Own(device.CreateKvCache(new KvCacheSpec(config.Layers, KvBlockCount, KvBlockSize, config.KvHeads, config.HeadDim, KvCacheType)));
+            KvCacheType = _kv.Layout.Type;
 
             int t = MaxBatchTokens;
             _x = F32(t, config.Dim);
@@ -94,13 +103,18 @@ public sealed class LlamaModel : IStepModel, IDisposable
             _positions = I32(t);
             _seqRows = I32(t);
             _slots = I32(t);
+            _logitOrder = I32(t);
+            _argmax = I32(t);
             _hostBlockTables = new int[MaxBatchSequences * MaxBlocksPerSequence];
             _blockTables = I32(_hostBlockTables.Length);
+            _hostLogitOrder = new int[t];
+            _hostArgmax = new int[t];
+            _seenSequence = new bool[MaxBatchSequences];
             _stream = device.CreateStream();
         }
         catch
         {
-            DisposeBuffers();
+            DisposeOwned();
             throw;
         }
     }
@@ -108,7 +122,8 @@ public sealed class LlamaModel : IStepModel, IDisposable
     /// <summary>
     /// Loads the model in <paramref name="file"/> onto <paramref name="device"/>. The file must stay open while
     /// the model lives (weights may be read from its mapping). Throws <see cref="ModelLoadException"/> for a
-    /// file that is not a runnable model; nothing stays allocated on failure.
+    /// file that is not a runnable model or a model the device cannot run (naming the op, type and shape);
+    /// nothing stays allocated on failure.
     /// </summary>
     public static LlamaModel Load(GgufFile file, IAccelerator device, ModelOptions? options = null, IProgress<(long Done, long Total)>? progress = null)
     {
@@ -123,11 +138,14 @@ public sealed class LlamaModel : IStepModel, IDisposable
     /// <summary>The device the model runs on.</summary>
     public IAccelerator Device => _device;
 
-    /// <summary>Bytes of weights the device reads per forward step (what decode must move through memory).</summary>
+    /// <summary>Bytes of weights the device reads per forward step (what decode must move through memory), as the file stores them.</summary>
     public long WeightBytes { get; private set; }
 
-    /// <summary>True when the weights are read in place from the memory-mapped file.</summary>
+    /// <summary>True when every weight matrix is read in place from the memory-mapped file (zero copy).</summary>
     public bool WeightsMapped { get; private set; }
+
+    /// <summary>The element type the KV cache stores (f16 or f32; see <see cref="ModelOptions.KvCacheType"/>).</summary>
+    public DataType KvCacheType { get; }
 
     /// <inheritdoc/>
     public int VocabSize => Config.VocabSize;
@@ -145,24 +163,32 @@ public sealed class LlamaModel : IStepModel, IDisposable
     public int MaxBlocksPerSequence { get; }
 
     /// <inheritdoc/>
-    public void Forward(StepBatch batch, Span<float> logits)
+    public void Forward(StepBatch batch, Span<float> logits) => Forward(batch, logits, Span<int>.Empty);
+
+    /// <inheritdoc/>
+    public void Forward(StepBatch batch, Span<float> logits, Span<int> greedyTokens)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        int T = batch.TokenCount, S = batch.SequenceCount, R = batch.LogitCount;
-        Validate(batch, logits);
+        StepFacts facts = Validate(batch, logits, greedyTokens);
+        int T = batch.TokenCount, S = batch.SequenceCount, R = batch.LogitCount, G = batch.GreedyCount, L = R - G;
         if (T == 0) return;
         var c = Config;
         int qDim = c.Heads * c.HeadDim, kvDim = c.KvHeads * c.HeadDim;
+        var st = _stream;
 
-        _device.Upload(_ids, 0, MemoryMarshal.AsBytes(batch.Tokens.AsSpan(0, T)));
-        _device.Upload(_positions, 0, MemoryMarshal.AsBytes(batch.Positions.AsSpan(0, T)));
-        _device.Upload(_seqRows, 0, MemoryMarshal.AsBytes(batch.SequenceRows.AsSpan(0, T)));
-        _device.Upload(_slots, 0, MemoryMarshal.AsBytes(batch.Slots.AsSpan(0, T)));
+        // The step's small inputs go up on the stream: ordered with its ops, nothing waits.
+        st.Upload(_ids, 0, MemoryMarshal.AsBytes(batch.Tokens.AsSpan(0, T)));
+        st.Upload(_positions, 0, MemoryMarshal.AsBytes(batch.Positions.AsSpan(0, T)));
+        st.Upload(_seqRows, 0, MemoryMarshal.AsBytes(batch.SequenceRows.AsSpan(0, T)));
+        st.Upload(_slots, 0, MemoryMarshal.AsBytes(batch.Slots.AsSpan(0, T)));
         // The batch's table may be narrower than ours; repack rows to our width.
         int w = batch.MaxBlocksPerSequence, ours = MaxBlocksPerSequence, cols = Math.Min(w, ours);
         for (int s = 0; s < S; s++)
             batch.BlockTables.AsSpan(s * w, cols).CopyTo(_hostBlockTables.AsSpan(s * ours, cols));
-        _device.Upload(_blockTables, 0, MemoryMarshal.AsBytes(_hostBlockTables.AsSpan(0, S * ours)));
+        st.Upload(_blockTables, 0, MemoryMarshal.AsBytes(_hostBlockTables.AsSpan(0, S * ours)));
+        // Rows through the output head: those returning logits first, then the greedy ones, each group ascending.
+        bool gatherRows = OrderLogitRows(batch);
+        if (gatherRows) st.Upload(_logitOrder, 0, MemoryMarshal.AsBytes(_hostLogitOrder.AsSpan(0, R)));
 
         var ids = View(_ids, DataType.I32, 1, T);
         var pos = View(_positions, DataType.I32, 1, T);
@@ -178,85 +204,104 @@ public sealed class LlamaModel : IStepModel, IDisposable
         var up = View(_up, DataType.F32, T, c.FfnDim);
         var ropeQ = new RopeConfig(c.Heads, c.HeadDim, c.RopeDim, c.RopeStyle, _invFreq);
         var ropeK = ropeQ with { Heads = c.KvHeads };
-        var attnBatch = new AttentionBatch(pos, View(_seqRows, DataType.I32, 1, T),
-            View(_blockTables, DataType.I32, S, ours), c.Heads, 1f / MathF.Sqrt(c.HeadDim));
+        var attnBatch = new AttentionBatch(pos, View(_seqRows, DataType.I32, 1, T), View(_blockTables, DataType.I32, S, ours),
+            c.Heads, 1f / MathF.Sqrt(c.HeadDim), facts.MaxPosition, facts.ContiguousSequences);
 
-        var st = _stream;
         st.Embed(_tokenEmbedding, ids, x);
         for (int l = 0; l < _layers.Length; l++)
         {
-            var L = _layers[l];
-            st.RmsNorm(x, L.AttnNorm, h, c.RmsEps);
-            st.MatMul(h, L.Wq, q);
-            st.MatMul(h, L.Wk, k);
-            st.MatMul(h, L.Wv, v);
-            if (L.Bq is { } bq) AddBias(q, bq);
-            if (L.Bk is { } bk) AddBias(k, bk);
-            if (L.Bv is { } bv) AddBias(v, bv);
+            var lw = _layers[l];
+            st.RmsNorm(x, lw.AttnNorm, h, c.RmsEps);
+            st.MatMul(h, lw.Wq, q);
+            st.MatMul(h, lw.Wk, k);
+            st.MatMul(h, lw.Wv, v);
+            // A bias is one row broadcast over the step's rows: one Add each (qwen2).
+            if (lw.Bq is { } bq) st.Add(q, bq, q);
+            if (lw.Bk is { } bk) st.Add(k, bk, k);
+            if (lw.Bv is { } bv) st.Add(v, bv, v);
             st.Rope(q, pos, ropeQ);
             st.Rope(k, pos, ropeK);
             st.KvWrite(k, v, _kv, l, slots);
             st.Attention(q, _kv, l, attnBatch, attn);
-            st.MatMul(attn, L.Wo, o);
+            st.MatMul(attn, lw.Wo, o);
             st.Add(x, o, x);
-            st.RmsNorm(x, L.FfnNorm, h, c.RmsEps);
-            st.MatMul(h, L.WGate, gate);
-            st.MatMul(h, L.WUp, up);
+            st.RmsNorm(x, lw.FfnNorm, h, c.RmsEps);
+            st.MatMul(h, lw.WGate, gate);
+            st.MatMul(h, lw.WUp, up);
             st.SwiGlu(gate, up, gate);
-            st.MatMul(gate, L.WDown, o);
+            st.MatMul(gate, lw.WDown, o);
             st.Add(x, o, x);
         }
         if (R == 0)
         {
-            st.Synchronize();
+            // Nothing comes back; the KV writes are ordered before the next step's ops on this stream.
+            st.Flush();
             return;
         }
 
-        // Only the rows that want logits go through the output head: for decode that is every row, for a
-        // prefill chunk just its last token, which saves R/T of the largest matmul.
+        // Only the rows that want logits go through the output head (for a prefill chunk just its last token, which
+        // saves R/T of the largest matmul), gathered in one op when they are not already rows 0..R-1 in order.
         TensorView rows = x;
-        if (!IsIdentity(batch.LogitRows, R, T))
+        if (gatherRows)
         {
             var gathered = View(_logitsIn, DataType.F32, R, c.Dim);
-            for (int r = 0; r < R; r++)
-                st.Copy(x.SliceRows(batch.LogitRows[r], 1), gathered.SliceRows(r, 1));
+            st.Gather(x, View(_logitOrder, DataType.I32, 1, R), gathered);
             rows = gathered;
         }
         var normed = View(_logitsIn, DataType.F32, R, c.Dim);
         st.RmsNorm(rows, _outputNorm, normed, c.RmsEps);
         var outLogits = View(_logits, DataType.F32, R, c.VocabSize);
         st.MatMul(normed, _output, outLogits);
-        _device.Download(_logits, 0, MemoryMarshal.AsBytes(logits[..(R * c.VocabSize)]));
-    }
-
-    private void AddBias(TensorView y, TensorView bias)
-    {
-        // Op set v1's Add has no broadcast; a bias row is added per token (T small ops, only for qwen2).
-        for (int t = 0; t < y.Rows; t++)
+        if (G > 0)
         {
-            var row = y.SliceRows(t, 1);
-            _stream.Add(row, bias, row);
+            // Greedy rows sit after the L sampled ones: one Argmax over them, T ints come back instead of T × V floats.
+            st.Argmax(outLogits.SliceRows(L, G), View(_argmax, DataType.I32, 1, G));
+            st.Download(_argmax, 0, MemoryMarshal.AsBytes(_hostArgmax.AsSpan(0, G)));
+            for (int g = 0, r = 0; r < R; r++)
+                if (batch.Greedy[r]) greedyTokens[r] = _hostArgmax[g++];
         }
+        // The first download waited for the step; a second one only copies.
+        if (L > 0) st.Download(_logits, 0, MemoryMarshal.AsBytes(logits[..(L * c.VocabSize)]));
     }
 
-    private static bool IsIdentity(int[] rows, int r, int t)
+    /// <summary>
+    /// Fills <see cref="_hostLogitOrder"/> with the step rows whose logits the output head computes: the logit rows
+    /// that return logits, then the greedy ones. Returns false when that is rows 0..R-1 in order (no gather needed).
+    /// </summary>
+    private bool OrderLogitRows(StepBatch batch)
     {
-        if (r != t) return false;
-        for (int i = 0; i < r; i++)
-            if (rows[i] != i) return false;
-        return true;
+        int R = batch.LogitCount, n = 0;
+        for (int r = 0; r < R; r++)
+            if (!batch.Greedy[r]) _hostLogitOrder[n++] = batch.LogitRows[r];
+        for (int r = 0; r < R; r++)
+            if (batch.Greedy[r]) _hostLogitOrder[n++] = batch.LogitRows[r];
+        if (R != batch.TokenCount) return true;
+        for (int i = 0; i < R; i++)
+            if (_hostLogitOrder[i] != i) return true;
+        return false;
     }
 
-    private void Validate(StepBatch batch, Span<float> logits)
+    /// <summary>Host facts about a step that <see cref="AttentionBatch"/> carries to the device.</summary>
+    private readonly record struct StepFacts(int MaxPosition, bool ContiguousSequences);
+
+    /// <summary>
+    /// Checks every index value of the step on the host (the device front end checks shapes, not the values inside
+    /// I32 views: docs/backends.md) and computes the facts attention needs. Throws <see cref="ArgumentException"/>.
+    /// </summary>
+    private StepFacts Validate(StepBatch batch, Span<float> logits, Span<int> greedyTokens)
     {
-        int T = batch.TokenCount, S = batch.SequenceCount, R = batch.LogitCount;
-        if (T > batch.Tokens.Length || R > batch.LogitRows.Length || (long)S * batch.MaxBlocksPerSequence > batch.BlockTables.Length)
+        int T = batch.TokenCount, S = batch.SequenceCount, R = batch.LogitCount, G = batch.GreedyCount;
+        if (T < 0 || T > batch.Tokens.Length || R < 0 || R > batch.LogitRows.Length || S < 0 || (long)S * batch.MaxBlocksPerSequence > batch.BlockTables.Length)
             throw new ArgumentException($"batch counts (T {T}, S {S}, R {R}) exceed its own arrays");
-        if (T < 0 || T > MaxBatchTokens) throw new ArgumentException($"step has {T} tokens; at most {MaxBatchTokens}");
-        if (S < 0 || S > MaxBatchSequences) throw new ArgumentException($"step has {S} sequences; at most {MaxBatchSequences}");
-        if (R < 0 || R > T) throw new ArgumentException($"step asks logits for {R} rows of {T}");
-        if (logits.Length < (long)R * VocabSize) throw new ArgumentException($"logits span holds {logits.Length} floats; needs {R} × {VocabSize}");
+        if (T > MaxBatchTokens) throw new ArgumentException($"step has {T} tokens; at most {MaxBatchTokens}");
+        if (S > MaxBatchSequences) throw new ArgumentException($"step has {S} sequences; at most {MaxBatchSequences}");
+        if (R > T) throw new ArgumentException($"step asks logits for {R} rows of {T}");
+        if (logits.Length < (long)(R - G) * VocabSize) throw new ArgumentException($"logits span holds {logits.Length} floats; needs {R - G} × {VocabSize}");
+        if (G > 0 && greedyTokens.Length < R) throw new ArgumentException($"greedy token span holds {greedyTokens.Length} ints; the step has {R} logit rows, {G} of them greedy");
         long slots = (long)KvBlockCount * KvBlockSize;
+        int maxPosition = 0;
+        bool contiguous = true;
+        Array.Clear(_seenSequence, 0, Math.Max(0, S));
         for (int t = 0; t < T; t++)
         {
             if ((uint)batch.Tokens[t] >= (uint)VocabSize) throw new ArgumentException($"token {batch.Tokens[t]} at row {t} outside vocab [0, {VocabSize})");
@@ -269,6 +314,15 @@ public sealed class LlamaModel : IStepModel, IDisposable
             // keys that were never written.
             int expected = batch.BlockTables[batch.SequenceRows[t] * batch.MaxBlocksPerSequence + batch.Positions[t] / KvBlockSize] * KvBlockSize + batch.Positions[t] % KvBlockSize;
             if (batch.Slots[t] != expected) throw new ArgumentException($"slot {batch.Slots[t]} at row {t} does not match its block table (position {batch.Positions[t]} lives in slot {expected})");
+            maxPosition = Math.Max(maxPosition, batch.Positions[t]);
+            int seq = batch.SequenceRows[t];
+            if (t > 0 && seq == batch.SequenceRows[t - 1])
+                contiguous &= batch.Positions[t] > batch.Positions[t - 1];
+            else
+            {
+                contiguous &= !_seenSequence[seq];
+                _seenSequence[seq] = true;
+            }
         }
         for (int i = 0; i < S * batch.MaxBlocksPerSequence; i++)
             if (batch.BlockTables[i] < 0 || batch.BlockTables[i] >= KvBlockCount)
@@ -277,9 +331,15 @@ public sealed class LlamaModel : IStepModel, IDisposable
                 int s = i / batch.MaxBlocksPerSequence, b = i % batch.MaxBlocksPerSequence;
                 if (UsesBlock(batch, s, b)) throw new ArgumentException($"block table [{s}, {b}] = {batch.BlockTables[i]} outside [0, {KvBlockCount})");
             }
+        int greedy = 0;
         for (int r = 0; r < R; r++)
+        {
             if ((uint)batch.LogitRows[r] >= (uint)T || (r > 0 && batch.LogitRows[r] <= batch.LogitRows[r - 1]))
                 throw new ArgumentException("logit rows must be ascending rows of the step");
+            if (batch.Greedy[r]) greedy++;
+        }
+        if (greedy != G) throw new ArgumentException($"batch counts {G} greedy rows but flags {greedy}");
+        return new StepFacts(maxPosition, contiguous);
     }
 
     private bool UsesBlock(StepBatch batch, int s, int b)
@@ -295,10 +355,10 @@ public sealed class LlamaModel : IStepModel, IDisposable
 
     private IDeviceBuffer I32(int n) => Own(_device.Allocate(Math.Max(1, n) * sizeof(int)));
 
-    private IDeviceBuffer Own(IDeviceBuffer b)
+    private T Own<T>(T owned) where T : IDisposable
     {
-        _owned.Add(b);
-        return b;
+        _owned.Add(owned);
+        return owned;
     }
 
     private TensorView UploadFloats(ReadOnlySpan<float> values)
@@ -308,116 +368,18 @@ public sealed class LlamaModel : IStepModel, IDisposable
         return new TensorView(b, 0, DataType.F32, 1, values.Length);
     }
 
-    private void DisposeBuffers()
+    private void DisposeOwned()
     {
         for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
         _owned.Clear();
     }
 
-    /// <summary>Frees every device buffer of the model (weights mapping, KV cache, scratch).</summary>
+    /// <summary>Frees everything the model holds on the device (prepared weights, KV cache, scratch, its stream).</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
         _stream?.Dispose();
-        DisposeBuffers();
-    }
-
-    /// <summary>Places tensors on the device: one zero-copy wrap of the file, or one upload per tensor.</summary>
-    private sealed unsafe class WeightLoader
-    {
-        private readonly LlamaModel _model;
-        private readonly GgufFile _file;
-        private readonly IAccelerator _device;
-        private readonly IDeviceBuffer? _mapped;
-        private readonly IProgress<(long Done, long Total)>? _progress;
-        private readonly long _total;
-        private long _done;
-
-        public WeightLoader(LlamaModel model, GgufFile file, IAccelerator device, bool useMmap, IProgress<(long, long)>? progress)
-        {
-            _model = model;
-            _file = file;
-            _device = device;
-            _progress = progress;
-            _total = file.Tensors.Sum(t => t.ByteSize);
-            if (useMmap && device.TryWrapHostMemory((nint)file.BasePointer, file.FileLength, out var mapped) && mapped is not null)
-            {
-                _mapped = model.Own(mapped);
-                model.WeightsMapped = true;
-            }
-        }
-
-        /// <summary>A weight matrix [rows, cols] (GGUF dims {cols, rows}) of any type the device multiplies.</summary>
-        public TensorView Matrix(string name, int rows, int cols)
-        {
-            var t = Find(name);
-            if (t.Dims.Length != 2 || t.Dims[0] != cols || t.Dims[1] != rows)
-                throw new ModelLoadException(name, $"shape [{string.Join(", ", t.Dims)}], expected [{cols}, {rows}]");
-            if (!t.IsImplementedType)
-                throw new ModelLoadException(name, $"tensor type {t.TypeName} is not supported yet (supported: {WeightFormats.Names})");
-            var type = t.Type;
-            var support = _device.Supports(OpKind.MatMul, type);
-            if (!support.Supported)
-                throw new ModelLoadException(name, $"{type.Name()} weights: {_device.Descriptor.Id} cannot multiply them ({support.Reason})");
-            if (name == "token_embd.weight" && _device.Supports(OpKind.Embed, type) is { Supported: false } embed)
-                throw new ModelLoadException(name, $"{type.Name()} embeddings: {_device.Descriptor.Id} cannot look them up ({embed.Reason})");
-            _model.WeightBytes += t.ByteSize;
-            if (_mapped is not null)
-            {
-                Advance(t.ByteSize);
-                return new TensorView(_mapped, t.Offset, type, rows, cols);
-            }
-            var b = _model.Own(_device.Allocate(t.ByteSize));
-            const long chunk = 64 << 20;
-            for (long off = 0; off < t.ByteSize; off += chunk)
-            {
-                long n = Math.Min(chunk, t.ByteSize - off);
-                _device.Upload(b, off, new ReadOnlySpan<byte>(_file.BasePointer + t.Offset + off, (int)n));
-                Advance(n);
-            }
-            return new TensorView(b, 0, type, rows, cols);
-        }
-
-        /// <summary>A 1-D tensor of <paramref name="length"/> elements, converted to F32 on the host.</summary>
-        public TensorView Vector(string name, int length) => Small(Find(name), length);
-
-        public TensorView? OptionalVector(string name, int length) => _file.FindTensor(name) is { } t ? Small(t, length) : null;
-
-        public float[] HostFloats(GgufTensorInfo t, int length)
-        {
-            if (t.Dims.Length != 1 || t.Dims[0] != length)
-                throw new ModelLoadException(t.Name, $"shape [{string.Join(", ", t.Dims)}], expected [{length}]");
-            if (!t.IsImplementedType)
-                throw new ModelLoadException(t.Name, $"tensor type {t.TypeName} is not supported for a vector");
-            var values = new float[length];
-            Dequantizer.DequantizeRow(t.Type, _file.GetTensorBytes(t), values);
-            if (!values.All(float.IsFinite)) throw new ModelLoadException(t.Name, "holds NaN or Inf");
-            Advance(t.ByteSize);
-            return values;
-        }
-
-        private TensorView Small(GgufTensorInfo t, int length)
-        {
-            // Norms and biases are tiny (D floats); one buffer each keeps the views simple.
-            float[] values = HostFloats(t, length);
-            var b = _model.Own(_device.Allocate(length * sizeof(float)));
-            _device.Upload(b, 0, MemoryMarshal.AsBytes(values.AsSpan()));
-            return new TensorView(b, 0, DataType.F32, 1, length);
-        }
-
-        private GgufTensorInfo Find(string name) =>
-            _file.FindTensor(name) ?? throw new ModelLoadException(name, "missing required tensor");
-
-        private void Advance(long n)
-        {
-            _done += n;
-            _progress?.Report((_done, _total));
-        }
-
-        public void Finish()
-        {
-            _progress?.Report((_total, _total));
-        }
+        DisposeOwned();
     }
 }

@@ -1,3 +1,5 @@
+using Serving.Abstractions;
+
 namespace Serving.Engine.Models;
 
 /// <summary>How a model is placed on a device.</summary>
@@ -24,6 +26,13 @@ public sealed record ModelOptions
     /// </summary>
     public bool UseMmap { get; init; } = true;
 
+    /// <summary>
+    /// Element type of the KV cache: F16 (the default: half the bytes attention reads per token, keys and values
+    /// rounded to half precision) or F32. A device that cannot store the chosen type gets the other one
+    /// (<see cref="LlamaModel.KvCacheType"/> says which); one that stores neither refuses the model at load.
+    /// </summary>
+    public DataType KvCacheType { get; init; } = DataType.F16;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {
@@ -32,5 +41,6 @@ public sealed record ModelOptions
         if (ContextLength is < 0 or > 1 << 20) throw new ArgumentException($"ContextLength {ContextLength} out of range");
         if (KvCacheTokens < 0) throw new ArgumentException($"KvCacheTokens {KvCacheTokens} must be ≥ 0");
         if (KvBlockSize is < 1 or > 1024) throw new ArgumentException($"KvBlockSize {KvBlockSize} out of range [1, 1024]");
+        if (KvCacheType is not (DataType.F16 or DataType.F32)) throw new ArgumentException($"KvCacheType {KvCacheType.Name()} must be f16 or f32");
     }
 }

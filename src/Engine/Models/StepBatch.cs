@@ -16,6 +16,7 @@ public sealed class StepBatch
         SequenceRows = new int[maxTokens];
         Slots = new int[maxTokens];
         LogitRows = new int[maxTokens];
+        Greedy = new bool[maxTokens];
         BlockTables = new int[maxSequences * maxBlocksPerSequence];
         MaxBlocksPerSequence = maxBlocksPerSequence;
     }
@@ -50,15 +51,31 @@ public sealed class StepBatch
     /// <summary>[R] token rows whose logits the caller wants (usually the last token of each sequence's chunk), ascending.</summary>
     public int[] LogitRows { get; }
 
-    /// <summary>Appends one token. Returns its row.</summary>
-    public int AddToken(int token, int position, int sequenceRow, int slot, bool wantLogits)
+    /// <summary>
+    /// [R] true when the caller wants only the index of logit row r's largest value (greedy sampling: first index on
+    /// ties, NaN never wins) instead of its V logits: the step then computes it on the device and returns one int
+    /// for the row, not V floats (<see cref="IStepModel.Forward(StepBatch, Span{float}, Span{int})"/>).
+    /// </summary>
+    public bool[] Greedy { get; }
+
+    /// <summary>G: entries of <see cref="Greedy"/> (among the first R) that are true.</summary>
+    public int GreedyCount { get; private set; }
+
+    /// <summary>Appends one token. Returns its row. <paramref name="greedy"/> (only with <paramref name="wantLogits"/>):
+    /// the caller wants the row's argmax, not its logits.</summary>
+    public int AddToken(int token, int position, int sequenceRow, int slot, bool wantLogits, bool greedy = false)
     {
         int t = TokenCount++;
         Tokens[t] = token;
         Positions[t] = position;
         SequenceRows[t] = sequenceRow;
         Slots[t] = slot;
-        if (wantLogits) LogitRows[LogitCount++] = t;
+        if (wantLogits)
+        {
+            Greedy[LogitCount] = greedy;
+            if (greedy) GreedyCount++;
+            LogitRows[LogitCount++] = t;
+        }
         return t;
     }
 
@@ -68,5 +85,6 @@ public sealed class StepBatch
         TokenCount = 0;
         SequenceCount = 0;
         LogitCount = 0;
+        GreedyCount = 0;
     }
 }

@@ -31,6 +31,13 @@ public sealed class Sampler
     public SamplingParams Parameters => _params;
 
     /// <summary>
+    /// True when <see cref="Sample"/> always returns the index of the largest logit (first on ties, NaN never wins)
+    /// whatever the history and without drawing from the RNG: greedy (temperature 0 or top-k 1) with no repeat penalty.
+    /// A caller may then have the device compute that index and skip the logits (the scheduler does).
+    /// </summary>
+    public bool IsArgmax => (_params.Temperature == 0f || _params.TopK == 1) && (_params.RepeatPenalty == 1f || _params.RepeatLastN == 0);
+
+    /// <summary>
     /// Picks the next token from <paramref name="logits"/> ([V]). <paramref name="recentTokens"/> is the sequence so
     /// far (prompt and generated, oldest first); its last <see cref="SamplingParams.RepeatLastN"/> ids are penalized.
     /// NaN logits are treated as −∞. Throws <see cref="ArgumentException"/> on empty logits or a recent id outside [0, V).

@@ -23,6 +23,9 @@ namespace Serving.Engine.Scheduling;
 /// may hold partial writes and the device state is unknown, so no retry is attempted: every request in flight or
 /// waiting ends with a <see cref="ModelStepException"/>, and the scheduler becomes
 /// <see cref="SchedulerState.Faulted"/> (new submissions throw <see cref="SchedulerUnavailableException"/>).</para>
+/// <para>Greedy requests (whose <see cref="Sampler.IsArgmax"/>) mark their logit row <see cref="StepBatch.Greedy"/>: the
+/// model returns the row's argmax computed on the device, one int instead of V floats, and the token is the same one
+/// the sampler would have picked from the logits.</para>
 /// Legend: V = vocabulary size, R = logit rows in a step.
 /// </summary>
 public sealed class Scheduler : IAsyncDisposable
@@ -37,7 +40,8 @@ public sealed class Scheduler : IAsyncDisposable
 
     // Reused every step so the loop allocates nothing per step.
     private readonly StepBatch _batch;
-    private readonly float[] _logits;         // [MaxSequences, V]
+    private readonly float[] _logits;         // [MaxSequences, V]: rows of the sampled (non-greedy) logit rows, packed
+    private readonly int[] _greedyTokens;     // [MaxSequences]: device argmax of greedy logit row r
     private readonly Sequence?[] _logitOwners; // [MaxSequences]: sequence of logit row r
     private readonly List<Sequence> _scheduled = [];
 
@@ -100,6 +104,7 @@ public sealed class Scheduler : IAsyncDisposable
         _kv = new KvBlockManager(model.KvBlockCount, model.KvBlockSize, options.EnablePrefixCaching);
         _batch = new StepBatch(_maxBatchTokens, _maxSequences, _maxBlocksPerSequence);
         _logits = new float[(long)_maxSequences * _vocab];
+        _greedyTokens = new int[_maxSequences];
         _logitOwners = new Sequence?[_maxSequences];
         _kvUsed = 0;
 
@@ -118,6 +123,10 @@ public sealed class Scheduler : IAsyncDisposable
 
     /// <summary>Whether new requests are taken, and if not, why.</summary>
     public SchedulerState State { get { lock (_gate) return _state; } }
+
+    /// <summary>What faulted the scheduler (a <see cref="ModelStepException"/> wrapping the model's error, or an internal
+    /// error); null unless <see cref="State"/> is <see cref="SchedulerState.Faulted"/>.</summary>
+    public Exception? FaultCause { get { lock (_gate) return _fault; } }
 
     /// <summary>
     /// Queues a request and returns at once. Throws <see cref="ArgumentException"/> for a bad request (empty
@@ -384,7 +393,8 @@ public sealed class Scheduler : IAsyncDisposable
         int rows = _batch.LogitCount;
         try
         {
-            _model.Forward(_batch, _logits.AsSpan(0, rows * _vocab));
+            // Greedy rows come back as one token id each (the device's Argmax), the others as V logits.
+            _model.Forward(_batch, _logits.AsSpan(0, (rows - _batch.GreedyCount) * _vocab), _greedyTokens);
         }
         catch (Exception ex)
         {
@@ -400,11 +410,12 @@ public sealed class Scheduler : IAsyncDisposable
             s.Computed += s.StepTokens;
             _kv.CommitFullBlocks(s.Table, s.Tokens.AsSpan(0, s.Computed));
         }
-        for (int r = 0; r < rows; r++)
+        for (int r = 0, sampled = 0; r < rows; r++)
         {
             Sequence s = _logitOwners[r]!;
             _logitOwners[r] = null;
-            Accept(s, _logits.AsSpan(r * _vocab, _vocab));
+            if (_batch.Greedy[r]) Accept(s, _greedyTokens[r], default);
+            else Accept(s, -1, _logits.AsSpan(sampled++ * _vocab, _vocab));
         }
         _running.RemoveAll(static s => s.Finished);
         PublishGauges();
@@ -498,7 +509,7 @@ public sealed class Scheduler : IAsyncDisposable
             int slot = blocks[pos / _blockSize] * _blockSize + pos % _blockSize;
             bool wantLogits = pos == s.Count - 1; // only the sequence's last token yields a new one
             if (wantLogits) _logitOwners[_batch.LogitCount] = s;
-            _batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits);
+            _batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
         }
         s.InStep = true;
         s.StepTokens = tokens;
@@ -506,12 +517,16 @@ public sealed class Scheduler : IAsyncDisposable
         _scheduled.Add(s);
     }
 
-    /// <summary>Samples the next token of <paramref name="s"/> from its logits ([V]) and streams it; failures end only this request.</summary>
-    private void Accept(Sequence s, ReadOnlySpan<float> logits)
+    /// <summary>
+    /// Takes the next token of <paramref name="s"/>: <paramref name="greedyToken"/> when the step computed it on the
+    /// device (its sampler <see cref="Sampler.IsArgmax"/>), else sampled from its <paramref name="logits"/> ([V]); then
+    /// streams it. Failures end only this request.
+    /// </summary>
+    private void Accept(Sequence s, int greedyToken, ReadOnlySpan<float> logits)
     {
         try
         {
-            int token = s.Sampler.Sample(logits, s.Tokens.AsSpan(0, s.Count));
+            int token = logits.IsEmpty ? CheckedToken(greedyToken) : s.Sampler.Sample(logits, s.Tokens.AsSpan(0, s.Count));
             if (_decoder.IsEndOfGeneration(token))
             {
                 FinishWithFlush(s, FinishReason.EndOfGeneration);
@@ -534,6 +549,10 @@ public sealed class Scheduler : IAsyncDisposable
             Finish(s, FinishReason.Error, error: ex);
         }
     }
+
+    private int CheckedToken(int token) => (uint)token < (uint)_vocab
+        ? token
+        : throw new InvalidOperationException($"The model returned token {token} for a greedy row, outside the vocabulary [0, {_vocab}).");
 
     /// <summary>Ends <paramref name="s"/> after releasing held-back text (which may still complete a stop string).</summary>
     private void FinishWithFlush(Sequence s, FinishReason reason)

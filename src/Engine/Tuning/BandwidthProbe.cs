@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Serving.Abstractions;
 
 namespace Serving.Engine.Tuning;
@@ -15,7 +14,8 @@ public sealed record BandwidthResult(double BytesPerSecond, long BufferBytes, IR
 
 /// <summary>
 /// Measures device memory bandwidth (docs/tuning.md): copies between two buffers several times larger than
-/// any last-level cache, so every byte crosses the memory bus; counts read plus written bytes.
+/// any last-level cache, so every byte crosses the memory bus; counts read plus written bytes. Each copy is timed
+/// on the device, between two timestamps recorded in the stream (<see cref="IComputeStream.RecordTimestamp"/>).
 /// </summary>
 public static class BandwidthProbe
 {
@@ -34,13 +34,18 @@ public static class BandwidthProbe
         stream.Copy(dst, src); // touch both buffers' pages before timing
         stream.Synchronize();
         var samples = new double[repeats];
+        var marks = new DeviceTimestamp[repeats + 1];
+        // Timed on the device: a timestamp between copies, read after one synchronize, so neither host scheduling
+        // nor the cost of waiting is counted.
+        marks[0] = stream.RecordTimestamp();
         for (int i = 0; i < repeats; i++)
         {
-            long t0 = Stopwatch.GetTimestamp();
             stream.Copy(i % 2 == 0 ? src : dst, i % 2 == 0 ? dst : src);
-            stream.Synchronize();
-            samples[i] = 2.0 * src.ByteLength / Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            marks[i + 1] = stream.RecordTimestamp();
         }
+        stream.Synchronize();
+        for (int i = 0; i < repeats; i++)
+            samples[i] = 2.0 * src.ByteLength / stream.Elapsed(marks[i], marks[i + 1]).TotalSeconds;
         var sorted = samples.Order().ToArray();
         return new BandwidthResult(sorted[repeats / 2], src.ByteLength, samples);
     }

@@ -56,7 +56,8 @@ internal static class BenchCommand
         var mmap = new Option<bool>("--mmap") { Description = "Serve weights from the mapped file instead of resident memory" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
-        foreach (var o in new Option[] { model, tokens, prompt, json, mmap, device, threads }) command.Options.Add(o);
+        var kvType = CommonOptions.KvType();
+        foreach (var o in new Option[] { model, tokens, prompt, json, mmap, device, threads, kvType }) command.Options.Add(o);
         command.SetAction(async (parse, cancel) =>
         {
             int n = parse.GetValue(tokens);
@@ -66,7 +67,7 @@ internal static class BenchCommand
             var bw = BandwidthProbe.Measure(accelerator);
             Console.Error.WriteLine($"bandwidth: {bw.GBps:0.0} GB/s");
             var lm = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes,
-                bar => LoadedModel.Open(path, accelerator, new ModelOptions { MaxBatchSequences = 1, UseMmap = parse.GetValue(mmap) }, bar));
+                bar => LoadedModel.Open(path, accelerator, new ModelOptions { MaxBatchSequences = 1, UseMmap = parse.GetValue(mmap), KvCacheType = CommonOptions.KvCacheType(parse, kvType) }, bar));
             using (lm)
             {
                 int[] promptIds = lm.Tokenizer.Encode(parse.GetValue(prompt)!, lm.Tokenizer.AddBos);

@@ -35,7 +35,8 @@ internal static class BenchServeCommand
         var threads = CommonOptions.Threads();
         var maxBatch = new Option<int>("--max-batch") { Description = "In-process server: most sequences per step", DefaultValueFactory = _ => 16 };
         var mmap = new Option<bool>("--mmap") { Description = "In-process server: serve weights from the mapped file instead of resident memory" };
-        foreach (var o in new Option[] { clients, requests, promptTokens, maxTokens, rate, host, port, tokenFile, seed, warmup, json, model, device, threads, maxBatch, mmap })
+        var kvType = CommonOptions.KvType();
+        foreach (var o in new Option[] { clients, requests, promptTokens, maxTokens, rate, host, port, tokenFile, seed, warmup, json, model, device, threads, maxBatch, mmap, kvType })
             command.Options.Add(o);
 
         command.SetAction(async (parse, cancel) =>
@@ -69,7 +70,7 @@ internal static class BenchServeCommand
                     DeviceId = parse.GetValue(device),
                     Threads = parse.GetValue(threads),
                     PluginsFolder = parse.GetValue(CommonOptions.Plugins),
-                    Model = new ModelOptions { MaxBatchSequences = batch, UseMmap = parse.GetValue(mmap) },
+                    Model = new ModelOptions { MaxBatchSequences = batch, UseMmap = parse.GetValue(mmap), KvCacheType = CommonOptions.KvCacheType(parse, kvType) },
                     Scheduler = new SchedulerOptions { MaxBatchSequences = batch, MaxQueuedRequests = Math.Max(64, n) },
                 }, logs: null, loadProgress: bar));
                 address = "127.0.0.1";

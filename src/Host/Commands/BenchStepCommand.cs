@@ -25,7 +25,8 @@ internal static class BenchStepCommand
         var mmap = new Option<bool>("--mmap") { Description = "Serve weights from the mapped file instead of resident memory" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
-        foreach (var o in new Option[] { model, batches, position, repeats, json, mmap, device, threads }) command.Options.Add(o);
+        var kvType = CommonOptions.KvType();
+        foreach (var o in new Option[] { model, batches, position, repeats, json, mmap, device, threads, kvType }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             int[] sizes;
@@ -53,6 +54,7 @@ internal static class BenchStepCommand
                 ContextLength = Math.Max(pos + 16, 64),
                 KvCacheTokens = maxBatch * Math.Max(pos + 16, 64),
                 UseMmap = parse.GetValue(mmap),
+                KvCacheType = CommonOptions.KvCacheType(parse, kvType),
             }, bar));
             using (lm)
             {

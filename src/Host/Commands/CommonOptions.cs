@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Serving.Abstractions;
 using Serving.Host.Plugins;
 
 namespace Serving.Host.Commands;
@@ -31,6 +32,22 @@ internal static class CommonOptions
     {
         Description = "Read weights into memory instead of mapping the file (immune to page-cache eviction)",
     };
+
+    /// <summary>Element type of the KV cache.</summary>
+    public static Option<string> KvType()
+    {
+        var option = new Option<string>("--kv-type")
+        {
+            Description = "KV cache element type: f16 (half the bytes attention reads) or f32",
+            DefaultValueFactory = _ => "f16",
+        };
+        option.AcceptOnlyFromAmong("f16", "f32");
+        return option;
+    }
+
+    /// <summary>The KV cache type --kv-type names.</summary>
+    public static DataType KvCacheType(ParseResult parse, Option<string> kvType) =>
+        parse.GetValue(kvType) == "f32" ? DataType.F32 : DataType.F16;
 
     /// <summary>Discovers plugins honouring --plugins.</summary>
     public static DeviceRegistry Registry(ParseResult parse) => DeviceRegistry.Discover(parse.GetValue(Plugins));

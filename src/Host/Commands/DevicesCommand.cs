@@ -27,7 +27,12 @@ internal static class DevicesCommand
                     continue;
                 }
                 foreach (var d in p.Probe!.Devices)
+                {
                     table.AddCells(p.Name, d.Id, d.Kind.ToString(), Units.Bytes(d.TotalMemoryBytes), d.Name, $"ready (score {p.Probe.Score})");
+                    // What the backend adds about the device (memory heaps, subgroup size, features it uses), a line each.
+                    foreach (string detail in d.Details)
+                        table.AddCells("", "", "", "", "  " + detail, "");
+                }
             }
             if (registry.Plugins.Count == 0)
                 Console.WriteLine("no backend plugins found");

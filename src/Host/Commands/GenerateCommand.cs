@@ -30,7 +30,8 @@ internal static class GenerateCommand
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
-        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, threads, noMmap })
+        var kvType = CommonOptions.KvType();
+        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, threads, noMmap, kvType })
             command.Options.Add(o);
         command.SetAction(async (parse, cancel) =>
         {
@@ -41,7 +42,7 @@ internal static class GenerateCommand
             sampling.Validate();
 
             using var session = ModelSession.Open(parse, model, device, threads, noMmap,
-                new ModelOptions { ContextLength = parse.GetValue(ctx), MaxBatchSequences = 1 });
+                new ModelOptions { ContextLength = parse.GetValue(ctx), MaxBatchSequences = 1, KvCacheType = CommonOptions.KvCacheType(parse, kvType) });
             var tokenizer = session.Loaded.Tokenizer;
             int[] promptIds = tokenizer.Encode(parse.GetValue(prompt)!, tokenizer.AddBos);
             var decoder = new TokenizerDecoder(tokenizer, parse.GetValue(ignoreEos));

@@ -27,7 +27,7 @@ internal sealed class ModelSession : IDisposable
             var loaded = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes,
                 bar => LoadedModel.Open(path, accelerator, options with { UseMmap = !parse.GetValue(noMmap) }, bar));
             Console.Error.WriteLine($"model: {loaded.Name} ({loaded.Model.Config.Architecture}, {loaded.Model.Config.Layers} layers, dim {loaded.Model.Config.Dim}, " +
-                                    $"{Units.Bytes(loaded.Model.WeightBytes)} weights{(loaded.Model.WeightsMapped ? ", memory-mapped" : ", resident")}) on {accelerator.Descriptor.Id} ({accelerator.Descriptor.Name})");
+                                    $"{Units.Bytes(loaded.Model.WeightBytes)} weights{(loaded.Model.WeightsMapped ? ", memory-mapped" : ", resident")}, {loaded.Model.KvCacheType.Name()} KV cache) on {accelerator.Descriptor.Id} ({accelerator.Descriptor.Name})");
             WarnIfContextBeyondTraining(loaded.Model);
             return new ModelSession(accelerator, loaded);
         }

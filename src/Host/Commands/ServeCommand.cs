@@ -34,7 +34,8 @@ internal static class ServeCommand
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
-        foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, threads, noMmap })
+        var kvType = CommonOptions.KvType();
+        foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, threads, noMmap, kvType })
             command.Options.Add(o);
         command.SetAction(async (parse, _) =>
         {
@@ -101,6 +102,7 @@ internal static class ServeCommand
                     MaxBatchTokens = parse.GetValue(batchTokens),
                     KvCacheTokens = parse.GetValue(kvTokens),
                     UseMmap = !parse.GetValue(noMmap),
+                    KvCacheType = CommonOptions.KvCacheType(parse, kvType),
                 },
                 Scheduler = new SchedulerOptions
                 {

@@ -21,7 +21,8 @@ internal sealed record PluginEntry(string Folder, string Name, IBackendPlugin? P
 /// one Serving.Backends.*.dll). Each is loaded by McMaster.NETCore.Plugins into a load context of its own, which
 /// resolves the plugin's dependencies, managed and native (<c>runtimes/&lt;rid&gt;/native</c>), from its folder through
 /// its .deps.json, so two plugins may carry different versions of one library. Its <see cref="IBackendPlugin"/> is
-/// instantiated, its contract version checked and its Probe called. Nothing a plugin does can stop discovery: every
+/// instantiated, its contract version checked (<see cref="ContractVersion.Accepts"/>: same major, minor at most the
+/// host's) and its Probe called. Nothing a plugin does can stop discovery: every
 /// failure becomes a skipped entry with its reason.
 /// </summary>
 internal static class PluginCatalog
@@ -86,7 +87,7 @@ internal static class PluginCatalog
         }
 
         string name;
-        int version;
+        ContractVersion version;
         try
         {
             name = plugin.Name;
@@ -96,9 +97,8 @@ internal static class PluginCatalog
         {
             return new(dir, folderName, null, null, $"plugin in {folderName} threw while describing itself: {Unwrap(e).Message}");
         }
-        if (version != ContractVersion.Current)
-            return new(dir, name, null, null,
-                $"contract version mismatch: plugin implements {version}, host expects {ContractVersion.Current}");
+        if (VersionError(version) is { } versionError)
+            return new(dir, name, null, null, versionError);
         try
         {
             ProbeResult probe = plugin.Probe();
@@ -108,6 +108,23 @@ internal static class PluginCatalog
         {
             return new(dir, name, null, null, $"Probe threw {Unwrap(e).GetType().Name}: {Unwrap(e).Message}");
         }
+    }
+
+    /// <summary>
+    /// Null when the host accepts a plugin built against <paramref name="plugin"/> (same major, minor at most the
+    /// host's: <see cref="ContractVersion.Accepts"/>); otherwise a sentence with both versions and what to do.
+    /// </summary>
+    internal static string? VersionError(ContractVersion plugin)
+    {
+        ContractVersion host = ContractVersion.Current;
+        if (host.Accepts(plugin)) return null;
+        string advice = plugin.Major != host.Major
+            ? plugin.Major < host.Major
+                ? $"rebuild the plugin against contract {host.Major}.x (docs/backends.md, \"Versioning\")"
+                : $"the plugin needs a newer host (contract {plugin.Major}.x); update Serving or use a plugin built for {host.Major}.x"
+            : $"the plugin uses contract {plugin} features this host lacks; update Serving, or rebuild the plugin against {host}";
+        string accepted = host.Minor == 0 ? $"{host}" : $"{host.Major}.0 to {host}";
+        return $"contract version mismatch: plugin implements {plugin}, host expects {host} (loads plugins built against {accepted}); {advice}";
     }
 
     private static string? FindEntryAssembly(string dir)

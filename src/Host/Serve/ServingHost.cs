@@ -133,8 +133,12 @@ internal sealed class ServingHost : IAsyncDisposable
         await Server.StopAsync(grace).ConfigureAwait(false);
         await Scheduler.DrainAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         await Scheduler.DisposeAsync().ConfigureAwait(false);
-        Model.Dispose();
-        Device.Dispose();
+        // A lost device may refuse even to free its memory; the host is stopping, so that is not worth failing over.
+        bool lost = Scheduler.FaultCause is ModelStepException { InnerException: AcceleratorException { DeviceLost: true } };
+        try { Model.Dispose(); }
+        catch (AcceleratorException) when (lost) { }
+        try { Device.Dispose(); }
+        catch (AcceleratorException) when (lost) { }
     }
 
     public async ValueTask DisposeAsync() => await StopAsync(TimeSpan.Zero).ConfigureAwait(false);

@@ -41,7 +41,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     private MsgValue Info() => MsgValue.Map(
         (RpcFields.Name, "serving"),
         (RpcFields.Version, typeof(ServingMethods).Assembly.GetName().Version?.ToString(3) ?? "0"),
-        (RpcFields.ContractVersion, ContractVersion.Current),
+        (RpcFields.ContractVersion, ContractVersion.Current.ToString()),
         (RpcFields.Model, model.Name),
         (RpcFields.Device, device.Descriptor.Id),
         (RpcFields.AuthRequired, server.Options.AuthToken is not null),
@@ -66,7 +66,9 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             (RpcFields.Running, m.Running), (RpcFields.Waiting, m.Waiting), (RpcFields.UptimeSeconds, (DateTime.UtcNow - _started).TotalSeconds),
         };
         if (state == SchedulerState.Faulted)
-            fields.Add((RpcFields.Reason, $"a forward step failed on device {device.Descriptor.Id}; requests are refused until the server is restarted"));
+            fields.Add((RpcFields.Reason, DeviceLost() is { } lost
+                ? $"device {device.Descriptor.Id} was lost ({lost.Operation}, native code {lost.NativeCode}) and is marked failed; requests are refused until the server is restarted on a working device"
+                : $"a forward step failed on device {device.Descriptor.Id}; requests are refused until the server is restarted"));
         return MsgValue.Map([.. fields]);
     }
 
@@ -89,7 +91,14 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     }
 
     private string DeviceStatus(string id) =>
-        id != device.Descriptor.Id ? "ready" : scheduler.State == SchedulerState.Faulted ? "faulted" : "serving";
+        id != device.Descriptor.Id ? "ready"
+        : scheduler.State != SchedulerState.Faulted ? "serving"
+        : DeviceLost() is not null ? "failed" : "faulted";
+
+    /// <summary>The backend's error when the scheduler stopped because the device was lost
+    /// (<see cref="AcceleratorException.DeviceLost"/>); null otherwise.</summary>
+    private AcceleratorException? DeviceLost() =>
+        scheduler.FaultCause is ModelStepException { InnerException: AcceleratorException { DeviceLost: true } lost } ? lost : null;
 
     private MsgValue Models()
     {
@@ -219,9 +228,10 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
                 ServingLog.StepFailed(_log, step, handle.RequestId);
                 // The device's own words stay in the log; the op and native code tell the client what failed.
                 string what = step.InnerException is AcceleratorException ae ? $" ({ae.Operation}, native code {ae.NativeCode})" : "";
-                throw new RpcException(RpcErrorCodes.Unavailable,
-                    $"device {device.Descriptor.Id} failed during this request's forward step{what}; the model is marked not ready and takes no more requests",
-                    MsgValue.Map((RpcFields.Device, device.Descriptor.Id)));
+                string message = step.InnerException is AcceleratorException { DeviceLost: true }
+                    ? $"device {device.Descriptor.Id} was lost during this request's forward step{what}; it is marked failed, the model is not ready and takes no more requests"
+                    : $"device {device.Descriptor.Id} failed during this request's forward step{what}; the model is marked not ready and takes no more requests";
+                throw new RpcException(RpcErrorCodes.Unavailable, message, MsgValue.Map((RpcFields.Device, device.Descriptor.Id)));
             }
             ServingLog.RequestFailed(_log, r.Error, handle.RequestId);
             throw new RpcException(RpcErrorCodes.Internal, "generation failed");

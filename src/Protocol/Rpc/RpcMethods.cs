@@ -132,7 +132,7 @@ public static class RpcFields
     public const string Name = "name";
     /// <summary>server.info: software version.</summary>
     public const string Version = "version";
-    /// <summary>server.info: backend contract version.</summary>
+    /// <summary>server.info: backend contract version, a "major.minor" string ("2.0").</summary>
     public const string ContractVersion = "contract_version";
     /// <summary>server.info, health, models.list: device id.</summary>
     public const string Device = "device";

@@ -198,4 +198,19 @@ public class SamplerTests
         for (int i = 0; i < 50; i++) sampler.Sample(logits, recent);
         Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
     }
+
+    [Theory]
+    [InlineData(0f, 40, 1f, 64, true)]     // temperature 0
+    [InlineData(0.8f, 1, 1f, 64, true)]    // top-k 1
+    [InlineData(0f, 40, 1.1f, 0, true)]    // a penalty over no tokens
+    [InlineData(0f, 40, 1.1f, 64, false)]  // a penalty: the result depends on history
+    [InlineData(0.8f, 40, 1f, 64, false)]  // a draw
+    public void IsArgmax_only_when_the_pick_is_the_plain_argmax(float temperature, int topK, float penalty, int lastN, bool expected)
+    {
+        var sampler = new Sampler(new SamplingParams(temperature, topK, 0.95f, 0.05f, penalty, lastN, Seed: 1));
+        Assert.Equal(expected, sampler.IsArgmax);
+        if (!expected) return;
+        float[] logits = [0.5f, 2f, float.NaN, 2f, -1f];
+        Assert.Equal(Sampler.ArgMax(logits), sampler.Sample(logits, [1, 3, 1]));
+    }
 }

@@ -56,7 +56,7 @@ internal sealed class FakeStepModel : IStepModel
     /// <summary>Released when a Forward call begins (before the gate).</summary>
     public SemaphoreSlim StepStarted { get; } = new(0);
 
-    public record struct StepRecord(int Tokens, int Sequences, int LogitRows);
+    public record struct StepRecord(int Tokens, int Sequences, int LogitRows, int GreedyRows = 0);
 
     public IReadOnlyList<StepRecord> Steps { get { lock (_log) return [.. _steps]; } }
 
@@ -65,12 +65,12 @@ internal sealed class FakeStepModel : IStepModel
 
     public void Resume() => _gate.Set();
 
-    public void Forward(StepBatch batch, Span<float> logits)
+    public void Forward(StepBatch batch, Span<float> logits, Span<int> greedyTokens)
     {
         int call;
         lock (_log)
         {
-            _steps.Add(new StepRecord(batch.TokenCount, batch.SequenceCount, batch.LogitCount));
+            _steps.Add(new StepRecord(batch.TokenCount, batch.SequenceCount, batch.LogitCount, batch.GreedyCount));
             call = _steps.Count;
         }
         if (call == PauseAtCall) _gate.Reset();
@@ -83,7 +83,9 @@ internal sealed class FakeStepModel : IStepModel
         int t = batch.TokenCount, s = batch.SequenceCount, m = batch.MaxBlocksPerSequence, bs = KvBlockSize;
         Check(t >= 1 && t <= MaxBatchTokens, $"token count {t}");
         Check(s >= 1 && s <= MaxBatchSequences, $"sequence count {s}");
-        Check(logits.Length == batch.LogitCount * VocabSize, $"logits length {logits.Length} for {batch.LogitCount} rows");
+        int sampledRows = batch.LogitCount - batch.GreedyCount;
+        Check(logits.Length == sampledRows * VocabSize, $"logits length {logits.Length} for {sampledRows} sampled rows");
+        Check(batch.GreedyCount == 0 || greedyTokens.Length >= batch.LogitCount, $"greedy span of {greedyTokens.Length} for {batch.LogitCount} rows");
 
         // Blocks each row uses in this step: up to its highest position.
         var rowBlocks = new int[s];
@@ -110,7 +112,8 @@ internal sealed class FakeStepModel : IStepModel
             }
             _kv[batch.Slots[i]] = ((long)batch.Tokens[i] << 32) | (uint)batch.Positions[i];
         }
-        for (int r = 0; r < batch.LogitCount; r++)
+        var greedyRow = new float[VocabSize];
+        for (int r = 0, sampled = 0; r < batch.LogitCount; r++)
         {
             int i = batch.LogitRows[r];
             Check(r == 0 || i > batch.LogitRows[r - 1], "logit rows not ascending");
@@ -122,7 +125,16 @@ internal sealed class FakeStepModel : IStepModel
                 Check(v != Empty && (int)(v & 0xFFFFFFFF) == p, $"row {row} position {p} reads a slot holding {(v == Empty ? "nothing" : $"position {(int)(v & 0xFFFFFFFF)}")}");
                 h = Mix(h ^ (ulong)((v >> 32) + 1));
             }
-            FillLogits(h, logits.Slice(r * VocabSize, VocabSize));
+            if (batch.Greedy[r])
+            {
+                // As a device Argmax: the first index of the largest logit.
+                FillLogits(h, greedyRow);
+                int best = 0;
+                for (int v = 1; v < VocabSize; v++) if (greedyRow[v] > greedyRow[best]) best = v;
+                greedyTokens[r] = best;
+            }
+            else
+                FillLogits(h, logits.Slice(sampled++ * VocabSize, VocabSize));
         }
     }
 

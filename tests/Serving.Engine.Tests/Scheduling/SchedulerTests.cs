@@ -576,4 +576,49 @@ public class SchedulerTests
         for (int i = 0; i < 4; i++) Assert.Equal(model.ReferenceGreedy(Prompt(i, 11), 3), runs[i].Tokens);
         Assert.All(model.Steps, s => Assert.True(s.Tokens <= 8 && s.Sequences <= 2, $"{s.Tokens} tokens / {s.Sequences} sequences"));
     }
+
+    [Fact]
+    public async Task Greedy_rows_come_back_as_device_argmax_and_sampled_rows_as_logits_in_one_step()
+    {
+        var sampling = new SamplingParams(Temperature: 0.9f, TopK: 0, TopP: 1f, MinP: 0f, Seed: 5);
+        int[] greedyPrompt = Prompt(3, 6), sampledPrompt = Prompt(4, 5);
+
+        // The sampled request alone: the reference for the same request sharing steps with a greedy one.
+        int[] sampledAlone;
+        {
+            var (aloneModel, alone) = Create();
+            await using var __ = alone;
+            sampledAlone = (await CollectAsync(alone.Submit(new GenerationRequest("b", sampledPrompt, 8, sampling)))).Tokens;
+            Assert.All(aloneModel.Steps, s => Assert.Equal(0, s.GreedyRows));
+        }
+
+        var (model, scheduler) = Create();
+        await using var _ = scheduler;
+        model.Pause();
+        var warm = scheduler.Submit(Greedy("warm", Prompt(100, 3), 2));
+        await WaitForStepsAsync(model);
+        var greedy = scheduler.Submit(Greedy("a", greedyPrompt, 8));
+        var sampled = scheduler.Submit(new GenerationRequest("b", sampledPrompt, 8, sampling));
+        model.Resume();
+        Run g = await CollectAsync(greedy), b = await CollectAsync(sampled);
+        await CollectAsync(warm);
+
+        Assert.Equal(model.ReferenceGreedy(greedyPrompt, 8), g.Tokens);
+        Assert.Equal(sampledAlone, b.Tokens);
+        // A step carried both kinds: the greedy row as one id, the sampled row as logits.
+        Assert.Contains(model.Steps, s => s.GreedyRows >= 1 && s.LogitRows > s.GreedyRows);
+        Assert.All(model.Steps, s => Assert.True(s.GreedyRows <= s.LogitRows));
+    }
+
+    [Fact]
+    public async Task Greedy_with_a_repeat_penalty_still_gets_logits()
+    {
+        var (model, scheduler) = Create();
+        await using var _ = scheduler;
+        var penalized = SamplingParams.Greedy with { RepeatPenalty = 1.5f };
+        Run run = await CollectAsync(scheduler.Submit(new GenerationRequest("p", Prompt(2, 5), 6, penalized)));
+
+        Assert.Equal(6, run.Tokens.Length);
+        Assert.All(model.Steps, s => Assert.Equal(0, s.GreedyRows)); // the penalty depends on history: the host must see logits
+    }
 }

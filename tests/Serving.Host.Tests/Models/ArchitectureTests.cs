@@ -55,7 +55,7 @@ public sealed class ArchitectureTests(TinyModelFixture fixture) : IDisposable
         ForwardPassTests.AddSequence(batch, Prompt, 0, 0, model.KvBlockSize, allLogits: true);
         var logits = new float[Prompt.Length * model.VocabSize];
         model.Forward(batch, logits);
-        var expected = ReferenceLlama.Forward(file, model.Config, Prompt);
+        var expected = ReferenceLlama.Forward(file, model.Config, Prompt, model.KvCacheType);
         double err = 0, norm = 0;
         for (int t = 0; t < Prompt.Length; t++)
             for (int i = 0; i < model.VocabSize; i++)

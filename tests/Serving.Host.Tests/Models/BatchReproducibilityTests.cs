@@ -47,7 +47,7 @@ public sealed class BatchReproducibilityTests(TinyModelFixture fixture)
         public async Task StepHeldAsync() =>
             Assert.True(await _heldAtGate.WaitAsync(TimeSpan.FromSeconds(60)), "the scheduler never ran a step");
 
-        public void Forward(StepBatch batch, Span<float> logits)
+        public void Forward(StepBatch batch, Span<float> logits, Span<int> greedyTokens)
         {
             if (!_open.IsSet)
             {
@@ -55,7 +55,7 @@ public sealed class BatchReproducibilityTests(TinyModelFixture fixture)
                 if (!_open.Wait(TimeSpan.FromSeconds(60))) throw new TimeoutException("The test never opened the gate.");
             }
             if (batch.SequenceCount > _widestStep) Volatile.Write(ref _widestStep, batch.SequenceCount); // loop thread only
-            inner.Forward(batch, logits);
+            inner.Forward(batch, logits, greedyTokens);
         }
     }
 

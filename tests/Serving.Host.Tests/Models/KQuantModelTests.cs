@@ -77,7 +77,7 @@ public sealed class KQuantModelTests(TinyModelFixture fixture) : IDisposable
         ForwardPassTests.AddSequence(batch, Prompt, 0, 0, model.KvBlockSize, allLogits: true);
         var logits = new float[Prompt.Length * model.VocabSize];
         model.Forward(batch, logits);
-        var expected = ReferenceLlama.Forward(file, model.Config, Prompt);
+        var expected = ReferenceLlama.Forward(file, model.Config, Prompt, model.KvCacheType);
         double nmse = ReferenceLlama.NormalizedError(logits, expected, model.VocabSize);
         // As ForwardPassTests' quantized rows: the reference dequantizes the weights exactly; the device quantizes
         // activations to q8 blocks (~1e-4 relative per matmul).

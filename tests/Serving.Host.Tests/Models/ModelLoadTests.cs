@@ -96,4 +96,53 @@ public sealed class ModelLoadTests(TinyModelFixture fixture) : IDisposable
         model.Forward(batch, logits);
         Assert.All(logits, v => Assert.True(float.IsFinite(v)));
     }
+
+    /// <summary>The Cpu device, except that <see cref="Supports"/> refuses one op (optionally only for one type) and
+    /// every allocation is counted.</summary>
+    private sealed class RefusingAccelerator(IAccelerator inner, OpKind refused, DataType? refusedType = null) : IAccelerator
+    {
+        public int Allocations;
+        public DeviceDescriptor Descriptor => inner.Descriptor;
+        public long FreeMemoryBytes => inner.FreeMemoryBytes;
+        public IEnergyMeter? EnergyMeter => inner.EnergyMeter;
+        public IDeviceBuffer Allocate(long bytes) { Allocations++; return inner.Allocate(bytes); }
+        public IDeviceWeight PrepareWeight(in WeightSource source) { Allocations++; return inner.PrepareWeight(source); }
+        public IKvCache CreateKvCache(in KvCacheSpec spec) { Allocations++; return inner.CreateKvCache(spec); }
+        public void Upload(IDeviceBuffer destination, long offset, ReadOnlySpan<byte> source) => inner.Upload(destination, offset, source);
+        public void Download(IDeviceBuffer source, long offset, Span<byte> destination) => inner.Download(source, offset, destination);
+        public IComputeStream CreateStream() { Allocations++; return inner.CreateStream(); }
+        public IReadOnlyList<KernelVariant> GetVariants(OpKind op, DataType type) => inner.GetVariants(op, type);
+        public void Dispose() { }
+
+        public OpSupport Supports(in OpQuery query) =>
+            query.Op == refused && (refusedType is null || query.Type == refusedType)
+                ? OpSupport.No("refused by the test")
+                : inner.Supports(query);
+    }
+
+    [Theory]
+    [InlineData(OpKind.MatMul, "token_embd.weight", "MatMul q8_0 [32000, 288]")] // tied: the embedding is the output head
+    [InlineData(OpKind.Embed, "token_embd.weight", "Embed q8_0 [32000, 288]")]
+    [InlineData(OpKind.Attention, "KV cache", "Attention f16 H 6, Hkv 6, Dh 48, context")]
+    [InlineData(OpKind.Argmax, "Argmax", "Argmax f32 width 32000")]
+    [InlineData(OpKind.Gather, "Gather", "Gather f32 width 288")]
+    public void DeviceRefusingAnOp_RefusesTheModelAtLoad_NamingOpTypeAndShape_BeforeAllocating(OpKind op, string field, string named)
+    {
+        var device = new RefusingAccelerator(fixture.Device, op);
+        using var file = GgufFile.Open(fixture.PathOf(DataType.Q8_0));
+        var e = Assert.Throws<ModelLoadException>(() => LlamaModel.Load(file, device, new ModelOptions { KvCacheTokens = 64 }));
+        Assert.Equal(field, e.Field);
+        Assert.Contains($"cpu:0 cannot run {named}", e.Message);
+        Assert.Contains("refused by the test", e.Message);
+        Assert.Equal(0, device.Allocations);
+    }
+
+    [Fact]
+    public void DeviceWithoutAnF16Cache_GetsAnF32Cache()
+    {
+        var device = new RefusingAccelerator(fixture.Device, OpKind.KvWrite, DataType.F16);
+        using var file = GgufFile.Open(fixture.PathOf(DataType.Q8_0));
+        using var model = LlamaModel.Load(file, device, new ModelOptions { KvCacheTokens = 64 });
+        Assert.Equal(DataType.F32, model.KvCacheType);
+    }
 }

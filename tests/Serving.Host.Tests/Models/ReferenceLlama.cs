@@ -28,8 +28,9 @@ internal static class ReferenceLlama
         return err / norm;
     }
 
-    /// <summary>Logits [T, V] for <paramref name="tokens"/> at positions 0..T-1.</summary>
-    public static double[][] Forward(GgufFile file, LlamaConfig c, int[] tokens)
+    /// <summary>Logits [T, V] for <paramref name="tokens"/> at positions 0..T-1. With an f16 <paramref name="kvCache"/>,
+    /// every cached k and v element is rounded to half precision as the device's cache stores it (the contract's KvWrite).</summary>
+    public static double[][] Forward(GgufFile file, LlamaConfig c, int[] tokens, Serving.Abstractions.DataType kvCache = Serving.Abstractions.DataType.F32)
     {
         int T = tokens.Length, D = c.Dim, Dh = c.HeadDim, H = c.Heads, Hkv = c.KvHeads, F = c.FfnDim;
         double[][] Matrix(string name, int rows, int cols)
@@ -89,6 +90,9 @@ internal static class ReferenceLlama
             AddBias(k, p + "attn_k.bias");
             AddBias(v, p + "attn_v.bias");
             for (int t = 0; t < T; t++) { Rope(q[t], H, t); Rope(k[t], Hkv, t); }
+            if (kvCache == Serving.Abstractions.DataType.F16)
+                foreach (double[] row in k.Concat(v))
+                    for (int i = 0; i < row.Length; i++) row[i] = (double)(Half)(float)row[i];
             var attn = new double[T][];
             for (int t = 0; t < T; t++)
             {

@@ -39,15 +39,76 @@ public sealed class PluginCatalogTests : IDisposable
         Assert.Contains("plugins folder not found", error);
     }
 
-    [Fact]
-    public void WrongContractVersion_IsSkippedWithBothNumbers()
+    /// <summary>Installs the test plugin that reports <paramref name="version"/> (from a file beside it).</summary>
+    private void InstallVersioned(string version)
     {
-        Install(TestPlugins, "Serving.Backends.TestWrongVersion");
+        string folder = Install(TestPlugins, "Serving.Backends.TestWrongVersion");
+        File.WriteAllText(Path.Combine(folder, "contract-version.txt"), version);
+    }
+
+    [Fact]
+    public void OlderMajor_IsSkippedWithBothVersionsAndWhatToDo()
+    {
+        InstallVersioned($"{ContractVersion.CurrentMajor - 1}.0");
         var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
         Assert.False(entry.Usable);
         Assert.Null(entry.Plugin);
-        Assert.Contains($"plugin implements {ContractVersion.Current + 41}", entry.Error);
+        Assert.Contains($"plugin implements {ContractVersion.CurrentMajor - 1}.0", entry.Error);
         Assert.Contains($"host expects {ContractVersion.Current}", entry.Error);
+        Assert.Contains("rebuild the plugin", entry.Error);
+    }
+
+    [Fact]
+    public void NewerMinor_IsSkippedWithBothVersionsAndWhatToDo()
+    {
+        var newer = new ContractVersion(ContractVersion.CurrentMajor, ContractVersion.CurrentMinor + 1);
+        InstallVersioned(newer.ToString());
+        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+        Assert.False(entry.Usable);
+        Assert.Null(entry.Plugin);
+        Assert.Contains($"plugin implements {newer}", entry.Error);
+        Assert.Contains($"host expects {ContractVersion.Current}", entry.Error);
+        Assert.Contains("update Serving", entry.Error);
+    }
+
+    [Fact]
+    public void NewerMajor_IsSkipped()
+    {
+        InstallVersioned($"{ContractVersion.CurrentMajor + 1}.0");
+        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+        Assert.Null(entry.Plugin);
+        Assert.Contains("needs a newer host", entry.Error);
+    }
+
+    [Fact]
+    public void SameMajor_OlderOrEqualMinor_IsLoadedAndProbed()
+    {
+        // The host's own minor here (it is 0 in contract 2.0, so there is no older one to install); Accepts' unit
+        // test below covers older minors.
+        InstallVersioned(ContractVersion.Current.ToString());
+        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+        Assert.NotNull(entry.Plugin);
+        Assert.Contains($"built against {ContractVersion.Current} was accepted and probed", entry.Error);
+    }
+
+    [Theory]
+    [InlineData(2, 3, 2, 0, true)]
+    [InlineData(2, 3, 2, 3, true)]
+    [InlineData(2, 3, 2, 4, false)]
+    [InlineData(2, 3, 1, 9, false)]
+    [InlineData(2, 3, 3, 0, false)]
+    [InlineData(2, 0, 2, -1, false)]
+    public void Accepts_SameMajorAndMinorAtMostTheHosts(int hostMajor, int hostMinor, int pluginMajor, int pluginMinor, bool accepted)
+    {
+        Assert.Equal(accepted, new ContractVersion(hostMajor, hostMinor).Accepts(new ContractVersion(pluginMajor, pluginMinor)));
+    }
+
+    [Fact]
+    public void VersionError_IsNullExactlyWhenTheHostAccepts()
+    {
+        Assert.Null(PluginCatalog.VersionError(ContractVersion.Current));
+        Assert.NotNull(PluginCatalog.VersionError(new ContractVersion(ContractVersion.CurrentMajor, ContractVersion.CurrentMinor + 1)));
+        Assert.NotNull(PluginCatalog.VersionError(new ContractVersion(1, 0)));
     }
 
     [Fact]

@@ -28,9 +28,14 @@ public sealed class EngineFaultTests(RpcHostFixture fixture)
     /// <summary>The real model until <see cref="Arm"/>; then the next forward step throws as a failing device would.</summary>
     private sealed class FailingStepModel(IStepModel inner) : IStepModel
     {
-        private volatile bool _armed;
+        private volatile bool _armed, _deviceLost;
 
-        public void Arm() => _armed = true;
+        /// <summary>The next step throws; with <paramref name="deviceLost"/>, as a device that is gone for good.</summary>
+        public void Arm(bool deviceLost = false)
+        {
+            _deviceLost = deviceLost;
+            _armed = true;
+        }
 
         public int VocabSize => inner.VocabSize;
         public int ContextLength => inner.ContextLength;
@@ -39,10 +44,10 @@ public sealed class EngineFaultTests(RpcHostFixture fixture)
         public int MaxBatchTokens => inner.MaxBatchTokens;
         public int MaxBatchSequences => inner.MaxBatchSequences;
 
-        public void Forward(StepBatch batch, Span<float> logits)
+        public void Forward(StepBatch batch, Span<float> logits, Span<int> greedyTokens)
         {
-            if (_armed) throw new AcceleratorException("cpu:0", "MatMul q8_0", 700, "injected device fault");
-            inner.Forward(batch, logits);
+            if (_armed) throw new AcceleratorException("cpu:0", "MatMul q8_0", 700, "injected device fault", deviceLost: _deviceLost);
+            inner.Forward(batch, logits, greedyTokens);
         }
     }
 
@@ -113,5 +118,40 @@ public sealed class EngineFaultTests(RpcHostFixture fixture)
         // What does not need the device keeps working, on the same connection.
         Assert.False((await c.CallAsync("tokenize", Args.Of(("text", "still here")))).IsError);
         Assert.Equal(2, Args.Int((await c.CallAsync("metrics")).Result, "failed"));
+    }
+
+    [Fact]
+    public async Task DeviceLost_FailsInFlightClearly_MarksTheDeviceFailed_HealthKeepsAnswering()
+    {
+        FailingStepModel? model = null;
+        await using var host = fixture.Start(wrapModel: m => model = new FailingStepModel(m));
+        await using var c = await RawRpcClient.ConnectAsync(host.EndPoint);
+
+        uint a = await c.SendRequestAsync("generate", Args.Generate("Once upon a time", 100, stream: true));
+        uint b = await c.SendRequestAsync("generate", Args.Generate("The dragon", 100, stream: true));
+        await c.WaitNotificationAsync("generate.token");
+        model!.Arm(deviceLost: true);
+
+        foreach (uint id in new[] { a, b })
+        {
+            var r = await c.WaitReplyAsync(id);
+            Assert.Equal("unavailable", r.Code);
+            Assert.Contains("device cpu:0 was lost", r.Message, StringComparison.Ordinal);
+            Assert.Contains("marked failed", r.Message, StringComparison.Ordinal);
+            Assert.Equal("cpu:0", Args.Str(r.Data, "device"));
+        }
+
+        // Health keeps answering, again and again, and says the device was lost.
+        for (int i = 0; i < 3; i++)
+        {
+            var health = (await c.CallAsync("health")).Result;
+            Assert.Equal("faulted", Args.Str(health, "status"));
+            Assert.False(Args.Field(health, "ready").AsBool());
+            Assert.Contains("device cpu:0 was lost", Args.Str(health, "reason"), StringComparison.Ordinal);
+        }
+        var devices = (await c.CallAsync("devices.list")).Result;
+        var serving = devices.AsArray().ToArray().Single(d => d.TryGetValue("id", out var id) && id.TryGetString(out var s) && s == "cpu:0");
+        Assert.Equal("failed", Args.Str(serving, "status"));
+        Assert.Equal("unavailable", (await c.CallAsync("generate", Args.Generate("After the loss", 1))).Code);
     }
 }

@@ -11,7 +11,7 @@ namespace Serving.Backends.TestNativeLibrary;
 public sealed partial class NativeLibraryPlugin : IBackendPlugin
 {
     public string Name => "testnative";
-    public int ContractVersion => Abstractions.ContractVersion.Current;
+    public ContractVersion ContractVersion => new(Abstractions.ContractVersion.CurrentMajor, Abstractions.ContractVersion.CurrentMinor);
 
     public ProbeResult Probe()
     {

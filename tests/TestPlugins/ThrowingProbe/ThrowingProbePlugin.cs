@@ -6,7 +6,7 @@ namespace Serving.Backends.TestThrowingProbe;
 public sealed class ThrowingProbePlugin : IBackendPlugin
 {
     public string Name => "throwingprobe";
-    public int ContractVersion => Abstractions.ContractVersion.Current;
+    public ContractVersion ContractVersion => new(Abstractions.ContractVersion.CurrentMajor, Abstractions.ContractVersion.CurrentMinor);
     public ProbeResult Probe() => throw new DllNotFoundException("libvendor.so.3 not found (test plugin)");
     public IAccelerator CreateDevice(int index, DeviceOptions options) => throw new InvalidOperationException("must not be opened");
 }
