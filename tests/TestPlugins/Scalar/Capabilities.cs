@@ -20,7 +20,8 @@ internal static class Capabilities
         var table = new Dictionary<(OpKind, DataType), IReadOnlyList<KernelVariant>>();
         void Add(OpKind op, DataType type)
         {
-            string name = $"{op.ToString().ToLowerInvariant()}_{type.Name().ToLowerInvariant()}_scalar";
+            // <op>_<type>_<what-changed>: op lower case, the type as DataTypes.Name spells it (ggml's "q4_K").
+            string name = $"{op.ToString().ToLowerInvariant()}_{type.Name()}_scalar";
             table[(op, type)] = [new KernelVariant(name, op, type, "the default: plain scalar loops, one row at a time")];
         }
         foreach (DataType t in WeightTypes)
