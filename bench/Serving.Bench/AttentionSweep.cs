@@ -26,6 +26,78 @@ public sealed class AttentionSweep(IAccelerator device, TimeSpan budgetPerCase)
                     Shape(stream, sequences, context, heads, kvHeads, headDim);
     }
 
+    /// <summary>
+    /// <c>attention --verify</c>: the f16 cache must give the bits the f32 cache gives when both hold the same
+    /// half-representable values (the f16 path widens exactly), also with subnormals, ∞ and NaN in the cache and large
+    /// |q|. Returns the number of mismatching shapes (0: all bit-identical).
+    /// </summary>
+    public int Verify()
+    {
+        using var stream = device.CreateStream();
+        int bad = 0;
+        foreach (var (heads, kvHeads, headDim) in new[] { (8, 2, 64), (4, 4, 128), (6, 2, 40), (3, 1, 24) })
+            foreach (int context in new[] { 37, 300 })
+                foreach (string mix in new[] { "plain", "subnormal", "wide", "special-k", "special-v", "large-q" })
+                {
+                    int sequences = 3, perSequence = (context + BlockSize - 1) / BlockSize, width = kvHeads * headDim;
+                    var owned = new List<TensorView>();
+                    TensorView Own(TensorView v) { owned.Add(v); return v; }
+                    var caches = new List<IKvCache>();
+                    try
+                    {
+                        var rng = new Random(context * 31 + headDim + mix.Length);
+                        float Value(bool special)
+                        {
+                            if (special && rng.Next(50) == 0) return rng.Next(3) switch { 0 => float.PositiveInfinity, 1 => float.NegativeInfinity, _ => float.NaN };
+                            return mix switch
+                            {
+                                "subnormal" => (float)(Half)((rng.NextSingle() * 2 - 1) * (rng.Next(4) == 0 ? 1e-6f : 1f)),
+                                "wide" => (float)BitConverter.UInt16BitsToHalf((ushort)(rng.Next(0x7C00) | (rng.Next(2) << 15))) * 1e-3f is var w && float.IsFinite(w) ? (float)(Half)w : 0,
+                                _ => (float)(Half)(rng.NextSingle() * 2 - 1),
+                            };
+                        }
+                        var tables = Own(BenchData.Upload(device, DataType.I32, sequences, perSequence, BenchData.Bytes(Enumerable.Range(0, sequences * perSequence).ToArray())));
+                        int[] pos = [context - 1, context / 2, 0];
+                        var positions = Own(BenchData.Upload(device, DataType.I32, 1, sequences, BenchData.Bytes(pos)));
+                        var sequence = Own(BenchData.Upload(device, DataType.I32, 1, sequences, BenchData.Bytes(Enumerable.Range(0, sequences).ToArray())));
+                        var qv = BenchData.Floats(sequences * heads * headDim, 29);
+                        if (mix == "large-q") for (int i = 0; i < qv.Length; i += 97) qv[i] = 70000f * (i % 2 == 0 ? 1 : -1);
+                        var q = Own(BenchData.Upload(device, DataType.F32, sequences, heads * headDim, BenchData.Bytes(qv)));
+                        float[] kv = new float[perSequence * BlockSize * width], vv = new float[kv.Length];
+                        for (int i = 0; i < kv.Length; i++) { kv[i] = Value(mix == "special-k"); vv[i] = Value(mix == "special-v"); }
+                        var k = Own(BenchData.Upload(device, DataType.F32, kv.Length / width, width, BenchData.Bytes(kv)));
+                        var v = Own(BenchData.Upload(device, DataType.F32, kv.Length / width, width, BenchData.Bytes(vv)));
+                        var batch = new AttentionBatch(positions, sequence, tables, heads, 1 / MathF.Sqrt(headDim), context - 1, ContiguousSequences: true);
+                        var outputs = new List<byte[]>();
+                        foreach (var type in new[] { DataType.F32, DataType.F16 })
+                        {
+                            var cache = device.CreateKvCache(new KvCacheSpec(1, sequences * perSequence, BlockSize, kvHeads, headDim, type));
+                            caches.Add(cache);
+                            for (int s = 0; s < sequences; s++)
+                            {
+                                var ids = Own(BenchData.Upload(device, DataType.I32, 1, kv.Length / width, BenchData.Bytes(Enumerable.Range(s * perSequence * BlockSize, kv.Length / width).ToArray())));
+                                stream.KvWrite(k, v, cache, 0, ids);
+                            }
+                            var y = Own(BenchData.Allocate(device, DataType.F32, sequences, heads * headDim));
+                            stream.Attention(q, cache, 0, batch, y);
+                            var bytes = new byte[sequences * heads * headDim * 4];
+                            stream.Download(y.Buffer, 0, bytes);
+                            stream.Synchronize();
+                            outputs.Add(bytes);
+                        }
+                        bool same = outputs[0].AsSpan().SequenceEqual(outputs[1]);
+                        if (!same) bad++;
+                        Console.WriteLine($"{(same ? "same" : "DIFFERENT")}  H={heads} Hkv={kvHeads} Dh={headDim} ctx={context} {mix}");
+                    }
+                    finally
+                    {
+                        foreach (var cache in caches) cache.Dispose();
+                        foreach (var view in owned) view.Buffer.Dispose();
+                    }
+                }
+        return bad;
+    }
+
     private void Shape(IComputeStream stream, int sequences, int context, int heads, int kvHeads, int headDim)
     {
         int perSequence = context / BlockSize, slots = sequences * context, width = kvHeads * headDim;
