@@ -32,6 +32,12 @@ internal static unsafe class Attention
     /// <summary>Score rows are padded to a multiple of this many floats (the widest vector, 16 lanes).</summary>
     private const int Pad = 16;
 
+    /// <summary>
+    /// Query heads per kv head up to which an f16 cache is read in place (<see cref="F16ScaledRow"/>: converted at every
+    /// load, the block only checked for ∞/NaN first) instead of widened into scratch once for the group.
+    /// </summary>
+    private const int InPlaceGroup = 1;
+
     /// <summary>Positions handled per sweep over a head's q (scores) or acc (values).</summary>
     private const int Unroll = 4;
 
@@ -104,6 +110,7 @@ internal static unsafe class Attention
         // the exact widening, so every result is bit-identical. That needs 2^112·q finite and exact: every |q| < 2^16
         // (and no NaN), checked per item; a block holding ∞ or NaN is widened exactly, with the unscaled q and weights.
         bool scaled = typeof(TL) == typeof(F16Row) && ScaleFits(q, group * dh);
+        bool inPlace = scaled && group <= InPlaceGroup;
         if (scaled)
             VectorDriver.Map<Scaled>(q, q, qScaled, group * dh, HalfVector.Unscale);
 
@@ -121,6 +128,12 @@ internal static unsafe class Attention
                 Prefetch(job->K + next0, rowBytes, Math.Min(bs, count - (b + 1) * bs), dh * eb);
             }
             Prefetch(job->V + byte0, rowBytes, n, dh * eb);
+            if (inPlace && !HalfVector.HasSpecial(kRows, rowBytes, n, dh))
+            {
+                for (int g = 0; g < group; g++)
+                    Scores<F16ScaledRow>(qScaled + (long)g * dh, kRows, rowBytes, n, dh, scale, scores + (long)g * stride + (long)b * bs);
+                continue;
+            }
             if (TL.Converts)
             {
                 float* qb = q;
@@ -151,6 +164,12 @@ internal static unsafe class Attention
         {
             int n = Math.Min(bs, count - b * bs);
             byte* vRows = job->V + ((job->LayerRow0 + (long)table[b] * bs) * rowElements + (long)kvh * dh) * eb;
+            if (inPlace && !HalfVector.HasSpecial(vRows, rowBytes, n, dh))
+            {
+                for (int g = 0; g < group; g++)
+                    Accumulate<F16ScaledRow>(scores + (long)g * stride + (long)b * bs, vRows, rowBytes, n, dh, acc + (long)g * dh, HalfVector.Unscale);
+                continue;
+            }
             if (TL.Converts)
             {
                 float factor = 1f;

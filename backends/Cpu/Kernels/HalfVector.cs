@@ -289,6 +289,43 @@ internal static unsafe class HalfVector
         return !special && (seen & 0x8000) == 0;
     }
 
+    /// <summary>True when one of the n rows' slices of dh halves (rows + j·rowStride bytes) is ∞ or NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool HasSpecial(byte* rows, int rowStride, int n, int dh)
+    {
+        uint seen = 0;   // as in WidenScaled
+        bool special = false;
+        for (int j = 0; j < n; j++)
+        {
+            ushort* h = (ushort*)(rows + (long)j * rowStride);
+            int i = 0;
+            if (Simd.Tier == SimdTier.V512)
+            {
+                var top = Vector512<ushort>.Zero;
+                for (; i <= dh - 32; i += 32)
+                    top = Vector512.Max(top, Vector512.Load(h + i) << 1);
+                special |= Vector512.GreaterThanOrEqualAny(top, Vector512.Create((ushort)0xF800));
+            }
+            else if (Simd.Tier == SimdTier.V256)
+            {
+                var top = Vector256<ushort>.Zero;
+                for (; i <= dh - 16; i += 16)
+                    top = Vector256.Max(top, Vector256.Load(h + i) << 1);
+                special |= Vector256.GreaterThanOrEqualAny(top, Vector256.Create((ushort)0xF800));
+            }
+            else if (Simd.Tier == SimdTier.V128)
+            {
+                var top = Vector128<ushort>.Zero;
+                for (; i <= dh - 8; i += 8)
+                    top = Vector128.Max(top, Vector128.Load(h + i) << 1);
+                special |= Vector128.GreaterThanOrEqualAny(top, Vector128.Create((ushort)0xF800));
+            }
+            for (; i < dh; i++)
+                seen |= (uint)(h[i] & 0x7C00) + 0x400;
+        }
+        return special || (seen & 0x8000) != 0;
+    }
+
     /// <summary>dst[i] = half(src[i]) for i in [0, n), at the tier's width then scalar.</summary>
     public static void Narrow(float* src, ushort* dst, int n)
     {
