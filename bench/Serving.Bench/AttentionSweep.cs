@@ -9,8 +9,11 @@ namespace Serving.Bench;
 /// sizes (S sequences, one query row each), context lengths and head shapes. The two cache types are timed in
 /// alternating batches (f32, f16, f32, …) so that a shared, noisy machine slows both alike; the table gives the median
 /// µs of each and their ratio f16/f32 (below 1: the f16 cache is faster).
+/// With <paramref name="threadTime"/> (<c>--thread-time</c>, Linux) batches are timed by the calling thread's CPU time,
+/// which a busy machine's preemptions do not inflate; it counts all the work only when the backend runs on the calling
+/// thread alone (Cpu backend with DOTNET_PROCESSOR_COUNT=1).
 /// </summary>
-public sealed class AttentionSweep(IAccelerator device, TimeSpan budgetPerCase)
+public sealed partial class AttentionSweep(IAccelerator device, TimeSpan budgetPerCase, bool threadTime = false)
 {
     private const int BlockSize = 16;
 
@@ -158,10 +161,31 @@ public sealed class AttentionSweep(IAccelerator device, TimeSpan budgetPerCase)
         return (sa[sa.Count / 2], sb[sb.Count / 2]);
     }
 
-    private static double Batch(Action call, int count)
+    private double Batch(Action call, int count)
     {
+        if (threadTime)
+        {
+            double t0 = ThreadSeconds();
+            for (int i = 0; i < count; i++) call();
+            return (ThreadSeconds() - t0) / count;
+        }
         long start = Stopwatch.GetTimestamp();
         for (int i = 0; i < count; i++) call();
         return Stopwatch.GetElapsedTime(start).TotalSeconds / count;
     }
+
+    private static double ThreadSeconds()
+    {
+        if (ClockGetTime(3 /* CLOCK_THREAD_CPUTIME_ID */, out var ts) != 0) throw new InvalidOperationException("clock_gettime failed");
+        return ts.Seconds + ts.Nanoseconds * 1e-9;
+    }
+
+    private struct TimeSpec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "clock_gettime")]
+    private static partial int ClockGetTime(int clock, out TimeSpec time);
 }

@@ -4,7 +4,7 @@ namespace Serving.Bench;
 
 /// <summary>
 /// <c>ops [--quick] [--backend NAME]</c>: the quick op table (µs/op, GB/s per op/type/variant, ~30 s with --quick).
-/// <c>attention [--quick|--verify] [--backend NAME]</c>: decode attention, f32 against f16 cache, over a sweep of
+/// <c>attention [--quick|--verify] [--thread-time] [--backend NAME]</c>: decode attention, f32 against f16 cache, over a sweep of
 /// shapes; --verify checks instead that both give the same bits on half-representable values (exit code 1 if not).
 /// Anything else goes to BenchmarkDotNet (e.g. <c>--filter *MatMul*</c>); its suites use the backend named by
 /// SERVING_BENCH_BACKEND (default cpu). Run in Release.
@@ -25,7 +25,7 @@ public static class Program
                 int rc = 0;
                 if (args[0] == "ops") new OpsTable(device, TimeSpan.FromSeconds(quick ? 0.25 : 1.5)).Run();
                 else if (args.Contains("--verify")) rc = new AttentionSweep(device, TimeSpan.Zero).Verify() == 0 ? 0 : 1;
-                else new AttentionSweep(device, TimeSpan.FromSeconds(quick ? 0.5 : 2)).Run();
+                else new AttentionSweep(device, TimeSpan.FromSeconds(quick ? 0.5 : 2), args.Contains("--thread-time")).Run();
                 device.Dispose();
                 return rc;
             }
