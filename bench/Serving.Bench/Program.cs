@@ -4,6 +4,8 @@ namespace Serving.Bench;
 
 /// <summary>
 /// <c>ops [--quick] [--backend NAME]</c>: the quick op table (µs/op, GB/s per op/type/variant, ~30 s with --quick).
+/// <c>attention [--quick|--verify] [--thread-time] [--backend NAME]</c>: decode attention, f32 against f16 cache, over a sweep of
+/// shapes; --verify checks instead that both give the same bits on half-representable values (exit code 1 if not).
 /// Anything else goes to BenchmarkDotNet (e.g. <c>--filter *MatMul*</c>); its suites use the backend named by
 /// SERVING_BENCH_BACKEND (default cpu). Run in Release.
 /// </summary>
@@ -12,7 +14,7 @@ public static class Program
     /// <summary>Entry point.</summary>
     public static int Main(string[] args)
     {
-        if (args.Length > 0 && args[0] == "ops")
+        if (args.Length > 0 && args[0] is "ops" or "attention")
         {
             bool quick = args.Contains("--quick");
             int at = Array.IndexOf(args, "--backend");
@@ -20,9 +22,12 @@ public static class Program
             try
             {
                 var device = BackendLoader.Open(backend);
-                new OpsTable(device, TimeSpan.FromSeconds(quick ? 0.25 : 1.5)).Run();
+                int rc = 0;
+                if (args[0] == "ops") new OpsTable(device, TimeSpan.FromSeconds(quick ? 0.25 : 1.5)).Run();
+                else if (args.Contains("--verify")) rc = new AttentionSweep(device, TimeSpan.Zero).Verify() == 0 ? 0 : 1;
+                else new AttentionSweep(device, TimeSpan.FromSeconds(quick ? 0.5 : 2), args.Contains("--thread-time")).Run();
                 device.Dispose();
-                return 0;
+                return rc;
             }
             catch (InvalidOperationException e)
             {

@@ -19,9 +19,11 @@ namespace Serving.Backends.Cpu.Kernels;
 /// depends only on its own row's position, sequence, q and the cache (never on T, the other rows or which worker runs
 /// it), so results are batch-invariant.
 /// The cache's element type is TL (<see cref="F32Row"/> or <see cref="F16Row"/>). An f16 cache moves half the bytes: each
-/// block's K (pass 1) and V (pass 3) slice is widened once into an f32 block in the worker's scratch (exact), and the
-/// G heads then read that, so the conversion is paid once per element, not once per head, and the arithmetic is the
-/// f32 cache's on the widened values.
+/// block's K (pass 1) and V (pass 3) slice is widened once into an f32 block in the worker's scratch, and the G heads
+/// then read that, so the conversion is paid once per element, not once per head. The widening is the cheap one
+/// (<see cref="HalfVector.WidenScaled"/>: each value times 2^-112, four integer operations per vector) with the 2^112
+/// moved onto q and the softmax weights, which gives the f32 cache's arithmetic on the exactly widened values, bit for
+/// bit; a block holding ∞ or NaN, or a q with |q| ≥ 2^16, takes the exact widening instead.
 /// Large contexts are bound by memory bandwidth (each K and V element is read once per item); small ones by the
 /// per-position dot and axpy work.
 /// </summary>
@@ -29,6 +31,12 @@ internal static unsafe class Attention
 {
     /// <summary>Score rows are padded to a multiple of this many floats (the widest vector, 16 lanes).</summary>
     private const int Pad = 16;
+
+    /// <summary>
+    /// Query heads per kv head up to which an f16 cache is read in place (<see cref="F16ScaledRow"/>: converted at every
+    /// load, the block only checked for ∞/NaN first) instead of widened into scratch once for the group.
+    /// </summary>
+    private const int InPlaceGroup = 1;
 
     /// <summary>Positions handled per sweep over a head's q (scores) or acc (values).</summary>
     private const int Unroll = 4;
@@ -54,10 +62,10 @@ internal static unsafe class Attention
     /// <paramref name="group"/> = H / Hkv query heads per kv head: G score rows padded to 16 floats, G
     /// accumulators of <paramref name="headDim"/> floats and G softmax normalizers, the total rounded up to 16
     /// floats (64 bytes) so every worker's part starts aligned; plus, when the cache type <paramref name="converts"/>,
-    /// one widened block of <paramref name="blockSize"/> × <paramref name="headDim"/> floats.
+    /// one widened block of <paramref name="blockSize"/> × <paramref name="headDim"/> floats and the group's q scaled by 2^112.
     /// </summary>
     public static long ScratchFloats(int maxPositions, int headDim, int group, int blockSize, bool converts)
-        => RoundUp((long)group * (RoundUp(maxPositions) + headDim + 1)) + (converts ? RoundUp((long)blockSize * headDim) : 0);
+        => RoundUp((long)group * (RoundUp(maxPositions) + headDim + 1)) + (converts ? RoundUp((long)blockSize * headDim) + RoundUp((long)group * headDim) : 0);
 
     private static long RoundUp(long n) => (n + Pad - 1) & ~(long)(Pad - 1);
 
@@ -94,7 +102,17 @@ internal static unsafe class Attention
         float* acc = scores + (long)group * stride;                           // [G, Dh]
         float* inverse = acc + (long)group * dh;                              // [G]
         float* wide = scores + RoundUp((long)group * (stride + dh + 1));      // [BlockSize, Dh] when TL converts
+        float* qScaled = wide + RoundUp((long)bs * dh);                       // [G, Dh] when TL converts
         float scale = job->Scale;
+
+        // An f16 block is widened the cheap way (HalfVector.WidenScaled: 2^-112 times each value) and the 2^112 moves to
+        // the other factor: q here, the softmax weight in pass 3. The products then have the same real values as with
+        // the exact widening, so every result is bit-identical. That needs 2^112·q finite and exact: every |q| < 2^16
+        // (and no NaN), checked per item; a block holding ∞ or NaN is widened exactly, with the unscaled q and weights.
+        bool scaled = typeof(TL) == typeof(F16Row) && ScaleFits(q, group * dh);
+        bool inPlace = scaled && group <= InPlaceGroup;
+        if (scaled)
+            VectorDriver.Map<Scaled>(q, q, qScaled, group * dh, HalfVector.Unscale);
 
         // (1) Scores, block by block: the block's K slice is read from memory by the first head, from L1 after.
         // Blocks are scattered, so the hardware prefetcher cannot run ahead across them: ask for the next block's K
@@ -110,11 +128,21 @@ internal static unsafe class Attention
                 Prefetch(job->K + next0, rowBytes, Math.Min(bs, count - (b + 1) * bs), dh * eb);
             }
             Prefetch(job->V + byte0, rowBytes, n, dh * eb);
+            if (inPlace && !HalfVector.HasSpecial(kRows, rowBytes, n, dh))
+            {
+                for (int g = 0; g < group; g++)
+                    Scores<F16ScaledRow>(qScaled + (long)g * dh, kRows, rowBytes, n, dh, scale, scores + (long)g * stride + (long)b * bs);
+                continue;
+            }
             if (TL.Converts)
             {
-                Widen<TL>(kRows, rowBytes, n, dh, wide);
+                float* qb = q;
+                if (scaled && HalfVector.WidenScaled(kRows, rowBytes, n, dh, wide))
+                    qb = qScaled;
+                else
+                    Widen<TL>(kRows, rowBytes, n, dh, wide);
                 for (int g = 0; g < group; g++)
-                    Scores<F32Row>(q + (long)g * dh, (byte*)wide, dh * sizeof(float), n, dh, scale, scores + (long)g * stride + (long)b * bs);
+                    Scores<F32Row>(qb + (long)g * dh, (byte*)wide, dh * sizeof(float), n, dh, scale, scores + (long)g * stride + (long)b * bs);
                 continue;
             }
             for (int g = 0; g < group; g++)
@@ -136,19 +164,38 @@ internal static unsafe class Attention
         {
             int n = Math.Min(bs, count - b * bs);
             byte* vRows = job->V + ((job->LayerRow0 + (long)table[b] * bs) * rowElements + (long)kvh * dh) * eb;
+            if (inPlace && !HalfVector.HasSpecial(vRows, rowBytes, n, dh))
+            {
+                for (int g = 0; g < group; g++)
+                    Accumulate<F16ScaledRow>(scores + (long)g * stride + (long)b * bs, vRows, rowBytes, n, dh, acc + (long)g * dh, HalfVector.Unscale);
+                continue;
+            }
             if (TL.Converts)
             {
-                Widen<TL>(vRows, rowBytes, n, dh, wide);
+                float factor = 1f;
+                if (scaled && HalfVector.WidenScaled(vRows, rowBytes, n, dh, wide))
+                    factor = HalfVector.Unscale;
+                else
+                    Widen<TL>(vRows, rowBytes, n, dh, wide);
                 for (int g = 0; g < group; g++)
-                    Accumulate<F32Row>(scores + (long)g * stride + (long)b * bs, (byte*)wide, dh * sizeof(float), n, dh, acc + (long)g * dh);
+                    Accumulate<F32Row>(scores + (long)g * stride + (long)b * bs, (byte*)wide, dh * sizeof(float), n, dh, acc + (long)g * dh, factor);
                 continue;
             }
             for (int g = 0; g < group; g++)
-                Accumulate<TL>(scores + (long)g * stride + (long)b * bs, vRows, rowBytes, n, dh, acc + (long)g * dh);
+                Accumulate<TL>(scores + (long)g * stride + (long)b * bs, vRows, rowBytes, n, dh, acc + (long)g * dh, 1f);
         }
         float* o = job->Output + headOffset;
         for (int g = 0; g < group; g++)
             VectorDriver.Map<Scaled>(acc + (long)g * dh, acc + (long)g * dh, o + (long)g * dh, dh, inverse[g]);
+    }
+
+    /// <summary>True when every x[i], i in [0, n), has |x| &lt; 2^16 (so 2^112·x is finite and exact; false for NaN).</summary>
+    private static bool ScaleFits(float* x, int n)
+    {
+        uint largest = 0;
+        for (int i = 0; i < n; i++)
+            largest = Math.Max(largest, BitConverter.SingleToUInt32Bits(x[i]) & 0x7FFFFFFFu);
+        return largest < 0x47800000u; // bits of 2^16
     }
 
     /// <summary>The n rows' slices of dh elements (rows + j·rowStride bytes) widened to f32 rows of dh floats at <paramref name="wide"/> (exact).</summary>
@@ -195,15 +242,15 @@ internal static unsafe class Attention
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpInPlace(float* row, int n, float max) => VectorDriver.MapSum<ExpMinus>(row, row, row, n, max);
 
-    /// <summary>acc += Σ_j e[j] · (v row j), rows v + j·rowStride bytes of dh elements, j in [0, n), in order of j.</summary>
+    /// <summary>acc += Σ_j (factor·e[j]) · (v row j), rows v + j·rowStride bytes of dh elements, j in [0, n), in order of j.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Accumulate<TL>(float* e, byte* v, int rowStride, int n, int dh, float* acc) where TL : struct, IFloatRow
+    private static void Accumulate<TL>(float* e, byte* v, int rowStride, int n, int dh, float* acc, float factor) where TL : struct, IFloatRow
     {
         int j = 0;
         for (; j <= n - Unroll; j += Unroll)
-            VectorDriver.ForEach(new WeightedRows4<TL>(e + j, v + (long)j * rowStride, rowStride, acc), dh);
+            VectorDriver.ForEach(new WeightedRows4<TL>(e + j, factor, v + (long)j * rowStride, rowStride, acc), dh);
         for (; j < n; j++)
-            VectorDriver.ForEach(new WeightedRow<TL>(e[j], v + (long)j * rowStride, acc), dh);
+            VectorDriver.ForEach(new WeightedRow<TL>(factor * e[j], v + (long)j * rowStride, acc), dh);
     }
 
     /// <summary>The largest element by IEEE maximum (NaN if any is NaN).</summary>
@@ -239,12 +286,12 @@ internal static unsafe class Attention
     }
 
     /// <summary>
-    /// acc += e0·v0 + e1·v1 + e2·v2 + e3·v3 (added in that order) for the four rows v + r·rowStride: acc is loaded and
-    /// stored once per vector for the four positions.
+    /// acc += e0·v0 + e1·v1 + e2·v2 + e3·v3 (added in that order, each e times <paramref name="factor"/>) for the four
+    /// rows v + r·rowStride: acc is loaded and stored once per vector for the four positions.
     /// </summary>
-    private readonly struct WeightedRows4<TL>(float* e, byte* v, int rowStride, float* acc) : IForEachOperator where TL : struct, IFloatRow
+    private readonly struct WeightedRows4<TL>(float* e, float factor, byte* v, int rowStride, float* acc) : IForEachOperator where TL : struct, IFloatRow
     {
-        private readonly float _e0 = e[0], _e1 = e[1], _e2 = e[2], _e3 = e[3];
+        private readonly float _e0 = factor * e[0], _e1 = factor * e[1], _e2 = factor * e[2], _e3 = factor * e[3];
         private readonly byte* _v1 = v + rowStride, _v2 = v + 2L * rowStride, _v3 = v + 3L * rowStride;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

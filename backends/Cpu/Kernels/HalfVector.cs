@@ -218,6 +218,114 @@ internal static unsafe class HalfVector
         return (ushort)(o | (sign >> 16));
     }
 
+    /// <summary>
+    /// 2^112 as the factor that undoes <see cref="WidenScaled"/>: for a half h that is not ∞ or NaN, the f32 whose bits
+    /// are sign(h) | (h &amp; 0x7FFF) &lt;&lt; 13 is exactly 2^-112 · h (normals land on normals, subnormals on subnormals).
+    /// </summary>
+    public const float Unscale = TwoPow112;
+
+    /// <summary>
+    /// The n rows' slices of dh halves (rows + j·rowStride bytes) to f32 rows of dh floats at <paramref name="dst"/>,
+    /// each value exactly 2^-112 times the half's (<see cref="Unscale"/>), at a few integer operations per vector: the
+    /// multiply by 2^112 and the ∞/NaN fix-up of <see cref="ToFloat{TW, TU, TF}"/> are left out. The caller moves the
+    /// 2^112 onto the other factor of each product ((2^112·a)·(2^-112·h), exact while 2^112·a is finite), whose real
+    /// value is then a·h's, so every rounding, subnormal or not, is the one the exact widening gives. Returns false
+    /// when some half is ∞ or NaN (its scaled form would be a finite number): the caller then widens the block exactly.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool WidenScaled(byte* rows, int rowStride, int n, int dh, float* dst)
+    {
+        const uint Keep = 0x8FFFE000u;   // sign (the widened sign's lowest copy) and the 15 bits of exponent and mantissa
+        uint seen = 0;                   // bit 15 set once an exponent field of all ones went by (scalar tail)
+        bool special = false;
+        for (int j = 0; j < n; j++)
+        {
+            short* h = (short*)(rows + (long)j * rowStride);
+            float* d = dst + (long)j * dh;
+            int i = 0;
+            if (Simd.Tier == SimdTier.V512)
+            {
+                var top = Vector512<ushort>.Zero;
+                for (; i <= dh - 32; i += 32)
+                {
+                    var raw = Vector512.Load(h + i);
+                    top = Vector512.Max(top, raw.AsUInt16() << 1);
+                    (Vector512.WidenLower(raw) << 13 & Vector512.Create(Keep).AsInt32()).AsSingle().Store(d + i);
+                    (Vector512.WidenUpper(raw) << 13 & Vector512.Create(Keep).AsInt32()).AsSingle().Store(d + i + 16);
+                }
+                special |= Vector512.GreaterThanOrEqualAny(top, Vector512.Create((ushort)0xF800));
+            }
+            else if (Simd.Tier == SimdTier.V256)
+            {
+                var top = Vector256<ushort>.Zero;
+                for (; i <= dh - 16; i += 16)
+                {
+                    var raw = Vector256.Load(h + i);
+                    top = Vector256.Max(top, raw.AsUInt16() << 1);
+                    (Vector256.WidenLower(raw) << 13 & Vector256.Create(Keep).AsInt32()).AsSingle().Store(d + i);
+                    (Vector256.WidenUpper(raw) << 13 & Vector256.Create(Keep).AsInt32()).AsSingle().Store(d + i + 8);
+                }
+                special |= Vector256.GreaterThanOrEqualAny(top, Vector256.Create((ushort)0xF800));
+            }
+            else if (Simd.Tier == SimdTier.V128)
+            {
+                var top = Vector128<ushort>.Zero;
+                for (; i <= dh - 8; i += 8)
+                {
+                    var raw = Vector128.Load(h + i);
+                    top = Vector128.Max(top, raw.AsUInt16() << 1);
+                    (Vector128.WidenLower(raw) << 13 & Vector128.Create(Keep).AsInt32()).AsSingle().Store(d + i);
+                    (Vector128.WidenUpper(raw) << 13 & Vector128.Create(Keep).AsInt32()).AsSingle().Store(d + i + 4);
+                }
+                special |= Vector128.GreaterThanOrEqualAny(top, Vector128.Create((ushort)0xF800));
+            }
+            for (; i < dh; i++)
+            {
+                int w = h[i];
+                seen |= (uint)(w & 0x7C00) + 0x400;
+                d[i] = BitConverter.UInt32BitsToSingle((uint)(w << 13) & Keep);
+            }
+        }
+        return !special && (seen & 0x8000) == 0;
+    }
+
+    /// <summary>True when one of the n rows' slices of dh halves (rows + j·rowStride bytes) is ∞ or NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool HasSpecial(byte* rows, int rowStride, int n, int dh)
+    {
+        uint seen = 0;   // as in WidenScaled
+        bool special = false;
+        for (int j = 0; j < n; j++)
+        {
+            ushort* h = (ushort*)(rows + (long)j * rowStride);
+            int i = 0;
+            if (Simd.Tier == SimdTier.V512)
+            {
+                var top = Vector512<ushort>.Zero;
+                for (; i <= dh - 32; i += 32)
+                    top = Vector512.Max(top, Vector512.Load(h + i) << 1);
+                special |= Vector512.GreaterThanOrEqualAny(top, Vector512.Create((ushort)0xF800));
+            }
+            else if (Simd.Tier == SimdTier.V256)
+            {
+                var top = Vector256<ushort>.Zero;
+                for (; i <= dh - 16; i += 16)
+                    top = Vector256.Max(top, Vector256.Load(h + i) << 1);
+                special |= Vector256.GreaterThanOrEqualAny(top, Vector256.Create((ushort)0xF800));
+            }
+            else if (Simd.Tier == SimdTier.V128)
+            {
+                var top = Vector128<ushort>.Zero;
+                for (; i <= dh - 8; i += 8)
+                    top = Vector128.Max(top, Vector128.Load(h + i) << 1);
+                special |= Vector128.GreaterThanOrEqualAny(top, Vector128.Create((ushort)0xF800));
+            }
+            for (; i < dh; i++)
+                seen |= (uint)(h[i] & 0x7C00) + 0x400;
+        }
+        return special || (seen & 0x8000) != 0;
+    }
+
     /// <summary>dst[i] = half(src[i]) for i in [0, n), at the tier's width then scalar.</summary>
     public static void Narrow(float* src, ushort* dst, int n)
     {
