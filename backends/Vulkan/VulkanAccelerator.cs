@@ -527,6 +527,16 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         spec.Validate();
         ThrowIfUnusable("create KV cache");
         var layout = new KvCacheLayout(spec.Layers, spec.Blocks, spec.BlockSize, spec.KvHeads, spec.HeadDim, spec.PreferredType);
+        // KvWrite and Attention bind one layer's K (and V) plane whole: refuse here, when the model loads, a cache whose
+        // plane no binding can span, rather than at the first step.
+        long plane = layout.SlotsPerLayer * VulkanKvCache.WordsPerRow(layout) * 4;
+        if (plane > MaxBindingBytes)
+        {
+            long maxBlocks = MaxBindingBytes / (layout.BlockSize * VulkanKvCache.WordsPerRow(layout) * 4);
+            throw new ArgumentException($"{Id}: a KV cache of {spec.Blocks} blocks of {spec.BlockSize} tokens needs {plane} bytes per layer's K (and V) plane, " +
+                $"more than one storage-buffer binding spans here ({MaxBindingBytes} bytes, maxStorageBufferRange): at most {maxBlocks} blocks " +
+                $"({maxBlocks * layout.BlockSize} tokens) of {layout.Type.Name()}", nameof(spec));
+        }
         long bytes = VulkanKvCache.BytesFor(layout);
         VulkanBuffer buffer = CreateBuffer(bytes, $"create KV cache {spec} ({bytes} bytes)");
         return new VulkanKvCache(this, buffer, layout);

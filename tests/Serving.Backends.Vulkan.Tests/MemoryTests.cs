@@ -132,4 +132,22 @@ public sealed class BindingWindowTests
                 Assert.Equal(0f, whole.E[3 * k + c]); // id -3: zeros
         }
     }
+
+    [SkippableFact]
+    public void CopyLargerThanOneBindingGoesInChunks()
+    {
+        // The bandwidth probe copies 512 MiB; lavapipe binds at most 128 MiB: Copy must split, not fail.
+        using VulkanAccelerator device = VulkanFixture.Open();
+        device.MaxBindingBytes = 320;
+        const int n = 1000; // 4000 bytes: 13 chunks of at most 320 - alignment bytes
+        float[] values = Enumerable.Range(0, n).Select(i => (float)i - 500).ToArray();
+        TensorView source = VulkanFixture.Floats(device, values, 1, n);
+        TensorView destination = VulkanFixture.Floats(device, Enumerable.Repeat(float.NaN, n + 8).ToArray(), 1, n + 8);
+        using var stream = device.CreateStream();
+        stream.Copy(source, destination with { Offset = 16, Cols = n });
+        stream.Synchronize();
+        float[] got = VulkanFixture.Read(device, destination);
+        Assert.True(float.IsNaN(got[3]) && float.IsNaN(got[n + 4]));
+        Assert.Equal(values, got.AsSpan(4, n).ToArray());
+    }
 }

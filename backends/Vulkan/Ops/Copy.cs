@@ -37,8 +37,19 @@ internal static class Copy
             s.RecordCopy(src, source.Offset, dst, destination.Offset, bytes);
             return;
         }
-        long words = bytes / 4;
-        var (x, y) = VulkanStream.Grid((words + Workgroup * WordsPerInvocation - 1) / (Workgroup * WordsPerInvocation));
-        s.Dispatch(Kernel, [Workgroup], [BufferRange.Read(source), BufferRange.Write(destination)], new Push { Words = (uint)words }, x, y);
+        // A binding spans at most maxStorageBufferRange (128 MiB on lavapipe): a larger copy (the bandwidth probe's
+        // 512 MiB) goes in chunks, each a dispatch of its own; leave room for the offset's alignment slack.
+        VulkanAccelerator device = s.Accelerator;
+        long align = Math.Max(16, (long)device.Facts.Limits.MinStorageBufferOffsetAlignment);
+        long chunk = Math.Max(align, (device.MaxBindingBytes - align) / align * align);
+        for (long done = 0; done < bytes; done += chunk)
+        {
+            long n = Math.Min(chunk, bytes - done);
+            long words = n / 4;
+            var (x, y) = VulkanStream.Grid((words + Workgroup * WordsPerInvocation - 1) / (Workgroup * WordsPerInvocation));
+            s.Dispatch(Kernel, [Workgroup],
+                [new BufferRange(src, source.Offset + done, n, false), new BufferRange(dst, destination.Offset + done, n, true)],
+                new Push { Words = (uint)words }, x, y);
+        }
     }
 }

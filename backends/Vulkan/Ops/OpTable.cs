@@ -47,6 +47,8 @@ internal static class OpTable
                 return OpSupport.No($"{query.Type.Name()} rows are whole blocks of {query.Type.BlockSize()}, not {query.Cols} elements");
             if (query.Op is OpKind.Attention && Attention.Refuses(device, query) is { } why)
                 return OpSupport.No(why);
+            if (query.Op is OpKind.Attention or OpKind.KvWrite && PlaneRefuses(device, query) is { } tooLarge)
+                return OpSupport.No(tooLarge);
             return OpSupport.Yes;
         }
         return query.Op switch
@@ -58,6 +60,23 @@ internal static class OpTable
             OpKind.Copy => OpSupport.No($"unknown type {query.Type.Name()}"),
             _ => OpSupport.No($"{query.Op} works on f32, not {query.Type.Name()}"),
         };
+    }
+
+    /// <summary>
+    /// KvWrite and Attention bind one layer's K (and V) plane whole: a cache holding one sequence's whole context
+    /// (<see cref="OpQuery.Rows"/> positions) must fit one storage-buffer binding (maxStorageBufferRange), or the model
+    /// is refused when it loads.
+    /// </summary>
+    private static string? PlaneRefuses(VulkanAccelerator device, in OpQuery query)
+    {
+        if (query.Rows <= 0 || query.KvHeads <= 0 || query.HeadDim <= 0) return null;
+        long rowElements = (long)query.KvHeads * query.HeadDim;
+        long rowBytes = 4 * (query.Type == DataType.F16 ? (rowElements + 1) / 2 : rowElements);
+        long plane = query.Rows * rowBytes;
+        return plane > device.MaxBindingBytes
+            ? $"a context of {query.Rows} positions needs {plane} bytes per layer's K plane, more than one binding spans on {device.Descriptor.Id} " +
+              $"({device.MaxBindingBytes} bytes, maxStorageBufferRange): at most {device.MaxBindingBytes / rowBytes} positions"
+            : null;
     }
 
     /// <summary>A one-variant list when <paramref name="type"/> is F32, else empty: the element-wise ops' shape.</summary>

@@ -85,7 +85,18 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
                 ? options.KvCacheTokens
                 : Math.Min(4L * ContextLength, Math.Max(ContextLength, device.FreeMemoryBytes / 4 / config.KvBytesPerToken(KvCacheType)));
             KvBlockCount = (int)Math.Min(int.MaxValue / KvBlockSize, (kvTokens + KvBlockSize - 1) / KvBlockSize);
-            _kv = Own(device.CreateKvCache(new KvCacheSpec(config.Layers, KvBlockCount, KvBlockSize, config.KvHeads, config.HeadDim, KvCacheType)));
+            KvCacheSpec KvSpec() => new(config.Layers, KvBlockCount, KvBlockSize, config.KvHeads, config.HeadDim, KvCacheType);
+            try
+            {
+                _kv = Own(device.CreateKvCache(KvSpec()));
+            }
+            catch (ArgumentException) when (options.KvCacheTokens == 0 && KvBlockCount > MaxBlocksPerSequence)
+            {
+                // The default asks for up to four contexts; a device that cannot shape a cache that large (a GPU whose
+                // per-layer KV plane must fit one storage-buffer binding) still runs with one context's worth.
+                KvBlockCount = MaxBlocksPerSequence;
+                _kv = Own(device.CreateKvCache(KvSpec()));
+            }
             KvCacheType = _kv.Layout.Type;
 
             int t = MaxBatchTokens;

@@ -1,9 +1,8 @@
-// A copy of tests/Serving.Conformance.Tests/Infrastructure/Skippable.cs (xunit 2 has no dynamic skip): the discoverers
-// name their own assembly, so the file cannot be shared by link.
+using Xunit;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 
-namespace Serving.Backends.Vulkan.Tests;
+namespace Serving.Testing;
 
 // xunit 2.9 has only static skips ([Fact(Skip = "...")]); whether a backend is present, or supports an op, is known
 // only at run time. The pattern below (as in the Xunit.SkippableFact package, written here from the xunit 2
@@ -26,12 +25,12 @@ public static class Skip
 
 /// <summary>A fact that may call <see cref="Skip.If"/> to be reported as skipped with a reason.</summary>
 [AttributeUsage(AttributeTargets.Method)]
-[XunitTestCaseDiscoverer("Serving.Backends.Vulkan.Tests.SkippableFactDiscoverer", "Serving.Backends.Vulkan.Tests")]
+[XunitTestCaseDiscoverer("Serving.Testing.SkippableFactDiscoverer", "Serving.Testing")]
 public sealed class SkippableFactAttribute : FactAttribute;
 
 /// <summary>A theory whose rows may call <see cref="Skip.If"/> to be reported as skipped with a reason.</summary>
 [AttributeUsage(AttributeTargets.Method)]
-[XunitTestCaseDiscoverer("Serving.Backends.Vulkan.Tests.SkippableTheoryDiscoverer", "Serving.Backends.Vulkan.Tests")]
+[XunitTestCaseDiscoverer("Serving.Testing.SkippableTheoryDiscoverer", "Serving.Testing")]
 public sealed class SkippableTheoryAttribute : TheoryAttribute;
 
 /// <summary>Discovers <see cref="SkippableFactAttribute"/> tests as <see cref="SkippableTestCase"/>s.</summary>
