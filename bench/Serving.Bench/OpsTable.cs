@@ -29,6 +29,31 @@ public sealed class OpsTable(IAccelerator device, TimeSpan budgetPerCase)
         Print();
     }
 
+    /// <summary>Only MatMul at N = K = <paramref name="size"/>, T = 1 and 64, for <paramref name="types"/>: the default
+    /// variant, or every variant when <paramref name="allVariants"/> (the quick before/after check of one kernel).</summary>
+    public void RunMatMul(int size, IReadOnlyList<DataType> types, bool allVariants)
+    {
+        Console.WriteLine($"device {device.Descriptor.Id}: {device.Descriptor.Name} ({device.Descriptor.Vendor}), {budgetPerCase.TotalSeconds:F2} s per case");
+        using var stream = device.CreateStream();
+        foreach (var type in types)
+        {
+            if (!Supported(OpKind.MatMul, type)) continue;
+            using var w = BenchData.Weight(device, type, size, size, BenchData.Weights(type, size, size));
+            var variants = allVariants ? device.GetVariants(OpKind.MatMul, type).Cast<KernelVariant?>().ToList() : [null];
+            if (variants.Count == 0) variants.Add(null);
+            foreach (int t in new[] { 1, 64 })
+            {
+                using var x = Owned(BenchData.Upload(device, DataType.F32, t, size, BenchData.Bytes(BenchData.Floats(t * size))));
+                using var y = Owned(BenchData.Allocate(device, DataType.F32, t, size));
+                foreach (var variant in variants)
+                    Time("MatMul", type, variant?.Name ?? "default", $"T={t} N={size} K={size}",
+                        type.RowBytes(size) * (double)size + 4.0 * t * 2 * size, 2.0 * t * size * size,
+                        () => stream.MatMul(x.View, w, y.View, variant), stream);
+            }
+        }
+        Print();
+    }
+
     private void MatMul(IComputeStream stream)
     {
         const int n = 2048, k = 8192;

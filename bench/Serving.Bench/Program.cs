@@ -14,7 +14,7 @@ public static class Program
     /// <summary>Entry point.</summary>
     public static int Main(string[] args)
     {
-        if (args.Length > 0 && args[0] is "ops" or "attention")
+        if (args.Length > 0 && args[0] is "ops" or "attention" or "matmul")
         {
             bool quick = args.Contains("--quick");
             int at = Array.IndexOf(args, "--backend");
@@ -23,7 +23,14 @@ public static class Program
             {
                 var device = BackendLoader.Open(backend);
                 int rc = 0;
-                if (args[0] == "ops") new OpsTable(device, TimeSpan.FromSeconds(quick ? 0.25 : 1.5)).Run();
+                if (args[0] == "matmul")
+                {
+                    int size = Arg(args, "--size") is { } v ? int.Parse(v, System.Globalization.CultureInfo.InvariantCulture) : 2048;
+                    var types = (Arg(args, "--types") ?? "f32,q8_0,q4_0").Split(',')
+                        .Select(n => Enum.GetValues<Serving.Abstractions.DataType>().First(d => Serving.Abstractions.DataTypes.Name(d) == n)).ToList();
+                    new OpsTable(device, TimeSpan.FromSeconds(quick ? 0.25 : 1.5)).RunMatMul(size, types, args.Contains("--variants"));
+                }
+                else if (args[0] == "ops") new OpsTable(device, TimeSpan.FromSeconds(quick ? 0.25 : 1.5)).Run();
                 else if (args.Contains("--verify")) rc = new AttentionSweep(device, TimeSpan.Zero).Verify() == 0 ? 0 : 1;
                 else new AttentionSweep(device, TimeSpan.FromSeconds(quick ? 0.5 : 2), args.Contains("--thread-time")).Run();
                 device.Dispose();
@@ -37,5 +44,11 @@ public static class Program
         }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args); // suites carry [Config(typeof(BenchConfig))]
         return 0;
+    }
+
+    private static string? Arg(string[] args, string name)
+    {
+        int at = Array.IndexOf(args, name);
+        return at >= 0 && at + 1 < args.Length ? args[at + 1] : null;
     }
 }

@@ -10,6 +10,14 @@ namespace Serving.Backends.Vulkan.Ops;
 /// rows for TILE x rows. Every variant, the subgroup and shared builds, and every T give bit-identical rows: the shader
 /// fixes each row's order of additions (one 32-lane tree), so all variants are batch-invariant and the default may pick
 /// the tile by T. A weight larger than one binding may span is multiplied in row windows, one dispatch each.
+/// <para>
+/// Two families, one per device (the variants of a device must all give the same bits, and the two families add in
+/// different orders): the lane-tree family above (matmul.comp: neighbouring lanes read neighbouring blocks, which a
+/// GPU coalesces), and on CPU Vulkan drivers (lavapipe) the row family (matmul_rows.comp: one weight row per
+/// invocation, so every x load is the same for all SIMD lanes and is one broadcast load instead of one load per lane,
+/// and nothing is reduced across lanes; ~10× faster there). <c>SERVING_VULKAN_MATMUL=tree|rows</c> forces a family
+/// (to test both on one device).
+/// </para>
 /// </summary>
 internal static class MatMul
 {
@@ -18,6 +26,23 @@ internal static class MatMul
 
     /// <summary>The subgroup build of the same shader.</summary>
     public static readonly KernelSpec Subgroup = Shared with { Shader = "matmul.subgroup" };
+
+    /// <summary>The row family (one weight row per invocation), same bindings and push constants.</summary>
+    public static readonly KernelSpec RowKernel = Shared with { Shader = "matmul_rows" };
+
+    private static readonly uint RowWorkgroup = EnvUint("SERVING_VULKAN_MATMUL_WG", 32);  // invocations per workgroup of the row family
+    private static readonly uint RowRows = EnvUint("SERVING_VULKAN_MATMUL_ROWS", 8);      // weight rows per invocation
+
+    private static uint EnvUint(string name, uint fallback) =>
+        uint.TryParse(Environment.GetEnvironmentVariable(name), System.Globalization.CultureInfo.InvariantCulture, out uint v) && v > 0 ? v : fallback;
+
+    /// <summary>True when <paramref name="device"/> uses the row family: CPU drivers, unless SERVING_VULKAN_MATMUL says.</summary>
+    public static bool UsesRows(VulkanAccelerator device) => Environment.GetEnvironmentVariable("SERVING_VULKAN_MATMUL") switch
+    {
+        "rows" => true,
+        "tree" => false,
+        _ => device.Facts.Type == Silk.NET.Vulkan.PhysicalDeviceType.Cpu,
+    };
 
     private const uint Workgroup = 64;  // 2 lane groups of 32
     private const uint Rows = 2;        // weight rows per lane group
@@ -28,7 +53,7 @@ internal static class MatMul
     }
 
     /// <summary>What a variant fixes: the build and the x rows per workgroup (0 = chosen from T).</summary>
-    private readonly record struct Choice(bool UseSubgroup, uint Tile);
+    private readonly record struct Choice(bool UseSubgroup, uint Tile, bool UseRows);
 
     private static readonly DataType[] Types =
         [DataType.F32, DataType.F16, DataType.BF16, DataType.Q8_0, DataType.Q4_0, DataType.Q5_0, DataType.Q4_K, DataType.Q5_K, DataType.Q6_K];
@@ -39,6 +64,14 @@ internal static class MatMul
     {
         if (!Types.Contains(type)) return [];
         string t = type.Name();
+        if (UsesRows(device))
+            return
+            [
+                new($"matmul_{t}_rows_auto", OpKind.MatMul, type, "one weight row per invocation (CPU drivers: x loads broadcast), 1 x row per workgroup at T = 1, 4 at T < 8, else 8"),
+                new($"matmul_{t}_rows_t1", OpKind.MatMul, type, "one weight row per invocation, 1 x row per workgroup (decode)"),
+                new($"matmul_{t}_rows_t8", OpKind.MatMul, type, "one weight row per invocation, 8 x rows per workgroup: each weight byte read once per 8 rows"),
+                new($"matmul_{t}_rows_t16", OpKind.MatMul, type, "one weight row per invocation, 16 x rows per workgroup"),
+            ];
         var list = new List<KernelVariant>
         {
             new($"matmul_{t}_auto", OpKind.MatMul, type,
@@ -56,9 +89,12 @@ internal static class MatMul
     private static Choice Decode(VulkanStream s, KernelVariant variant)
     {
         string name = variant.Name;
-        if (name.EndsWith("_auto", StringComparison.Ordinal)) return new(s.Accelerator.Facts.SubgroupShuffle, 0);
-        bool sub = name.Contains("_subgroup_", StringComparison.Ordinal);
-        return new(sub, name.EndsWith("_t8", StringComparison.Ordinal) ? 8u : 1u);
+        bool rows = name.Contains("_rows_", StringComparison.Ordinal);
+        uint tile = name.EndsWith("_t16", StringComparison.Ordinal) ? 16u : name.EndsWith("_t8", StringComparison.Ordinal) ? 8u
+            : name.EndsWith("_t1", StringComparison.Ordinal) ? 1u : 0u;
+        if (rows) return new(false, tile, true);
+        if (name.EndsWith("_auto", StringComparison.Ordinal)) return new(s.Accelerator.Facts.SubgroupShuffle, 0, false);
+        return new(name.Contains("_subgroup_", StringComparison.Ordinal), tile, false);
     }
 
     /// <summary>Records the op (arguments checked by the front end).</summary>
@@ -67,9 +103,10 @@ internal static class MatMul
         Choice choice = Decode(s, variant);
         int t = x.Rows, k = x.Cols;
         uint tile = choice.Tile != 0 ? choice.Tile : t == 1 ? 1u : t < 8 ? 4u : 8u;
-        KernelSpec kernel = choice.UseSubgroup ? Subgroup : Shared;
+        KernelSpec kernel = choice.UseRows ? RowKernel : choice.UseSubgroup ? Subgroup : Shared;
         Elementwise.CheckCount(s, "MatMul", Math.Max((long)t * k, (long)t * weight.Rows));
-        uint rowsPerGroup = Rows * (Workgroup / 32);
+        uint rowsPerGroup = choice.UseRows ? RowWorkgroup * RowRows : Rows * (Workgroup / 32);
+        uint[] constants = choice.UseRows ? [RowWorkgroup, RowRows, 0, (uint)weight.Type, tile] : [Workgroup, Rows, 0, (uint)weight.Type, tile];
         uint tiles = (uint)((t + tile - 1) / tile);
         foreach (var (first, rows, offset) in weight.RowWindows(s.Accelerator.MaxBindingBytes))
         {
@@ -84,7 +121,7 @@ internal static class MatMul
                 YStride = (uint)y.Cols,
                 RowBytes = (uint)weight.RowBytes,
             };
-            s.Dispatch(kernel, [Workgroup, Rows, 0, (uint)weight.Type, tile], [BufferRange.Read(x), window, BufferRange.Write(y)], push, gx, gy, tiles);
+            s.Dispatch(kernel, constants, [BufferRange.Read(x), window, BufferRange.Write(y)], push, gx, gy, tiles);
         }
     }
 }

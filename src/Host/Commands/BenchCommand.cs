@@ -72,14 +72,16 @@ internal static class BenchCommand
             {
                 int[] promptIds = lm.Tokenizer.Encode(parse.GetValue(prompt)!, lm.Tokenizer.AddBos);
                 await using var scheduler = new Scheduler(lm.Model, new TokenizerDecoder(lm.Tokenizer, ignoreEndOfGeneration: true), new SchedulerOptions { MaxBatchSequences = 1 });
-                async Task<GenerationResult> Run(int count)
+                async Task<GenerationResult> Run(int count, int[] ids)
                 {
-                    var h = scheduler.Submit(new GenerationRequest("bench", promptIds, count, SamplingParams.Greedy), cancel);
+                    var h = scheduler.Submit(new GenerationRequest("bench", ids, count, SamplingParams.Greedy), cancel);
                     await foreach (var _ in h.Chunks.ReadAllAsync(CancellationToken.None)) { }
                     return await h.Completion;
                 }
-                await Run(Math.Min(16, n)); // warm-up: JIT tiers up, pages fault in
-                var result = await Run(n);
+                // Warm-up (JIT tiers up, pages fault in) on the prompt reversed, so that the measured run finds no cached
+                // prefix blocks and its time to first token is a real prefill.
+                await Run(Math.Min(16, n), promptIds.Reverse().ToArray());
+                var result = await Run(n, promptIds);
                 if (result.FinishReason == FinishReason.Error) return CliErrors.Fail(result.Error?.Message ?? "decode failed");
                 double tpot = result.Usage.TimePerOutputToken?.TotalSeconds ?? double.NaN;
                 double tokensPerSecond = 1 / tpot;
