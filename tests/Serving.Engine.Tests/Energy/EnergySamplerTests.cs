@@ -75,3 +75,61 @@ public sealed class EnergySamplerTests
         Assert.Contains("no reading after the interval", r.Missing);
     }
 }
+
+/// <summary>serve's running total: a counter's difference since start, power samples integrated between reads.</summary>
+public sealed class EnergyTotalTests
+{
+    private sealed class Fake(EnergyMeterKind kind) : IEnergyMeter
+    {
+        public double Value;
+        public bool Fail;
+        public string Source => "fake";
+        public EnergyMeterKind Kind => kind;
+        public bool TryReadJoules(out double joules)
+        {
+            joules = Value;
+            return kind == EnergyMeterKind.Counter && !Fail;
+        }
+        public bool TryReadWatts(out double watts)
+        {
+            watts = Value;
+            return kind == EnergyMeterKind.PowerSamples && !Fail;
+        }
+    }
+
+    [Fact]
+    public void Counter_GivesJoulesSinceStart()
+    {
+        var m = new Fake(EnergyMeterKind.Counter) { Value = 1000 };
+        double now = 0;
+        using var total = new EnergyTotal(m, Timeout.InfiniteTimeSpan, () => now);
+        Assert.Equal(0, total.Read());
+        m.Value = 1040;
+        Assert.Equal(40, total.Read());
+        m.Value = 1000; // went backwards: a reset, not negative energy
+        Assert.Equal(40, total.Read());
+        Assert.Equal("counter", total.Method);
+    }
+
+    [Fact]
+    public void PowerSamples_AreIntegratedBetweenReads()
+    {
+        var m = new Fake(EnergyMeterKind.PowerSamples) { Value = 10 };
+        double now = 0;
+        using var total = new EnergyTotal(m, Timeout.InfiniteTimeSpan, () => now);
+        now = 2;
+        Assert.Equal(20, total.Read());     // 10 W for 2 s
+        now = 4;
+        m.Value = 30;
+        Assert.Equal(60, total.Read());     // + a ramp 10 → 30 W over 2 s
+        Assert.Equal("power samples", total.Method);
+    }
+
+    [Fact]
+    public void AMeterThatNeverAnswers_HasNoTotal()
+    {
+        var m = new Fake(EnergyMeterKind.Counter) { Fail = true };
+        using var total = new EnergyTotal(m, Timeout.InfiniteTimeSpan, () => 0);
+        Assert.Null(total.Read());
+    }
+}

@@ -21,8 +21,15 @@ internal sealed record Stat(double Mean, double StdDev, int N, double Min, doubl
         return new Stat(mean, sd, v.Length, v.Min(), v.Max());
     }
 
-    /// <summary>"123.4 ± 5.6" with <paramref name="format"/> for both.</summary>
-    public string Format(string format = "0.00") => $"{Mean.ToString(format)} ± {StdDev.ToString(format)}";
+    /// <summary>"123.45 ± 5.60": <paramref name="decimals"/> for both, or three significant digits of the mean when it is
+    /// below 1 (0.00231 ± 0.00012, not 0.00 ± 0.00).</summary>
+    public string Format(int decimals = 2)
+    {
+        double a = Math.Abs(Mean);
+        int d = a >= 1 || a == 0 || !double.IsFinite(a) ? decimals : Math.Clamp(2 - (int)Math.Floor(Math.Log10(a)), decimals, 9);
+        string f = "F" + d.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return $"{Mean.ToString(f, System.Globalization.CultureInfo.InvariantCulture)} ± {StdDev.ToString(f, System.Globalization.CultureInfo.InvariantCulture)}";
+    }
 }
 
 /// <summary>Everything one <c>bench</c> run measured: written as results.json, read back by <c>bench compare</c>.</summary>

@@ -42,21 +42,21 @@ internal static class SuiteText
             {
                 var cells = new List<string>
                 {
-                    d.Id, t.Name, S(t.TokensPerSecond, "0.00"), S(t.TokensPerSecondPerSequence, "0.00"), S(t.MsPerToken, "0.000"),
+                    d.Id, t.Name, S(t.TokensPerSecond, 2), S(t.TokensPerSecondPerSequence, 2), S(t.MsPerToken, 3),
                     t.FloorTokensPerSecond is { } f ? f.ToString("0.0", CultureInfo.InvariantCulture) : "-",
                     t.OfFloor is { } o ? $"{o * 100:0}% ({t.FloorBound})" : "-",
-                    S(t.AchievedGBps, "0.00"), S(t.AchievedGFlops, "0.00"),
-                    Energy(t.JoulesPerToken, t, "0.0000"), Energy(t.TokensPerJoule, t, "0.00"),
+                    S(t.AchievedGBps, 2), S(t.AchievedGFlops, 2),
+                    Energy(t.JoulesPerToken, t, 4), Energy(t.TokensPerJoule, t, 2),
                 };
-                if (system) cells.Add(t.SystemJoulesPerToken is { } s ? s.Format("0.0000") : "not measured");
+                if (system) cells.Add(t.SystemJoulesPerToken is { } s ? s.Format(4) : "not measured");
                 yield return [.. cells];
             }
     }
 
-    private static string S(Stat? s, string format) => s is null ? "-" : s.Format(format);
+    private static string S(Stat? s, int decimals) => s is null ? "-" : s.Format(decimals);
 
-    private static string Energy(Stat? s, TestResult t, string format) =>
-        s is not null ? $"{s.Format(format)}{(t.EnergyMethod == "counter" ? "" : $" ({t.EnergyMethod})")}"
+    private static string Energy(Stat? s, TestResult t, int decimals) =>
+        s is not null ? $"{s.Format(decimals)}{(t.EnergyMethod == "counter" ? "" : $" ({t.EnergyMethod})")}"
         : t.EnergyMethod == "not measured" ? "not measured" : "no reading";
 
     /// <summary>results.md: provenance, devices, results, op profiles.</summary>
