@@ -145,10 +145,11 @@ internal sealed class BenchRunCommand
         return results.Devices.All(d => d.Error is not null) ? 1 : 0;
     }
 
-    /// <summary>The command line as a shell would take it back.</summary>
+    /// <summary>The command line as a shell would take it back ("Serving.Host bench --devices …"; arguments quoted where needed).</summary>
     private static string CommandLine()
     {
         static string Quote(string a) => a.Length > 0 && a.All(c => char.IsAsciiLetterOrDigit(c) || "-_./:,=@+".Contains(c)) ? a : "'" + a.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
-        return "serving " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).Select(Quote));
+        string[] args = Environment.GetCommandLineArgs();
+        return string.Join(' ', [Path.GetFileNameWithoutExtension(args[0]), .. args.Skip(1).Select(Quote)]);
     }
 }

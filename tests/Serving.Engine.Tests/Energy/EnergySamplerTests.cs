@@ -46,14 +46,13 @@ public sealed class EnergySamplerTests
         Thread.Sleep(30);
         sampler.Mark();
         double start = sampler.Now;
-        Thread.Sleep(250);
+        Thread.Sleep(100); // an interval to measure, not a wait for something to happen
         double end = sampler.Now;
         sampler.Mark();
         double seconds = end - start;
 
         var c = sampler.Measure([counter], start, end);
         Assert.Equal(10 * seconds, c.Joules!.Value, 10 * seconds * 0.05);
-        Assert.True(c.Parts[0].Reads >= 5, $"{c.Parts[0].Reads} counter reads inside 250 ms at 10 ms");
         Assert.Equal("counter", c.Method);
 
         var both = sampler.Measure([counter, sensor], start, end);

@@ -10,6 +10,7 @@ namespace Serving.Host.Tests.Bench;
 
 /// <summary>The suite run for real on cpu:0 with the tiny model and a small workload, then through its outputs.</summary>
 [Collection("tiny")]
+[Trait("Category", "Slow")] // whole-model runs on cpu:0, the CLI and Chromium as child processes
 public sealed class BenchSuiteTests(TinyModelFixture fixture) : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "serving-bench-" + Guid.NewGuid().ToString("N"));
@@ -163,7 +164,7 @@ public sealed class BenchSuiteTests(TinyModelFixture fixture) : IDisposable
         Assert.Matches(@"cpu:0\s+tg2@1\s+[\d.]+ ± [\d.]+", stdout);
         foreach (string f in new[] { "results.json", "results.md", "report.html" }) Assert.True(File.Exists(Path.Combine(_dir, f)), f);
         var r = SuiteResults.Load(Path.Combine(_dir, "results.json"));
-        Assert.StartsWith("serving bench --devices cpu:0", r.CommandLine);
+        Assert.StartsWith("Serving.Host bench --devices cpu:0 --model ", r.CommandLine);
         Assert.Equal(2, r.Devices[0].Tests[0].Samples.Count);
         ReportChecks.AssertSelfContained(File.ReadAllText(Path.Combine(_dir, "report.html")));
 

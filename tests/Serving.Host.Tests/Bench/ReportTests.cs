@@ -12,6 +12,7 @@ public sealed class ReportTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     [SkippableFact]
+    [Trait("Category", "Slow")] // Chromium as a child process
     public async Task EveryChartDraws_ForMeasuredUnmeteredAndFailedDevices_WithoutConsoleMessages()
     {
         Skip.If(HeadlessChromium.Executable is null, HeadlessChromium.Missing);
@@ -45,6 +46,7 @@ public sealed class ReportTests : IDisposable
     }
 
     [SkippableFact]
+    [Trait("Category", "Slow")] // Chromium as a child process
     public async Task AReportWithoutAnyMeter_SaysNotMeasured_AndStillDrawsEveryChart()
     {
         Skip.If(HeadlessChromium.Executable is null, HeadlessChromium.Missing);

@@ -2,6 +2,7 @@ namespace Serving.Host.Tests.Rpc;
 
 /// <summary>serve's metrics carry energy where the device has a meter, and say "not measured" where it has none.</summary>
 [Collection("rpc")]
+[Trait("Category", "Slow")] // a real server running the tiny model
 public sealed class EnergyMetricsTests(RpcHostFixture fixture)
 {
     [Fact]
