@@ -5,7 +5,8 @@
 # loads and scores the files Serving writes; ~85 MB; the optional GPU builds are left out and its postinstall, which
 # would look for them, is not run), and for the Vulkan backend's tests Debian's libvulkan1 (the loader),
 # mesa-vulkan-drivers (lavapipe, Mesa's Vulkan driver on the CPU), vulkan-validationlayers (the Khronos validation
-# layer the conformance suite runs under) and glslc (recompiles the shaders to check the committed SPIR-V).
+# layer the conformance suite runs under) and glslc (recompiles the shaders to check the committed SPIR-V), and
+# Debian's chromium, in which the bench tests open report.html headless (every chart drawn, no console message).
 # Idempotent and quiet when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 [ -f /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json ] || need_apt+=(vulkan-validationlayers)
 command -v glslc >/dev/null || need_apt+=(glslc)
+# A headless browser for the bench report's test (tests/Serving.Host.Tests/Bench).
+{ command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} (apt)"

@@ -15,6 +15,9 @@ internal sealed unsafe class DeviceFacts
     /// <summary>VK_KHR_push_descriptor.</summary>
     public const string PushDescriptorExtension = "VK_KHR_push_descriptor";
 
+    /// <summary>Gives the device's PCI address (its hwmon meter is found by it).</summary>
+    public const string PciBusInfoExtension = "VK_EXT_pci_bus_info";
+
     private DeviceFacts() { }
 
     /// <summary>The handle.</summary>
@@ -27,6 +30,9 @@ internal sealed unsafe class DeviceFacts
     public string Driver { get; private init; } = "";
     /// <summary>deviceUUID as hex.</summary>
     public string Uuid { get; private init; } = "";
+
+    /// <summary>PCI address "dddd:bb:dd.f" from VK_EXT_pci_bus_info, or null.</summary>
+    public string? PciAddress { get; private init; }
     /// <summary>The device's API version.</summary>
     public uint ApiVersion { get; private init; }
     /// <summary>The Vulkan device type.</summary>
@@ -144,8 +150,13 @@ internal sealed unsafe class DeviceFacts
         for (int i = 0; i < 16; i++) uuid.Append(props.Properties.PipelineCacheUuid[i].ToString("x2", CultureInfo.InvariantCulture));
         var deviceUuid = new System.Text.StringBuilder();
         var idProps = new PhysicalDeviceIDProperties { SType = StructureType.PhysicalDeviceIDProperties };
+        // The PCI address (VK_EXT_pci_bus_info) finds the device's own hwmon meter; lavapipe has none.
+        var pci = new PhysicalDevicePCIBusInfoPropertiesEXT { SType = StructureType.PhysicalDevicePciBusInfoPropertiesExt };
+        bool hasPci = ext.Contains(PciBusInfoExtension);
+        if (hasPci) idProps.PNext = &pci;
         var idChain = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = &idProps };
         if (api >= VulkanApi.MakeVersion(1, 1)) vk.GetPhysicalDeviceProperties2(device, &idChain);
+        else hasPci = false;
         for (int i = 0; i < 16; i++) deviceUuid.Append(idProps.DeviceUuid[i].ToString("x2", CultureInfo.InvariantCulture));
 
         return new DeviceFacts
@@ -155,6 +166,7 @@ internal sealed unsafe class DeviceFacts
             Vendor = VendorName(props.Properties.VendorID),
             Driver = driverText,
             Uuid = deviceUuid.ToString(),
+            PciAddress = hasPci ? string.Create(CultureInfo.InvariantCulture, $"{pci.PciDomain:x4}:{pci.PciBus:x2}:{pci.PciDevice:x2}.{pci.PciFunction:x1}") : null,
             ApiVersion = api,
             Type = props.Properties.DeviceType,
             Memory = memory,
@@ -212,6 +224,7 @@ internal sealed unsafe class DeviceFacts
             if (hostVisible) kinds.Add("host-visible");
             details.Add($"memory heap {i}: {Gib((long)heap.Size)} {string.Join(", ", kinds)}");
         }
+        if (PciAddress is not null) details.Add($"PCI {PciAddress}");
         details.Add(UnifiedMemory ? "memory: unified (device-local host-visible buffers, no staging)" : "memory: device-local with staging copies");
         details.Add($"subgroup size {SubgroupSize}{(SubgroupArithmetic ? ", subgroup arithmetic" : ", no subgroup arithmetic")}");
         details.Add($"max storage buffer range {Gib(Limits.MaxStorageBufferRange)}, max allocation {Gib((long)MaxAllocationBytes)}");

@@ -44,6 +44,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         Queue = queue;
         Options = options;
         MaxBindingBytes = facts.Limits.MaxStorageBufferRange;
+        EnergyMeter = HwmonEnergyMeter.TryOpen("/sys", facts.PciAddress);
         Unified = facts.UnifiedMemory && Environment.GetEnvironmentVariable(ForceStagingVariable) != "1";
         if (pushDescriptors)
             _pushDescriptorSet = (delegate* unmanaged<CommandBuffer, PipelineBindPoint, PipelineLayout, uint, uint, WriteDescriptorSet*, void>)
@@ -97,7 +98,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
     public DeviceDescriptor Descriptor { get; }
 
     /// <inheritdoc/>
-    public IEnergyMeter? EnergyMeter => null;
+    public IEnergyMeter? EnergyMeter { get; }
 
     /// <summary>Opens device <paramref name="index"/> of the backend's numbering (VulkanInstance.OrderedDevices).</summary>
     internal static VulkanAccelerator Open(int index, DeviceOptions options)

@@ -19,10 +19,12 @@ public readonly record struct ContractVersion(int Major, int Minor) : IComparabl
     public const int CurrentMajor = 2;
 
     /// <summary>Minor of the contract this assembly defines (a const, see <see cref="CurrentMajor"/>).</summary>
-    public const int CurrentMinor = 0;
+    public const int CurrentMinor = 1;
 
     /// <summary>The host's contract: 2.0 = op set v2 (backend-prepared weights, backend-owned KV cache, one validating
-    /// front end, stream-ordered uploads, device timestamps, declared variants). Plugins report the consts instead.</summary>
+    /// front end, stream-ordered uploads, device timestamps, declared variants); 2.1 = energy meters may be power
+    /// sensors (<see cref="IEnergyMeter.Kind"/>, <see cref="IEnergyMeter.TryReadWatts"/>, both with defaults).
+    /// Plugins report the consts instead.</summary>
     public static ContractVersion Current { get; } = new(CurrentMajor, CurrentMinor);
 
     /// <summary>True when a plugin built against <paramref name="plugin"/> runs on a host built against this version.</summary>

@@ -7,7 +7,9 @@ namespace Serving.Backends.Cpu.Interop;
 /// The CPU package energy counter of Linux powercap (RAPL on Intel and on AMD Zen):
 /// /sys/class/powercap/&lt;zone&gt;/energy_uj, a microjoule counter that wraps at max_energy_range_uj.
 /// Reads are cumulative across wraps as long as the counter is read at least once per wrap period (minutes at
-/// package power). Exposed only when the file is readable; nothing is ever estimated.
+/// package power). A zone whose energy_uj the process may not read (root-only since Linux 5.10) still gives a meter:
+/// its reads fail, so the bench reports "not readable" rather than pretending there is no counter. Nothing is ever
+/// estimated.
 /// </summary>
 internal sealed class RaplEnergyMeter : IEnergyMeter
 {
@@ -31,26 +33,32 @@ internal sealed class RaplEnergyMeter : IEnergyMeter
     public string Source { get; }
 
     /// <summary>
-    /// Finds the first readable package zone (intel-rapl:0 style, named "package-N"), or returns null.
+    /// The first top-level zone of <paramref name="root"/> (intel-rapl:0 style: "package-N" on Intel and AMD) that has
+    /// an energy_uj file: readable first, else one the process may not read (its meter's reads fail: "not readable").
+    /// Null without powercap (VMs, other systems).
     /// </summary>
-    public static RaplEnergyMeter? TryOpen()
+    public static RaplEnergyMeter? TryOpen(string root = PowercapRoot)
     {
+        RaplEnergyMeter? unreadable = null;
         try
         {
-            if (!Directory.Exists(PowercapRoot))
+            if (!Directory.Exists(root))
                 return null;
-            foreach (string zone in Directory.GetDirectories(PowercapRoot).Order(StringComparer.Ordinal))
+            foreach (string zone in Directory.GetDirectories(root).Order(StringComparer.Ordinal))
             {
                 string zoneName = Path.GetFileName(zone);
                 // Top-level zones only ("intel-rapl:0"), not subzones ("intel-rapl:0:0" = core, uncore, dram).
                 if (zoneName.Count(c => c == ':') != 1)
                     continue;
                 string energy = Path.Combine(zone, "energy_uj");
-                if (!TryReadLong(energy, out _))
+                if (!Path.Exists(energy))
                     continue;
                 string name = TryReadText(Path.Combine(zone, "name")) ?? zoneName;
                 long range = TryReadLong(Path.Combine(zone, "max_energy_range_uj"), out long r) && r > 0 ? r : 0;
-                return new RaplEnergyMeter($"rapl:{name}", energy, range);
+                var meter = new RaplEnergyMeter($"rapl:{name}", energy, range);
+                if (TryReadLong(energy, out _))
+                    return meter;
+                unreadable ??= meter;
             }
         }
         catch (IOException)
@@ -59,7 +67,7 @@ internal sealed class RaplEnergyMeter : IEnergyMeter
         catch (UnauthorizedAccessException)
         {
         }
-        return null;
+        return unreadable;
     }
 
     /// <inheritdoc/>

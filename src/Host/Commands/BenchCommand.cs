@@ -9,15 +9,19 @@ using Serving.Host.Cli;
 namespace Serving.Host.Commands;
 
 /// <summary>
-/// <c>bench</c>: measurements users compare across devices. <c>bench bandwidth</c> measures memory bandwidth with
-/// the device's Copy op; <c>bench decode</c> measures single-stream decode speed against its floor
-/// (weight bytes ÷ measured bandwidth: every decoded token must stream all weights once).
+/// <c>bench</c>: measurements users compare across devices. Plain <c>bench</c> (or <c>bench run</c>) runs the suite on
+/// every device (<see cref="BenchRunCommand"/>), <c>bench compare</c> compares two of its results. <c>bench bandwidth</c>
+/// measures memory bandwidth with the device's Copy op; <c>bench decode</c> measures single-stream decode speed against
+/// its floor (weight bytes ÷ measured bandwidth: every decoded token must stream all weights once).
 /// </summary>
 internal static class BenchCommand
 {
     public static Command Create()
     {
-        var bench = new Command("bench", "Benchmarks: memory bandwidth, decode speed against its bandwidth floor");
+        var bench = new Command("bench", "Benchmark suite over devices (plain 'bench' = 'bench run'), and single measurements: bandwidth, decode, step, serve");
+        new BenchRunCommand().Attach(bench);
+        bench.Subcommands.Add(BenchRunCommand.CreateRun());
+        bench.Subcommands.Add(BenchCompareCommand.Create());
         bench.Subcommands.Add(Bandwidth());
         bench.Subcommands.Add(Decode());
         bench.Subcommands.Add(BenchServeCommand.Create());

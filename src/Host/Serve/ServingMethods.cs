@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Serving.Abstractions;
+using Serving.Engine.Energy;
 using Serving.Engine.Models;
 using Serving.Engine.Sampling;
 using Serving.Engine.Scheduling;
@@ -23,6 +24,9 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     private readonly ILogger _log = log ?? NullLogger.Instance;
     private const int MaxStopStrings = 16, MaxStopLength = 256;
     private readonly DateTime _started = DateTime.UtcNow;
+    // Energy since start where the device has a meter (read every second so a counter's wrap is never missed); its
+    // timer goes with this object.
+    private readonly EnergyTotal? _energy = device.EnergyMeter is { } meter ? new EnergyTotal(meter, TimeSpan.FromSeconds(1)) : null;
     private long _requests, _streamedTokens;
 
     /// <summary>Registers every method on the server; server.info and health are public (no token needed).</summary>
@@ -138,7 +142,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
     {
         var m = scheduler.GetMetrics();
         using var process = Process.GetCurrentProcess();
-        return MsgValue.Map(
+        return MsgValue.Map([
             ("requests", Interlocked.Read(ref _requests)),
             ("running", m.Running), ("waiting", m.Waiting), ("completed", m.Completed), ("failed", m.Failed),
             ("cancelled", m.Cancelled), ("refused_overloaded", m.Refused), ("preemptions", m.Preemptions),
@@ -149,7 +153,21 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             ("mean_batch_tokens", m.MeanBatchTokens), ("streamed_tokens", Interlocked.Read(ref _streamedTokens)),
             ("connections", server.ConnectionCount),
             ("working_set_bytes", process.WorkingSet64), ("managed_heap_bytes", GC.GetTotalMemory(false)),
-            ("handles", process.HandleCount));
+            ("handles", process.HandleCount), .. EnergyFields(m)]);
+    }
+
+    /// <summary>energy_source, energy_method, energy_joules (since start, idle included) and joules_per_token (÷ tokens run
+    /// through the model); nil without a meter ("not measured").</summary>
+    private (MsgValue, MsgValue)[] EnergyFields(SchedulerMetrics m)
+    {
+        double? joules = _energy?.Read();
+        return
+        [
+            ("energy_source", _energy is null ? MsgValue.Nil : _energy.Meter.Source),
+            ("energy_method", _energy?.Method ?? "not measured"),
+            ("energy_joules", joules is { } j ? j : MsgValue.Nil),
+            ("joules_per_token", joules is { } jt && m.ComputedTokens > 0 ? jt / m.ComputedTokens : MsgValue.Nil),
+        ];
     }
 
     private static readonly string[] GenerateArgs =

@@ -21,7 +21,7 @@ public sealed class ServingClientTests(ServerFixture server)
         var info = await client.InfoAsync();
         Assert.Equal(server.Host.Model.Name, info.Model);
         Assert.Equal("cpu:0", info.Device);
-        Assert.Equal("2.0", info.ContractVersion); // "major.minor" since contract 2
+        Assert.Equal(Serving.Abstractions.ContractVersion.Current.ToString(), info.ContractVersion); // "major.minor" since contract 2
         Assert.True(info.AuthRequired);
         Assert.Contains("generate", info.Methods);
 

@@ -83,12 +83,15 @@ public sealed class PluginCatalogTests : IDisposable
     [Fact]
     public void SameMajor_OlderOrEqualMinor_IsLoadedAndProbed()
     {
-        // The host's own minor here (it is 0 in contract 2.0, so there is no older one to install); Accepts' unit
-        // test below covers older minors.
-        InstallVersioned(ContractVersion.Current.ToString());
-        var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
-        Assert.NotNull(entry.Plugin);
-        Assert.Contains($"built against {ContractVersion.Current} was accepted and probed", entry.Error);
+        // The host's own minor and the one before it (2.0 plugins keep loading in a 2.1 host).
+        foreach (var version in new[] { ContractVersion.Current, new ContractVersion(ContractVersion.CurrentMajor, ContractVersion.CurrentMinor - 1) })
+        {
+            InstallVersioned(version.ToString());
+            var entry = Assert.Single(PluginCatalog.Discover(_root, out _));
+            Assert.NotNull(entry.Plugin);
+            Assert.Contains($"built against {version} was accepted and probed", entry.Error);
+            Directory.Delete(Path.Combine(_root, "Serving.Backends.TestWrongVersion"), recursive: true);
+        }
     }
 
     [Theory]
