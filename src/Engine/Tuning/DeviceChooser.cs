@@ -16,7 +16,8 @@ public sealed record DeviceChoice(string DeviceId, TuningProfile Profile, string
 
 /// <summary>
 /// <c>--device auto</c> (docs/tuner.md): the device whose profile predicts the best single-sequence decode tokens/s for
-/// the model (1 / the measured batch-1 step time with the chosen kernels). Ties go to the earlier candidate.
+/// the model (1 / the measured batch-1 step time with the chosen kernels; a screening profile's, untuned, is marked so).
+/// Ties go to the earlier candidate.
 /// </summary>
 public static class DeviceChooser
 {
@@ -30,7 +31,9 @@ public static class DeviceChooser
         {
             if (c.Profile is { PredictedDecodeTokensPerSecond: > 0 } p)
             {
-                parts.Add(string.Create(CultureInfo.InvariantCulture, $"{c.DeviceId} predicted {Rate(p.PredictedDecodeTokensPerSecond)} tok/s"));
+                string verb = parts.Any(x => x.Contains(" tok/s", StringComparison.Ordinal)) ? "" : "predicted ";
+                string untuned = p.Mode == Tuner.ScreenMode ? " (untuned)" : "";
+                parts.Add(string.Create(CultureInfo.InvariantCulture, $"{c.DeviceId} {verb}{Rate(p.PredictedDecodeTokensPerSecond)} tok/s{untuned}"));
                 if (best is null || p.PredictedDecodeTokensPerSecond > best.Profile!.PredictedDecodeTokensPerSecond) best = c;
             }
             else

@@ -82,7 +82,8 @@ public sealed class ProfileCache
         string? problem = profile is null ? "empty"
             : profile.Format != TuningProfile.FormatVersion ? $"format {profile.Format}, this build reads {TuningProfile.FormatVersion}"
             : profile.Key is null || profile.Key.Identity != key.Identity ? "it was made for another device, driver, backend build or model shape"
-            : profile.Limits is null || profile.DecodeCurve is null || profile.Ops is null || !(profile.BandwidthBytesPerSecond > 0)
+            : profile.Limits is null || profile.DecodeCurve is null || profile.Ops is null || profile.DecodeCurve.Count == 0
+              || (profile.Mode != Tuner.ScreenMode && !(profile.BandwidthBytesPerSecond > 0))
               || profile.Limits.MaxBatch < 1 || profile.Limits.TokenBudget < 1 ? "it is incomplete"
             : null;
         if (problem is not null)

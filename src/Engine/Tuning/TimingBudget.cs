@@ -17,8 +17,8 @@ public sealed record TimingBudget(int Warmups, int MinRepeats, int MaxRepeats, T
     /// <summary>One op in full mode: 2 warm-ups, 5–50 repeats within 100 ms.</summary>
     public static TimingBudget FullOp { get; } = new(2, 5, 50, TimeSpan.FromMilliseconds(100));
 
-    /// <summary>One whole step in fast mode: 1 warm-up, 3–10 repeats within 300 ms.</summary>
-    public static TimingBudget FastStep { get; } = new(1, 3, 10, TimeSpan.FromMilliseconds(300));
+    /// <summary>One whole step in fast mode: 1 warm-up, 2–10 repeats within 300 ms.</summary>
+    public static TimingBudget FastStep { get; } = new(1, 2, 10, TimeSpan.FromMilliseconds(300));
 
     /// <summary>One whole step in full mode: 2 warm-ups, 5–30 repeats within 1.5 s.</summary>
     public static TimingBudget FullStep { get; } = new(2, 5, 30, TimeSpan.FromMilliseconds(1500));

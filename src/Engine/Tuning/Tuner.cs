@@ -34,6 +34,13 @@ public static class Tuner
         using var file = GgufFile.Open(modelPath);
         var shape = ModelShape.FromGguf(file);
         var counter = new ProgressCounter(progress);
+        var phases = new Dictionary<string, double>();
+        var lap = Stopwatch.StartNew();
+        void Lap(string name)
+        {
+            phases[name] = Math.Round(lap.Elapsed.TotalSeconds, 3);
+            lap.Restart();
+        }
 
         // 1. The device: bandwidth.
         counter.Plan(1);
@@ -41,6 +48,7 @@ public static class Tuner
         long bufferBytes = Math.Clamp(options.Fast ? 128L << 20 : 512L << 20, 1L << 20, Math.Max(1L << 20, device.FreeMemoryBytes / 4));
         var bandwidth = BandwidthProbe.Measure(device, bufferBytes, options.Fast ? 5 : 7);
         counter.Done();
+        Lap("bandwidth");
 
         // 2. Kernels per op shape and bucket.
         using var stream = device.CreateStream();
@@ -48,9 +56,11 @@ public static class Tuner
         TimeSpan limit = options.EffectivePhaseLimit;
         var ops = KernelTuner.Tune(stream, shape, options, counter, () => phase.Elapsed > limit);
         var plan = new KernelPlan(ops.SelectMany(o => o.Chosen));
+        Lap("kernels");
 
-        // 1b. Peak matmul rate at a large batch, on the matrix shape that holds most of the step's bytes.
-        var (peak, peakCase) = MeasurePeak(stream, shape, options, counter);
+        // 1b. Peak matmul rate at a large batch.
+        var (peak, peakCase) = MeasurePeak(stream, shape, ops, options, counter);
+        Lap("peak");
 
         // 3. Batch limits from whole steps with the chosen kernels.
         long kvPerSequence = shape.Config.KvBytesPerToken(options.KvCacheType) * options.PlanningTokens;
@@ -66,6 +76,7 @@ public static class Tuner
         using var model = LoadForSteps(file, device, shape, plan, options, useMmap, ref maxBatch, maxChunk, position, counter);
         if (maxBatch < wanted) batchLimitReason = $"the device could not hold the model with room for more than {maxBatch} sequences";
         var timer = new StepTimer(model, options.StepBudget);
+        Lap("load");
 
         phase.Restart();
         int decodePlanned = (int)Math.Log2(maxBatch) + 1;
@@ -78,6 +89,7 @@ public static class Tuner
             return t;
         }, new ClimbPolicy(1, maxBatch, batchLimitReason, options.TpotTargetMs, options.MinGain, limit));
         counter.Done(decodePlanned - decode.Curve.Count);
+        Lap("decode");
 
         phase.Restart();
         int firstChunk = Math.Min(16, maxChunk);
@@ -91,6 +103,7 @@ public static class Tuner
             return s;
         }, new ClimbPolicy(firstChunk, maxChunk, $"the tuner tries chunks up to {maxChunk} tokens", options.TpotTargetMs, options.MinGain, limit, "chunk"));
         counter.Done(chunkPlanned - prefill.Curve.Count);
+        Lap("prefill");
 
         int tokenBudget = decode.Chosen + prefill.Chosen;
         var limits = new BatchLimits(decode.Chosen, decode.Reason, tokenBudget,
@@ -103,6 +116,7 @@ public static class Tuner
             CreatedUtc = DateTime.UtcNow,
             Mode = options.Fast ? "fast" : "full",
             Seconds = clock.Elapsed.TotalSeconds,
+            PhaseSeconds = phases,
             BandwidthBytesPerSecond = bandwidth.BytesPerSecond,
             BandwidthSamples = bandwidth.Samples,
             PeakFlopsPerSecond = peak,
@@ -116,12 +130,65 @@ public static class Tuner
         };
     }
 
-    /// <summary>Peak FLOP/s: every usable variant of the step's largest matrix shape at T = 64 (32 in fast mode).</summary>
-    private static (double Peak, string Case) MeasurePeak(IComputeStream stream, ModelShape shape, TuneOptions options, ProgressCounter counter)
+    /// <summary>
+    /// Screens <paramref name="device"/> for <c>--device auto</c>: one untuned batch-1 decode step (default kernels), the
+    /// prediction auto compares before it spends a fast tuning on the device that wins. A profile of mode "screen" has no
+    /// kernel choices and batch limits of 1; serve and generate never run with one.
+    /// </summary>
+    public static TuningProfile Screen(IAccelerator device, string modelPath, ProfileKey key, TuneOptions options, bool useMmap = true)
     {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(options);
+        var clock = Stopwatch.StartNew();
+        using var file = GgufFile.Open(modelPath);
+        var shape = ModelShape.FromGguf(file);
+        int position = options.DecodePosition, context = (position + 16) / 16 * 16;
+        using var model = LlamaModel.Load(file, device, new ModelOptions
+        {
+            MaxBatchSequences = 1,
+            MaxBatchTokens = 16,
+            ContextLength = context,
+            KvCacheTokens = context,
+            UseMmap = useMmap,
+            KvCacheType = options.KvCacheType,
+        });
+        var step = new StepTimer(model, TimingBudget.FastStep).Decode(1, position)
+                   ?? throw new InvalidOperationException("the screening step does not fit the model");
+        return new TuningProfile
+        {
+            Key = key,
+            CreatedUtc = DateTime.UtcNow,
+            Mode = ScreenMode,
+            Seconds = clock.Elapsed.TotalSeconds,
+            BandwidthBytesPerSecond = 0,
+            PeakFlopsPerSecond = 0,
+            WeightBytesPerStep = shape.WeightBytesPerStep,
+            DecodeCurve = [new StepPoint(1, step)],
+            DecodePosition = position,
+            Limits = new BatchLimits(1, "screening only: not tuned", 1, "screening only: not tuned", options.TpotTargetMs, 1, null, 0),
+        };
+    }
+
+    /// <summary>Mode of a screening profile (<see cref="Screen"/>).</summary>
+    public const string ScreenMode = "screen";
+
+    /// <summary>
+    /// Peak FLOP/s: the best rate of any validated MatMul timing at T ≥ 32 (16 in fast mode) when the kernel phase made
+    /// one (full mode reaches T = 256); otherwise the step's largest matrix shape timed at T = 64 (fast mode: 16, default
+    /// variant only).
+    /// </summary>
+    private static (double Peak, string Case) MeasurePeak(IComputeStream stream, ModelShape shape, IReadOnlyList<OpTuning> ops, TuneOptions options, ProgressCounter counter)
+    {
+        int large = options.Fast ? 16 : 32;
+        var measured = ops.Where(o => o.Op == OpKind.MatMul).SelectMany(o => o.Timings.Where(t => t.Batch >= large).Select(t => (Op: o, Timing: t)))
+            .MaxBy(x => x.Timing.GFlops);
+        if (measured.Op is not null)
+            return (measured.Timing.GFlops * 1e9, $"{measured.Op.Title} T={measured.Timing.Batch} {measured.Timing.Variant}");
         var m = shape.Matrices[0];
         var variants = stream.Device.GetVariants(OpKind.MatMul, m.Type);
-        int t = KernelTuner.MaxRows(options.Fast ? 32 : 64, m.Rows, m.Cols);
+        if (options.Fast) variants = variants.Take(1).ToList();
+        int t = KernelTuner.MaxRows(options.Fast ? 16 : 64, m.Rows, m.Cols);
         using var c = new MatMulCase(stream.Device, m.Type, m.Rows, m.Cols, t, options.EffectiveRotationBytes, 7);
         var tuning = KernelTuner.TuneCase(stream, c, variants, m.PerStep, m.Role, options with { Buckets = [t] }, counter, () => false);
         var best = tuning.Timings.MaxBy(x => x.GFlops);

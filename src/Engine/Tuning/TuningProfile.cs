@@ -125,6 +125,9 @@ public sealed record TuningProfile
     /// <summary>Seconds the tuning took.</summary>
     public double Seconds { get; init; }
 
+    /// <summary>Wall seconds of each phase (bandwidth, kernels, peak, load, decode, prefill).</summary>
+    public IReadOnlyDictionary<string, double> PhaseSeconds { get; init; } = new Dictionary<string, double>();
+
     /// <summary>Measured memory bandwidth, bytes/s (the Copy op).</summary>
     public required double BandwidthBytesPerSecond { get; init; }
 

@@ -14,6 +14,9 @@ namespace Serving.Engine.Tuning.Cases;
 internal sealed unsafe class MatMulCase : OpCase
 {
     private const int SampledColumns = 48;
+
+    /// <summary>Most weight copies (small matrices stay under the rotation bytes rather than hold thousands of allocations).</summary>
+    public const int MaxCopies = 128;
     private readonly IDeviceWeight[] _weights;
     private readonly TensorView _x, _y;
     private readonly float[] _hostX;
@@ -48,7 +51,7 @@ internal sealed unsafe class MatMulCase : OpCase
                     _sampledRows[j] = new float[k];
                     Dequantizer.DequantizeRow(type, new ReadOnlySpan<byte>((byte*)host + rowBytes * _columns[j], (int)rowBytes), _sampledRows[j]);
                 }
-                Copies = (int)Math.Clamp((rotationBytes + WeightBytes - 1) / WeightBytes, 1, 64);
+                Copies = (int)Math.Clamp((rotationBytes + WeightBytes - 1) / WeightBytes, 1, MaxCopies);
                 _weights = new IDeviceWeight[Copies];
                 for (int c = 0; c < Copies; c++)
                 {
