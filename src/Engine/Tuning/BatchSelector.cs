@@ -61,7 +61,7 @@ public static class BatchSelector
             double gain = point.TokensPerSecond / current.TokensPerSecond - 1;
             if (gain < policy.MinGain)
                 return new ClimbResult(curve, current.Batch,
-                    F($"plateau: {u} {next} gives {gain * 100:+0;-0} % tokens/s over {current.Batch} (< {policy.MinGain * 100:0} %)"));
+                    F($"plateau: {u} {next} gives {gain * 100:+0.0;-0.0} % tokens/s over {current.Batch} (< {policy.MinGain * 100:0} %)"));
             current = point;
         }
     }

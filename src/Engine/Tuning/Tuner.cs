@@ -95,13 +95,20 @@ public static class Tuner
         int firstChunk = Math.Min(16, maxChunk);
         int chunkPlanned = (int)Math.Log2((double)maxChunk / firstChunk) + 1;
         counter.Plan(chunkPlanned);
-        var prefill = BatchSelector.Climb(t =>
-        {
-            counter.Step($"prefill chunk, {t} tokens");
-            var s = timer.Prefill(t);
-            counter.Done();
-            return s;
-        }, new ClimbPolicy(firstChunk, maxChunk, $"the tuner tries chunks up to {maxChunk} tokens", options.TpotTargetMs, options.MinGain, limit, "chunk"));
+        // Fast mode on a slow device: the first chunk alone (warm-up and repeats) would outlast the phase's limit, as
+        // estimated from the last decode step (a chunk's rows cost about what as many decode rows do).
+        var last = decode.Curve[^1];
+        double estimateSeconds = (options.StepBudget.Warmups + options.StepBudget.MinRepeats) * last.Ms / 1000 * firstChunk / last.Batch;
+        var prefill = options.Fast && estimateSeconds > limit.TotalSeconds
+            ? new ClimbResult([], firstChunk, string.Create(CultureInfo.InvariantCulture,
+                $"not measured: timing a {firstChunk}-token chunk would take about {estimateSeconds:0} s, past fast mode's {limit.TotalSeconds:0} s"))
+            : BatchSelector.Climb(t =>
+            {
+                counter.Step($"prefill chunk, {t} tokens");
+                var s = timer.Prefill(t);
+                counter.Done();
+                return s;
+            }, new ClimbPolicy(firstChunk, maxChunk, $"the tuner tries chunks up to {maxChunk} tokens", options.TpotTargetMs, options.MinGain, limit, "chunk"));
         counter.Done(chunkPlanned - prefill.Curve.Count);
         Lap("prefill");
 
@@ -182,9 +189,9 @@ public static class Tuner
     {
         int large = options.Fast ? 16 : 32;
         var measured = ops.Where(o => o.Op == OpKind.MatMul).SelectMany(o => o.Timings.Where(t => t.Batch >= large).Select(t => (Op: o, Timing: t)))
-            .MaxBy(x => x.Timing.GFlops);
-        if (measured.Op is not null)
-            return (measured.Timing.GFlops * 1e9, $"{measured.Op.Title} T={measured.Timing.Batch} {measured.Timing.Variant}");
+            .OrderByDescending(x => x.Timing.GFlops).Take(1).ToList();
+        if (measured.Count > 0)
+            return (measured[0].Timing.GFlops * 1e9, $"{measured[0].Op.Title} T={measured[0].Timing.Batch} {measured[0].Timing.Variant}");
         var m = shape.Matrices[0];
         var variants = stream.Device.GetVariants(OpKind.MatMul, m.Type);
         if (options.Fast) variants = variants.Take(1).ToList();

@@ -130,7 +130,8 @@ internal static class TuneCommand
         var l = p.Limits;
         Console.WriteLine($"knee: measured {(l.MeasuredKnee is { } k ? $"≈ {k:0.0}" : $"beyond batch {p.DecodeCurve[^1].Batch} (still near batch 1's time)")}, " +
                           $"roofline predicts ≈ {l.RooflineKnee:0.0} (peak ÷ bandwidth × {shape.BytesPerWeight:0.###} bytes per weight ÷ 2)");
-        Console.WriteLine($"prefill: {string.Join(", ", p.PrefillCurve.Select(s => $"{s.Batch} tokens {s.Ms:0.0} ms ({s.TokensPerSecond:0} tok/s)"))}");
+        if (p.PrefillCurve.Count > 0)
+            Console.WriteLine($"prefill: {string.Join(", ", p.PrefillCurve.Select(s => $"{s.Batch} tokens {s.Ms:0.0} ms ({s.TokensPerSecond:0} tok/s)"))}");
         Console.WriteLine($"chosen: max batch {l.MaxBatch} — {l.BatchReason}");
         Console.WriteLine($"        token budget {l.TokenBudget} — {l.TokenReason}");
         Console.WriteLine($"predicted single-sequence decode: {p.PredictedDecodeTokensPerSecond:0.0} tokens/s");

@@ -18,7 +18,7 @@ public sealed class BatchSelectorTests
         var result = BatchSelector.Climb(Roofline, Policy());
         // 1→2→4 double tokens/s, 4→8 gives +25 %, 8→16 gives +0 %: plateau, keep 8.
         Assert.Equal(8, result.Chosen);
-        Assert.StartsWith("plateau: batch 16 gives +0 %", result.Reason);
+        Assert.StartsWith("plateau: batch 16 gives +0.0 %", result.Reason);
         Assert.Equal([1, 2, 4, 8, 16], result.Curve.Select(p => p.Batch));
     }
 
