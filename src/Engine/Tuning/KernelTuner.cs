@@ -42,6 +42,11 @@ internal static class KernelTuner
             var variants = device.GetVariants(op, type);
             if (variants.Count == 0) continue;               // the model could not load on this device either
             if (options.Fast && variants.Count < 2) continue; // nothing to choose between
+            if (overTime())
+            {
+                results.Add(new OpTuning(op, type, rows, cols, perStep, role, [], [], [], "time limit reached: not validated or timed (its default runs)"));
+                continue;
+            }
             int maxRows = MaxRows(options.EffectiveBuckets.Max(), rows, cols);
             using OpCase c = op == OpKind.MatMul
                 ? new MatMulCase(device, type, rows, cols, maxRows, options.EffectiveRotationBytes, seed)

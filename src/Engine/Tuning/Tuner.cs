@@ -45,7 +45,7 @@ public static class Tuner
         // 1. The device: bandwidth.
         counter.Plan(1);
         counter.Step("bandwidth (Copy op)");
-        long bufferBytes = Math.Clamp(options.Fast ? 128L << 20 : 512L << 20, 1L << 20, Math.Max(1L << 20, device.FreeMemoryBytes / 4));
+        long bufferBytes = Math.Clamp(options.Fast ? 64L << 20 : 512L << 20, 1L << 20, Math.Max(1L << 20, device.FreeMemoryBytes / 4));
         var bandwidth = BandwidthProbe.Measure(device, bufferBytes, options.Fast ? 5 : 7);
         counter.Done();
         Lap("bandwidth");
