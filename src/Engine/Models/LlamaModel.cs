@@ -25,6 +25,7 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
     private readonly TensorView _outputNorm;         // F32 [1, D]
     private readonly TensorView _invFreq;            // F32 [1, RopeDim/2]
     private readonly IKvCache _kv;
+    private readonly Tuning.KernelSelector _kernels; // the tuner's variant per (op, shape, batch); none = defaults
 
     // Scratch activations sized for MaxBatchTokens rows.
     private readonly IDeviceBuffer _x, _h, _q, _k, _v, _attn, _gate, _up, _logitsIn, _logits;             // F32
@@ -122,6 +123,7 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
             _hostArgmax = new int[t];
             _seenSequence = new bool[MaxBatchSequences];
             _stream = device.CreateStream();
+            _kernels = options.Kernels?.Bind(device, _stream.Reproducible) ?? Tuning.KernelSelector.None;
         }
         catch
         {
@@ -222,10 +224,10 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
         for (int l = 0; l < _layers.Length; l++)
         {
             var lw = _layers[l];
-            st.RmsNorm(x, lw.AttnNorm, h, c.RmsEps);
-            st.MatMul(h, lw.Wq, q);
-            st.MatMul(h, lw.Wk, k);
-            st.MatMul(h, lw.Wv, v);
+            st.RmsNorm(x, lw.AttnNorm, h, c.RmsEps, Row(OpKind.RmsNorm, c.Dim, T));
+            st.MatMul(h, lw.Wq, q, Mm(lw.Wq, T));
+            st.MatMul(h, lw.Wk, k, Mm(lw.Wk, T));
+            st.MatMul(h, lw.Wv, v, Mm(lw.Wv, T));
             // A bias is one row broadcast over the step's rows: one Add each (qwen2).
             if (lw.Bq is { } bq) st.Add(q, bq, q);
             if (lw.Bk is { } bk) st.Add(k, bk, k);
@@ -234,14 +236,14 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
             st.Rope(k, pos, ropeK);
             st.KvWrite(k, v, _kv, l, slots);
             st.Attention(q, _kv, l, attnBatch, attn);
-            st.MatMul(attn, lw.Wo, o);
-            st.Add(x, o, x);
-            st.RmsNorm(x, lw.FfnNorm, h, c.RmsEps);
-            st.MatMul(h, lw.WGate, gate);
-            st.MatMul(h, lw.WUp, up);
-            st.SwiGlu(gate, up, gate);
-            st.MatMul(gate, lw.WDown, o);
-            st.Add(x, o, x);
+            st.MatMul(attn, lw.Wo, o, Mm(lw.Wo, T));
+            st.Add(x, o, x, Row(OpKind.Add, c.Dim, T));
+            st.RmsNorm(x, lw.FfnNorm, h, c.RmsEps, Row(OpKind.RmsNorm, c.Dim, T));
+            st.MatMul(h, lw.WGate, gate, Mm(lw.WGate, T));
+            st.MatMul(h, lw.WUp, up, Mm(lw.WUp, T));
+            st.SwiGlu(gate, up, gate, Row(OpKind.SwiGlu, c.FfnDim, T));
+            st.MatMul(gate, lw.WDown, o, Mm(lw.WDown, T));
+            st.Add(x, o, x, Row(OpKind.Add, c.Dim, T));
         }
         if (R == 0)
         {
@@ -260,13 +262,13 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
             rows = gathered;
         }
         var normed = View(_logitsIn, DataType.F32, R, c.Dim);
-        st.RmsNorm(rows, _outputNorm, normed, c.RmsEps);
+        st.RmsNorm(rows, _outputNorm, normed, c.RmsEps, Row(OpKind.RmsNorm, c.Dim, R));
         var outLogits = View(_logits, DataType.F32, R, c.VocabSize);
-        st.MatMul(normed, _output, outLogits);
+        st.MatMul(normed, _output, outLogits, Mm(_output, R));
         if (G > 0)
         {
             // Greedy rows sit after the L sampled ones: one Argmax over them, T ints come back instead of T × V floats.
-            st.Argmax(outLogits.SliceRows(L, G), View(_argmax, DataType.I32, 1, G));
+            st.Argmax(outLogits.SliceRows(L, G), View(_argmax, DataType.I32, 1, G), Row(OpKind.Argmax, c.VocabSize, G));
             st.Download(_argmax, 0, MemoryMarshal.AsBytes(_hostArgmax.AsSpan(0, G)));
             for (int g = 0, r = 0; r < R; r++)
                 if (batch.Greedy[r]) greedyTokens[r] = _hostArgmax[g++];
@@ -359,6 +361,12 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
             if (batch.SequenceRows[t] == s && batch.Positions[t] / KvBlockSize >= b) return true;
         return false;
     }
+
+    /// <summary>The tuner's MatMul variant for <paramref name="w"/> at <paramref name="t"/> rows (null = default).</summary>
+    private KernelVariant? Mm(IDeviceWeight w, int t) => _kernels.For(OpKind.MatMul, w.Type, w.Rows, w.Cols, t);
+
+    /// <summary>The tuner's variant for a row op of width <paramref name="cols"/> at <paramref name="t"/> rows (null = default).</summary>
+    private KernelVariant? Row(OpKind op, int cols, int t) => _kernels.For(op, DataType.F32, 0, cols, t);
 
     private static TensorView View(IDeviceBuffer b, DataType type, int rows, int cols) => new(b, 0, type, rows, cols);
 

@@ -33,6 +33,12 @@ public sealed record ModelOptions
     /// </summary>
     public DataType KvCacheType { get; init; } = DataType.F16;
 
+    /// <summary>
+    /// The kernel variants a tuning profile chose per (op, shape, batch bucket) (docs/tuner.md); null runs every op's
+    /// default variant. Bound to the device at load: names the device does not list are ignored.
+    /// </summary>
+    public Tuning.KernelPlan? Kernels { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {

@@ -15,5 +15,6 @@ internal static class CommandSet
         PerplexityCommand.Create(),
         ServeCommand.Create(),
         BenchCommand.Create(),
+        TuneCommand.Create(),
     ];
 }

@@ -27,11 +27,12 @@ internal static class GenerateCommand
         var seed = new Option<ulong?>("--seed") { Description = "Sampling seed (same seed, same tokens); default random" };
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Keep generating past end-of-generation tokens (for benchmarks)" };
         var ctx = new Option<int>("--ctx") { Description = "Context length (0 = the model's, at most 4096)", DefaultValueFactory = _ => 0 };
-        var device = CommonOptions.Device();
+        var device = DeviceTuning.Device();
+        var noTune = DeviceTuning.NoTune();
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, threads, noMmap, kvType })
+        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, noTune, threads, noMmap, kvType })
             command.Options.Add(o);
         command.SetAction(async (parse, cancel) =>
         {
@@ -41,8 +42,18 @@ internal static class GenerateCommand
                 parse.GetValue(minP), parse.GetValue(repeat), 64, parse.GetValue(seed));
             sampling.Validate();
 
-            using var session = ModelSession.Open(parse, model, device, threads, noMmap,
-                new ModelOptions { ContextLength = parse.GetValue(ctx), MaxBatchSequences = 1, KvCacheType = CommonOptions.KvCacheType(parse, kvType) });
+            string path = ModelOption.Resolve(parse.GetValue(model));
+            var registry = CommonOptions.Registry(parse);
+            var tuned = DeviceTuning.Resolve(registry, parse.GetValue(device)!, path, new Abstractions.DeviceOptions(parse.GetValue(threads)),
+                parse.GetValue(noTune), CommonOptions.KvCacheType(parse, kvType), !parse.GetValue(noMmap));
+            using var session = ModelSession.Open(parse, path, registry, tuned.DeviceId, threads, noMmap, new ModelOptions
+            {
+                ContextLength = parse.GetValue(ctx),
+                MaxBatchSequences = 1,
+                KvCacheType = CommonOptions.KvCacheType(parse, kvType),
+                Kernels = tuned.Profile is null ? null : Engine.Tuning.KernelPlan.From(tuned.Profile),
+            });
+            if (tuned.Profile is { } profile) DeviceTuning.Describe(profile, session.Device, 1, 1, "", batching: false);
             var tokenizer = session.Loaded.Tokenizer;
             int[] promptIds = tokenizer.Encode(parse.GetValue(prompt)!, tokenizer.AddBos);
             var decoder = new TokenizerDecoder(tokenizer, parse.GetValue(ignoreEos));

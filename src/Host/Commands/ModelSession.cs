@@ -17,11 +17,13 @@ internal sealed class ModelSession : IDisposable
     public IAccelerator Device { get; }
     public LoadedModel Loaded { get; }
 
-    public static ModelSession Open(ParseResult parse, Option<string?> model, Option<string?> device, Option<int> threads, Option<bool> noMmap, ModelOptions options)
+    public static ModelSession Open(ParseResult parse, Option<string?> model, Option<string?> device, Option<int> threads, Option<bool> noMmap, ModelOptions options) =>
+        Open(parse, ModelOption.Resolve(parse.GetValue(model)), CommonOptions.Registry(parse), parse.GetValue(device), threads, noMmap, options);
+
+    /// <summary>As above, for a model path and device id already resolved (null: the registry's default device).</summary>
+    public static ModelSession Open(ParseResult parse, string path, Plugins.DeviceRegistry registry, string? deviceId, Option<int> threads, Option<bool> noMmap, ModelOptions options)
     {
-        string path = ModelOption.Resolve(parse.GetValue(model));
-        var registry = CommonOptions.Registry(parse);
-        var accelerator = registry.Open(parse.GetValue(device), new DeviceOptions(parse.GetValue(threads)));
+        var accelerator = registry.Open(deviceId, new DeviceOptions(parse.GetValue(threads)));
         try
         {
             var loaded = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes,

@@ -31,11 +31,13 @@ internal static class ServeCommand
         var queue = new Option<int>("--max-queue") { Description = "Requests allowed to wait; beyond, 'overloaded' at once", DefaultValueFactory = _ => 64 };
         var kvTokens = new Option<int>("--kv-tokens") { Description = "KV cache size in tokens over all requests (0 = auto)", DefaultValueFactory = _ => 0 };
         var grace = new Option<double>("--grace") { Description = "Seconds to drain in-flight work on shutdown", DefaultValueFactory = _ => 10 };
-        var device = CommonOptions.Device();
+        var device = DeviceTuning.Device();
+        var noTune = DeviceTuning.NoTune();
+        var tpot = DeviceTuning.TpotMs("Per-token latency target in ms for the tuned batch limits (0 = the profile's)");
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, threads, noMmap, kvType })
+        foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, noTune, tpot, threads, noMmap, kvType })
             command.Options.Add(o);
         command.SetAction(async (parse, _) =>
         {
@@ -87,30 +89,44 @@ internal static class ServeCommand
                 .SetMinimumLevel(LogLevel.Information));
             ServingHost.CheckEndPoint(new IPEndPoint(address, p)); // a taken port fails before minutes of loading
             string modelPath = ModelOption.Resolve(parse.GetValue(model));
+            // The device and its tuning profile (docs/tuner.md); explicit --max-batch / --max-batch-tokens win over it.
+            var tuned = DeviceTuning.Resolve(CommonOptions.Registry(parse), parse.GetValue(device)!, modelPath,
+                new Abstractions.DeviceOptions(parse.GetValue(threads)), parse.GetValue(noTune), CommonOptions.KvCacheType(parse, kvType), !parse.GetValue(noMmap));
+            int tokens = parse.GetValue(batchTokens);
+            string limitsReason = "";
+            if (tuned.Profile is { } profile)
+            {
+                var (tunedBatch, tunedTokens, why) = DeviceTuning.Limits(profile, parse.GetValue(tpot));
+                if (parse.GetResult(batchSequences) is not { Implicit: false }) sequences = tunedBatch;
+                if (parse.GetResult(batchTokens) is not { Implicit: false }) tokens = Math.Max(tunedTokens, sequences);
+                limitsReason = why;
+            }
             var host = ProgressBar.Run($"loading {Path.GetFileName(modelPath)}", ProgressUnit.Bytes, bar => ServingHost.Load(new ServingHostOptions
             {
                 ModelPath = modelPath,
                 EndPoint = new IPEndPoint(address, p),
                 AuthToken = token,
-                DeviceId = parse.GetValue(device),
+                DeviceId = tuned.DeviceId,
                 Threads = parse.GetValue(threads),
                 PluginsFolder = parse.GetValue(CommonOptions.Plugins),
                 Model = new ModelOptions
                 {
                     ContextLength = parse.GetValue(ctx),
                     MaxBatchSequences = sequences,
-                    MaxBatchTokens = parse.GetValue(batchTokens),
+                    MaxBatchTokens = tokens,
                     KvCacheTokens = parse.GetValue(kvTokens),
                     UseMmap = !parse.GetValue(noMmap),
                     KvCacheType = CommonOptions.KvCacheType(parse, kvType),
+                    Kernels = tuned.Profile is null ? null : Engine.Tuning.KernelPlan.From(tuned.Profile),
                 },
                 Scheduler = new SchedulerOptions
                 {
                     MaxBatchSequences = sequences,
-                    MaxBatchTokens = parse.GetValue(batchTokens),
+                    MaxBatchTokens = tokens,
                     MaxQueuedRequests = parse.GetValue(queue),
                 },
             }, loggerFactory, bar));
+            if (tuned.Profile is { } used) DeviceTuning.Describe(used, host.Device, sequences, tokens, limitsReason, batching: true);
             host.Listen();
             ModelSession.WarnIfContextBeyondTraining(host.Model.Model);
             Interlocked.CompareExchange(ref phase, Serving, Loading); // from here a signal drains

@@ -49,6 +49,17 @@ internal sealed class DeviceRegistry
                        ?? throw new DeviceNotFoundException($"no usable device. {Describe()}");
             return best.Plugin!.CreateDevice(0, options);
         }
+        var (entry, _, index) = Find(deviceId);
+        return entry.Plugin!.CreateDevice(index, options);
+    }
+
+    /// <summary>
+    /// The plugin and probe descriptor of <paramref name="deviceId"/> ("backend:index" or "backend"), without opening
+    /// it. Throws <see cref="DeviceNotFoundException"/> with what is available when there is no such usable device.
+    /// </summary>
+    public (PluginEntry Plugin, DeviceDescriptor Device, int Index) Find(string deviceId)
+    {
+        ArgumentNullException.ThrowIfNull(deviceId);
         string backend = deviceId;
         int index = 0;
         int colon = deviceId.IndexOf(':');
@@ -64,8 +75,13 @@ internal sealed class DeviceRegistry
             throw new DeviceNotFoundException($"backend '{entry.Name}' cannot run here: {entry.Error}");
         if (index >= entry.Probe!.Devices.Count)
             throw new DeviceNotFoundException($"{entry.Name} has {entry.Probe.Devices.Count} device(s); no index {index}");
-        return entry.Plugin!.CreateDevice(index, options);
+        return (entry, entry.Probe.Devices[index], index);
     }
+
+    /// <summary>The id of the device <see cref="Open"/> picks without an id: device 0 of the best-scored usable backend.</summary>
+    public string? DefaultDeviceId => Plugins.Where(p => p.Usable).OrderByDescending(p => p.Probe!.Score).FirstOrDefault() is { } best
+        ? best.Probe!.Devices[0].Id
+        : null;
 
     private string Describe()
     {
