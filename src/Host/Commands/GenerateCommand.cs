@@ -31,7 +31,8 @@ internal static class GenerateCommand
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, threads, noMmap, kvType })
+        var checkTensors = CommonOptions.CheckTensors();
+        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, threads, noMmap, kvType, checkTensors })
             command.Options.Add(o);
         command.SetAction(async (parse, cancel) =>
         {
@@ -42,7 +43,8 @@ internal static class GenerateCommand
             sampling.Validate();
 
             using var session = ModelSession.Open(parse, model, device, threads, noMmap,
-                new ModelOptions { ContextLength = parse.GetValue(ctx), MaxBatchSequences = 1, KvCacheType = CommonOptions.KvCacheType(parse, kvType) });
+                new ModelOptions { ContextLength = parse.GetValue(ctx), MaxBatchSequences = 1, KvCacheType = CommonOptions.KvCacheType(parse, kvType),
+                    CheckTensors = parse.GetValue(checkTensors) });
             var tokenizer = session.Loaded.Tokenizer;
             int[] promptIds = tokenizer.Encode(parse.GetValue(prompt)!, tokenizer.AddBos);
             var decoder = new TokenizerDecoder(tokenizer, parse.GetValue(ignoreEos));
