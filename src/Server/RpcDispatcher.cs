@@ -42,6 +42,7 @@ internal sealed class RpcDispatcher
     private int _authFailures;
     private bool _authWaiting;   // under _callsLock: an auth attempt waits its turn (per-address back-off)
     private bool _reclaimed;     // under _callsLock: the slot went to a new client; no call starts any more
+    private int _replying;       // under _callsLock: calls that left the tables but whose reply is not queued yet
 
     public RpcDispatcher(RpcServer server, RpcTransport transport)
     {
@@ -59,7 +60,7 @@ internal sealed class RpcDispatcher
         {
             lock (_callsLock)
             {
-                return _running.Count > 0 || _authWaiting;
+                return _running.Count > 0 || _replying > 0 || _authWaiting;
             }
         }
     }
@@ -69,7 +70,7 @@ internal sealed class RpcDispatcher
     {
         lock (_callsLock)
         {
-            if (_running.Count > 0 || _authWaiting || _reclaimed)
+            if (_running.Count > 0 || _replying > 0 || _authWaiting || _reclaimed)
             {
                 return false;
             }
@@ -142,6 +143,7 @@ internal sealed class RpcDispatcher
                 return RpcCloseReason.Reclaimed;
             }
         }
+        _transport.ReleaseBuffered(frame.Length);
         var charge = new WorkCharge(_server.Work);
         long cost = DecodedCost(frame.Length, values);
         if (!charge.TryAdd(cost))
@@ -368,14 +370,25 @@ internal sealed class RpcDispatcher
                 {
                     _byId.Remove(mid);
                 }
-                idle = _running.Count == 0;
+                _replying++; // still busy until the reply is queued: its slot must not be reclaimed before
             }
             running.Cancellation.Dispose();
             _transport.MarkActivity();
         }
-        if (call.MessageId is uint id)
+        try
         {
-            await SendResponseAsync(id, error, result).ConfigureAwait(false);
+            if (call.MessageId is uint id)
+            {
+                await SendResponseAsync(id, error, result).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            lock (_callsLock)
+            {
+                _replying--;
+                idle = _running.Count == 0 && _replying == 0;
+            }
         }
         // The request and what its handler reserved are freed; the reply, queued, is charged on its own until sent.
         running.Charge.ReleaseAll();

@@ -228,8 +228,9 @@ public sealed class RpcServer : IAsyncDisposable
     /// <summary>
     /// Takes a slot for a newcomer from <paramref name="address"/>: a free one, else the slot of an idle connection
     /// (closed here: its own address's longest idle when the address is at its limit; otherwise the longest idle of the
-    /// address holding the most connections, if it holds more than the newcomer's address would), else Wait when the
-    /// newcomer may wait (a place in the bounded waiting line; <paramref name="waiting"/>: it already has one).
+    /// address holding the most connections, if that is the newcomer's own or holds more than the newcomer's would),
+    /// else Wait when the newcomer may wait (a place in the bounded waiting line; <paramref name="waiting"/>: it already
+    /// has one).
     /// </summary>
     private Admission TryAdmit(AddressKey address, bool waiting)
     {
@@ -289,8 +290,9 @@ public sealed class RpcServer : IAsyncDisposable
 
     /// <summary>
     /// An idle connection whose slot may go to a newcomer (under _admissionLock): of <paramref name="address"/> only, or of
-    /// any address holding at least <paramref name="atLeast"/> connections, preferring the address holding the most,
-    /// then the longest idle. The one returned is marked reclaimed, so it can no longer start a call.
+    /// that address or any holding at least <paramref name="atLeast"/> connections (taking from a lighter address would
+    /// not be fair), preferring the address holding the most, then the longest idle. The one returned is marked
+    /// reclaimed, so it can no longer start a call.
     /// </summary>
     private RpcTransport? FindIdleVictim(AddressKey address, int atLeast, bool sameAddressOnly)
     {
@@ -301,12 +303,13 @@ public sealed class RpcServer : IAsyncDisposable
             long bestActivity = 0;
             foreach (var c in _connections.Values)
             {
-                if (c.SlotReleased || !c.IsIdle || (sameAddressOnly && c.Address != address))
+                bool own = c.Address == address;
+                if (c.SlotReleased || !c.IsIdle || (sameAddressOnly && !own))
                 {
                     continue;
                 }
                 int count = _addresses.TryGetValue(c.Address, out var s) ? s.Connections : 0;
-                if (count < atLeast)
+                if (count < atLeast && !own)
                 {
                     continue;
                 }

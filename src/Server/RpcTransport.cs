@@ -17,6 +17,9 @@ internal sealed class RpcTransport
 {
     private const long NoMessage = long.MinValue; // _messageStart when no incomplete message is buffered
 
+    /// <summary>Bytes of an incomplete message a connection may buffer before they are charged to the work budget.</summary>
+    internal const long FreeBufferBytes = 64 * 1024;
+
     private readonly RpcServer _server;
     private readonly Socket _socket;
     private readonly ILogger _log;
@@ -185,13 +188,33 @@ internal sealed class RpcTransport
     }
 
     /// <summary>
-    /// Charges the work budget for the <paramref name="buffered"/> bytes of an incomplete message (or returns what a
-    /// finished one no longer needs). When the budget has no room, waits for some before reading on: the socket is not
+    /// A whole message of <paramref name="bytes"/> bytes was cut from the front of the buffer: what was charged for it
+    /// while it was incomplete goes back, so its call is charged once (by the dispatcher), not twice.
+    /// </summary>
+    public void ReleaseBuffered(long bytes)
+    {
+        long charged, taken;
+        do
+        {
+            charged = Volatile.Read(ref _bufferedCharge);
+            taken = Math.Min(bytes, charged);
+        }
+        while (Interlocked.CompareExchange(ref _bufferedCharge, charged - taken, charged) != charged);
+        _server.Work.Release(taken);
+    }
+
+    /// <summary>
+    /// Charges the work budget for the <paramref name="buffered"/> bytes of an incomplete message beyond the first
+    /// <see cref="FreeBufferBytes"/> (or returns what a finished one no longer needs). When the budget has no room,
+    /// waits for some before reading on: the socket is not
     /// read meanwhile, so TCP makes the client wait, and the slow-sender timeout still bounds how long. False when the
     /// connection closed while waiting.
     /// </summary>
     private async ValueTask<bool> ChargeBufferedAsync(long buffered, CancellationToken ct)
     {
+        // Like a socket buffer, the first bytes of a message are free: a small request is always read, framed and, if
+        // the budget is full, answered overloaded, instead of waiting behind large ones.
+        buffered = Math.Max(0, buffered - FreeBufferBytes);
         long charged = Volatile.Read(ref _bufferedCharge);
         if (buffered <= charged)
         {

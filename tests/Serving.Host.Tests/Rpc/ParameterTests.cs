@@ -165,6 +165,14 @@ public sealed class ParameterTests(RpcHostFixture fixture) : IAsyncLifetime
         var reply = await c.CallAsync(method, args);
         Assert.Equal(code, reply.Code);
         Assert.Contains("bogus", reply.Message, StringComparison.Ordinal);
+        // A method with arguments lists them; one without says so instead of an empty list.
+        if (method is "tokenize" or "detokenize")
+            Assert.Matches("allowed: [a-z_]+", reply.Message);
+        else
+        {
+            Assert.Contains("takes no arguments", reply.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("allowed", reply.Message, StringComparison.Ordinal);
+        }
     }
 
     [Fact]
