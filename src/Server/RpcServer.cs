@@ -80,7 +80,7 @@ public sealed class RpcServer : IAsyncDisposable
     public RpcServerMetrics GetMetrics() => new(
         ConnectionCount, Interlocked.Read(ref _accepted), Interlocked.Read(ref _refused), Interlocked.Read(ref _reclaimed),
         Volatile.Read(ref _waitingCount), Auth.Failures, Auth.Delayed, Auth.Refused,
-        Work.UsedBytes, Work.LimitBytes, Work.PeakBytes, Work.Refused, Interlocked.Read(ref _compactions));
+        Work.UsedBytes, Work.LimitBytes, Work.PeakBytes, Work.Refused, Interlocked.Read(ref _compactions), Work.Collections);
 
     /// <summary>The settings in force.</summary>
     public RpcServerOptions Options { get; }

@@ -38,9 +38,10 @@ public sealed record RpcServerOptions
     /// The memory budget for work in flight, in bytes: incomplete messages being received, decoded requests whose
     /// calls run (charged from their size and value count before they are decoded), what handlers reserve
     /// (<see cref="RpcCall.Reserve"/>) and replies not yet taken by their sockets. A request that does not fit gets
-    /// <c>overloaded</c> (retriable) at once. Default 256 MiB; at least 4 × <see cref="MsgPackLimits.MaxMessageBytes"/>.
+    /// <c>overloaded</c> (retriable) at once. Default 128 MiB; at least 8 × <see cref="MsgPackLimits.MaxMessageBytes"/>
+    /// (a message is charged about four times its size while it is decoded, and two of the largest must fit).
     /// </summary>
-    public long MaxWorkBytes { get; init; } = 256L << 20;
+    public long MaxWorkBytes { get; init; } = 128L << 20;
 
     /// <summary>
     /// After a burst whose work peaked at this many bytes or more, once work in flight has fallen back under a quarter
@@ -93,6 +94,13 @@ public sealed record RpcServerOptions
     /// </summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>The smallest <see cref="MaxWorkBytes"/> allowed with <paramref name="limits"/>: 8 × the largest message.</summary>
+    public static long MinWorkBytes(MsgPackLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        return 8L * limits.MaxMessageBytes;
+    }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> for a non-positive limit or timeout.</summary>
     public void Validate()
     {
@@ -104,10 +112,10 @@ public sealed record RpcServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnections, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnectionsPerAddress, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(AdmissionWait, TimeSpan.Zero);
-        if (MaxWorkBytes < 4L * Limits.MaxMessageBytes)
+        if (MaxWorkBytes < MinWorkBytes(Limits))
         {
             throw new ArgumentOutOfRangeException(nameof(MaxWorkBytes), MaxWorkBytes,
-                $"the work budget must hold at least four messages of the largest size ({4L * Limits.MaxMessageBytes} bytes)");
+                $"the work budget must hold two messages of the largest size as they are decoded ({MinWorkBytes(Limits)} bytes)");
         }
         ArgumentOutOfRangeException.ThrowIfNegative(CompactAfterWorkBytes);
         ArgumentOutOfRangeException.ThrowIfNegative(AuthFreeFailures);

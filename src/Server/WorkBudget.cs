@@ -12,8 +12,19 @@ namespace Serving.Server;
 internal sealed class WorkBudget(long limitBytes)
 {
     private readonly Lock _lock = new();
-    private long _used, _peak, _refused;
+    private long _used, _peak, _refused, _releasedSinceCollection, _collections;
     private TaskCompletionSource? _released;
+
+    /// <summary>
+    /// Bytes of work released (mostly garbage now: decoded requests, working sets) after which a background collection
+    /// of every generation is started, so a burst's garbage — large strings and arrays live on the large-object heap,
+    /// which only full collections free — is bounded by this much instead of by the collector's own, growing, budgets.
+    /// A quarter of the budget.
+    /// </summary>
+    public long CollectAfterBytes => limitBytes / 4;
+
+    /// <summary>Background collections started by released work.</summary>
+    public long Collections => Interlocked.Read(ref _collections);
 
     /// <summary>The budget in bytes.</summary>
     public long LimitBytes => limitBytes;
@@ -78,13 +89,26 @@ internal sealed class WorkBudget(long limitBytes)
             return;
         }
         TaskCompletionSource? waiters;
+        bool collect = false;
         lock (_lock)
         {
             _used -= bytes;
             waiters = _released;
             _released = null;
+            _releasedSinceCollection += bytes;
+            if (_releasedSinceCollection >= CollectAfterBytes)
+            {
+                _releasedSinceCollection = 0;
+                collect = true;
+            }
         }
         waiters?.TrySetResult();
+        if (collect)
+        {
+            Interlocked.Increment(ref _collections);
+            // Background (concurrent) when the runtime allows it: the server keeps running meanwhile.
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: false);
+        }
     }
 
     /// <summary>Counts one request refused for the budget.</summary>

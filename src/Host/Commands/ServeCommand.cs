@@ -79,8 +79,8 @@ internal static class ServeCommand
             int connections = parse.GetValue(maxConnections), fromOne = parse.GetValue(perAddress), work = parse.GetValue(workMb);
             if (connections is < 1 or > 65536) return CliErrors.Fail($"--max-connections {connections} out of range [1, 65536]");
             if (fromOne is < 1 or > 65536) return CliErrors.Fail($"--max-connections-per-address {fromOne} out of range [1, 65536]");
-            long minWork = (4L * defaults.Limits.MaxMessageBytes) >> 20;
-            if (work < minWork || work > 1 << 20) return CliErrors.Fail($"--max-work-mb {work} out of range [{minWork}, 1048576] (at least four messages of the largest size)");
+            long minWork = RpcServerOptions.MinWorkBytes(defaults.Limits) >> 20;
+            if (work < minWork || work > 1 << 20) return CliErrors.Fail($"--max-work-mb {work} out of range [{minWork}, 1048576] (two of the largest messages as they are decoded)");
             if (parse.GetValue(requestTokens) < 0) return CliErrors.Fail($"--max-request-tokens {parse.GetValue(requestTokens)} must be ≥ 0");
 
             using var stop = new CancellationTokenSource();

@@ -197,7 +197,7 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             ("connections_waiting", rpc.ConnectionsWaiting),
             ("auth_failures", rpc.AuthFailures), ("auth_delayed", rpc.AuthDelayed), ("auth_refused", rpc.AuthRefused),
             ("work_bytes", rpc.WorkBytes), ("work_budget_bytes", rpc.WorkBudgetBytes), ("work_peak_bytes", rpc.WorkPeakBytes),
-            ("refused_over_budget", rpc.RefusedOverBudget), ("memory_compactions", rpc.Compactions),
+            ("refused_over_budget", rpc.RefusedOverBudget), ("memory_compactions", rpc.Compactions), ("work_collections", rpc.Collections),
             ("working_set_bytes", process.WorkingSet64), ("managed_heap_bytes", GC.GetTotalMemory(false)),
             ("gc_committed_bytes", gc.TotalCommittedBytes), ("handles", process.HandleCount));
     }

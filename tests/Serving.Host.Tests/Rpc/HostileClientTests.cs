@@ -105,21 +105,23 @@ public sealed class HostileClientTests(RpcHostFixture fixture)
     [Fact]
     public async Task WorkBudgetFull_NewRequestsOverloadedAtOnce_ServedOnceRoomReturns()
     {
-        const int message = 1 << 20;
+        const int message = 512 << 10, hogCount = 9;
         await using var host = fixture.Start(o => o with
         {
             Rpc = o.Rpc with
             {
                 Limits = MsgPackLimits.Default with { MaxMessageBytes = message, MaxStringBytes = message },
-                MaxWorkBytes = 4L * message,
+                MaxWorkBytes = 8L * message, // the smallest budget these limits allow
                 SlowSenderTimeout = TimeSpan.FromMinutes(1),
             },
         });
-        // Four clients each send all but the last 16 bytes of a message of the largest size: what they buffer fills the budget.
+        // Nine clients each send all but the last 16 bytes of a message of the largest size. Beyond the first 64 KiB a
+        // connection may buffer freely, what they buffer is charged: 9 × 448 KiB of the 4 MiB budget.
         byte[] big = Request(1, "tokenize", Args.Of(("text", new string('a', message - 64))));
         Assert.InRange(big.Length, message - 128, message);
+        long buffered = hogCount * (big.Length - 16L - (64 << 10));
         var hogs = new List<RawRpcClient>();
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < hogCount; i++)
         {
             var hog = await RawRpcClient.ConnectAsync(host.EndPoint);
             hogs.Add(hog);
@@ -127,19 +129,17 @@ public sealed class HostileClientTests(RpcHostFixture fixture)
         }
         try
         {
-            // Beyond the first 64 KiB a connection may buffer freely, what they buffer is charged: 4 × (1 MiB − 64 KiB).
-            long buffered = 4L * (big.Length - 16 - (64 << 10));
             Assert.True(await WaitForAsync(() => host.Server.GetMetrics().WorkBytes >= buffered), $"{host.Server.GetMetrics()}");
 
-            // A request decoding to more than the room left (20 000 values: about 700 KiB once decoded, from 20 KiB) is
-            // refused at once, the hogs still incomplete: overloaded, retriable, with the budget. It is read at all because
+            // A request charged more than the room left (10 000 values: about 360 KiB once decoded, from 10 KiB) is refused
+            // at once while the hogs are still incomplete: overloaded, retriable, with the budget. It is read at all because
             // its bytes are within the free 64 KiB.
             await using var c = await RawRpcClient.ConnectAsync(host.EndPoint);
-            var medium = Args.Of(("tokens", MsgValue.FromArray(Enumerable.Repeat<MsgValue>(5, 20_000).ToArray())));
+            var medium = Args.Of(("tokens", MsgValue.FromArray(Enumerable.Repeat<MsgValue>(5, 10_000).ToArray())));
             var refused = await c.CallAsync("detokenize", medium, FewSeconds);
             Assert.Equal("overloaded", refused.Code);
             Assert.True(Args.Field(refused.Data, "retriable").AsBool());
-            Assert.Equal(4L * message, Args.Int(refused.Data, "limit"));
+            Assert.Equal(8L * message, Args.Int(refused.Data, "limit"));
             Assert.Equal(1, host.Server.GetMetrics().RefusedOverBudget);
 
             // One hog completes its message; whatever it is told, its bytes leave the budget and the request is taken.
@@ -147,7 +147,7 @@ public sealed class HostileClientTests(RpcHostFixture fixture)
             var hogReply = await hogs[0].WaitReplyAsync(1, FewSeconds);
             Assert.True(hogReply.Code is "overloaded" or "context_exceeded", hogReply.ToString());
             var taken = await c.CallAsync("detokenize", medium, FewSeconds);
-            Assert.Equal("context_exceeded", taken.Code); // processed: too long for the token limit, not refused for memory
+            Assert.Equal("context_exceeded", taken.Code); // processed: too many tokens for one request, not refused for memory
         }
         finally
         {

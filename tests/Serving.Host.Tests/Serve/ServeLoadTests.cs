@@ -15,8 +15,8 @@ namespace Serving.Host.Tests.Serve;
 /// hoarding connections from five addresses and keeping them alive, and a burst of maximum-size requests from sixteen
 /// clients, while a newcomer connects every half second. Every well-behaved request must be served (overloaded ones
 /// retried, as their reply says they may be), every newcomer must get a slot within a few seconds, RSS must stay under
-/// the budget docs/rpc.md states (RSS before the burst + the work budget) and come back within 25 % of its level before
-/// the burst. The figures are printed.
+/// the budget docs/rpc.md states (RSS before the burst + twice the work budget: the collector frees the burst's garbage
+/// in batches) and come back within 25 % of its level before the burst. The figures are printed.
 /// </summary>
 [Collection("rpc")]
 [Trait("Category", "Slow")]
@@ -26,9 +26,11 @@ public sealed partial class ServeLoadTests(RpcHostFixture fixture, ITestOutputHe
     private const int SoakTokenizes = 1000, SoakGenerates = 16, SoakMalformed = 200, SoakAbandoned = 4;
     private const int HoarderAddresses = 5, HoardPerAddress = 64;        // 320 connections wanted, 256 slots
     private const int BurstClients = 16, BurstRounds = 3;                 // each round: 4 MiB tokenize, 4 MiB detokenize, max tokenize
-    private const int WorkBudgetMiB = 256;                                // serve's default --max-work-mb
+    private const int WorkBudgetMiB = 128;                                // serve's default --max-work-mb
     private static readonly TimeSpan HangGuard = TimeSpan.FromMinutes(3);
-    private static readonly TimeSpan SlotWithin = TimeSpan.FromSeconds(5);
+    // The server admits at once (an idle slot) or within its 5-s admission wait, else refuses, which fails the newcomer's
+    // call; on a loaded 2-core machine the test's own clients add CPU time, so the bound on the whole round trip is looser.
+    private static readonly TimeSpan SlotWithin = TimeSpan.FromSeconds(10);
 
     [Fact]
     public async Task Serve_UnderSoakHoardingAndMaxSizeBurst_ServesEveryone_RssBoundedAndReturns()
@@ -43,7 +45,7 @@ public sealed partial class ServeLoadTests(RpcHostFixture fixture, ITestOutputHe
         // Warm-up: JIT, pools and caches, one of everything, then let the process settle.
         await new SoakLoad(endPoint) { RetryOverloaded = true }.RoundAsync(tokenizes: 100, generates: 4, malformed: 22, abandoned: 1);
         await MaxSizeClientAsync(endPoint, IPAddress.Loopback, 1, charLimit);
-        long before = await SettledRssAsync(server, observer, TimeSpan.FromSeconds(5));
+        long before = await SettledRssAsync(server, observer);
         output.WriteLine($"warm-up done after {clock.Elapsed.TotalSeconds:0.0} s; RSS before the burst {Mib(before)}");
 
         // The burst.
@@ -75,22 +77,23 @@ public sealed partial class ServeLoadTests(RpcHostFixture fixture, ITestOutputHe
         await sampler;
 
         var m = (await observer.CallAsync("metrics")).Result;
-        long after = await SettledRssAsync(server, observer, TimeSpan.FromSeconds(20), target: before + before / 4);
+        long after = await SettledRssAsync(server, observer);
+        var settled = (await observer.CallAsync("metrics")).Result;
         string report =
             $"burst {burstTime.TotalSeconds:0.0} s: soak {soak.Served} requests served ({soak.Retries} retried after overloaded), " +
-            $"{BurstClients * BurstRounds * 3} maximum-size requests answered, hoarder held up to {held} connections " +
+            $"{BurstClients * BurstRounds * 3} maximum-size requests answered, hoarder kept up to {held} connections alive in one round " +
             $"({hoardReclaimed} of its connections reclaimed), {admitted} newcomers admitted (slowest {slowestAdmission.TotalMilliseconds:0} ms); " +
             $"server: connections reclaimed {Args.Int(m, "connections_reclaimed")}, refused {Args.Int(m, "connections_refused")}, " +
             $"refused over budget {Args.Int(m, "refused_over_budget")}, work peak {Mib(Args.Int(m, "work_peak_bytes"))}, " +
-            $"compactions {Args.Int(m, "memory_compactions")}; RSS before {Mib(before)}, peak {Mib(peak)}, after {Mib(after)} " +
-            $"({100.0 * after / before:0} % of before); budget {Mib(before + ((long)WorkBudgetMiB << 20))}";
+            $"collections {Args.Int(settled, "work_collections")}, compactions {Args.Int(settled, "memory_compactions")}; RSS before {Mib(before)}, peak {Mib(peak)}, after {Mib(after)} " +
+            $"({100.0 * after / before:0} % of before); budget {Mib(before + (2L * WorkBudgetMiB << 20))}";
         output.WriteLine(report);
         Console.WriteLine("serve load: " + report); // also in the CI log
 
         Assert.Equal(SoakTokenizes + SoakGenerates, soak.Served);
         Assert.True(admitted >= 4, report);
         Assert.True(slowestAdmission <= SlotWithin, report);
-        Assert.True(peak <= before + ((long)WorkBudgetMiB << 20), $"RSS above the budget during the burst: {report}");
+        Assert.True(peak <= before + (2L * WorkBudgetMiB << 20), $"RSS above the budget during the burst: {report}");
         Assert.True(after <= before + before / 4, $"RSS did not come back within 25 %: {report}");
         Assert.Equal(0, Args.Int(m, "kv_blocks_used"));
         Assert.Equal(0, Args.Int(m, "failed"));
@@ -214,23 +217,25 @@ public sealed partial class ServeLoadTests(RpcHostFixture fixture, ITestOutputHe
     }
 
     /// <summary>
-    /// Waits until the server is quiet (only the observer connected, nothing running), then samples RSS until it is at
-    /// most <paramref name="target"/> or <paramref name="within"/> has passed; returns the last sample.
+    /// RSS once the server has settled: waits until it is quiet (only the observer connected, nothing running), then 4 s
+    /// (the compaction after a burst comes two 1-s heartbeats after the work ends), then returns the largest of ten
+    /// samples over a second.
     /// </summary>
-    private static async Task<long> SettledRssAsync(ServeProcess server, RawRpcClient observer, TimeSpan within, long target = 0)
+    private static async Task<long> SettledRssAsync(ServeProcess server, RawRpcClient observer)
     {
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < within)
+        while (clock.Elapsed < TimeSpan.FromSeconds(20))
         {
             var m = (await observer.CallAsync("metrics")).Result;
             if (Args.Int(m, "connections") == 1 && Args.Int(m, "running") == 0 && Args.Int(m, "waiting") == 0) break;
             await Task.Delay(50);
         }
-        long rss = server.Rss();
-        while (clock.Elapsed < within && (target == 0 || rss > target))
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        long rss = 0;
+        for (int i = 0; i < 10; i++)
         {
-            await Task.Delay(250);
-            rss = server.Rss();
+            rss = Math.Max(rss, server.Rss());
+            await Task.Delay(100);
         }
         return rss;
     }

@@ -377,10 +377,10 @@ public class RpcServerTests
     [Fact]
     public async Task WorkBudget_RequestBeyondIt_OverloadedAtOnce_AndReturnedWhenCallsEnd()
     {
-        var options = new RpcServerOptions { Limits = MsgPackLimits.Default with { MaxMessageBytes = 64 << 10, MaxStringBytes = 64 << 10 }, MaxWorkBytes = 256 << 10 };
+        var options = new RpcServerOptions { Limits = MsgPackLimits.Default with { MaxMessageBytes = 64 << 10, MaxStringBytes = 64 << 10 }, MaxWorkBytes = 512 << 10 };
         await using var server = new TestServer(options);
         await using var client = await server.ConnectAsync();
-        // Each "wait" call holds what its 60 KiB request decodes to (about 120 KiB): the third does not fit.
+        // Each "wait" call holds what its 60 KiB request is charged while it runs (about 245 KiB): the third does not fit.
         string big = new('w', 60 << 10);
         for (uint id = 1; id <= 2; id++) await client.RequestAsync(id, "wait", MsgValue.Map(("pad", big)));
         await server.Started.Reader.ReadAsync();
@@ -392,7 +392,7 @@ public class RpcServerTests
         await client.RequestAsync(4, "cancel", MsgValue.Map(("msgid", 1)));
         await client.ReadResponseAsync();
         await client.ReadResponseAsync();
-        Assert.True(await WaitUntilAsync(() => server.Server.GetMetrics().WorkBytes < 256 << 10));
+        Assert.True(await WaitUntilAsync(() => server.Server.GetMetrics().WorkBytes < 512 << 10));
         await client.RequestAsync(5, "cancel", MsgValue.Map(("msgid", 2)));
         await client.ReadResponseAsync();
         await client.ReadResponseAsync();
