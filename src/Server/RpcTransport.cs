@@ -206,9 +206,8 @@ internal sealed class RpcTransport
     /// <summary>
     /// Charges the work budget for the <paramref name="buffered"/> bytes of an incomplete message beyond the first
     /// <see cref="FreeBufferBytes"/> (or returns what a finished one no longer needs). When the budget has no room,
-    /// waits for some before reading on: the socket is not
-    /// read meanwhile, so TCP makes the client wait, and the slow-sender timeout still bounds how long. False when the
-    /// connection closed while waiting.
+    /// waits for some before reading on: the socket is not read meanwhile, so TCP makes the client wait, and the
+    /// slow-sender timeout still bounds how long. False when the connection closed while waiting.
     /// </summary>
     private async ValueTask<bool> ChargeBufferedAsync(long buffered, CancellationToken ct)
     {
