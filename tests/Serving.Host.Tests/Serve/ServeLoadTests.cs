@@ -88,7 +88,7 @@ public sealed partial class ServeLoadTests(RpcHostFixture fixture, ITestOutputHe
             $"collections {Args.Int(settled, "work_collections")}, compactions {Args.Int(settled, "memory_compactions")}; RSS before {Mib(before)}, peak {Mib(peak)}, after {Mib(after)} " +
             $"({100.0 * after / before:0} % of before); budget {Mib(before + (2L * WorkBudgetMiB << 20))}";
         output.WriteLine(report);
-        Console.WriteLine("serve load: " + report); // also in the CI log
+        Console.WriteLine("serve load: " + report); // also on the console: dotnet test --logger "console;verbosity=normal"
 
         Assert.Equal(SoakTokenizes + SoakGenerates, soak.Served);
         Assert.True(admitted >= 4, report);
