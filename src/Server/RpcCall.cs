@@ -11,15 +11,37 @@ namespace Serving.Server;
 public sealed class RpcCall
 {
     private readonly RpcDispatcher _connection;
+    private readonly WorkCharge _charge;
     private RpcArgs? _args;
 
-    internal RpcCall(RpcDispatcher connection, string method, uint? messageId, MsgValue @params)
+    internal RpcCall(RpcDispatcher connection, string method, uint? messageId, MsgValue @params, WorkCharge charge)
     {
         _connection = connection;
+        _charge = charge;
         Method = method;
         MessageId = messageId;
         Params = @params;
     }
+
+    /// <summary>
+    /// Charges <paramref name="bytes"/> more to the server's memory budget for work in flight
+    /// (<see cref="RpcServerOptions.MaxWorkBytes"/>) for this call: what the handler's own work will hold (a working set,
+    /// the tokens it produces). Everything reserved is returned when the call ends, or earlier with <see cref="Release"/>.
+    /// </summary>
+    /// <exception cref="RpcException"><c>overloaded</c> (retriable, with <c>data: {retriable, limit, needed}</c>) when the
+    /// budget has no room: the handler should let it propagate, so the client gets it at once.</exception>
+    public void Reserve(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        if (!_charge.TryAdd(bytes))
+        {
+            _connection.CountOverBudget(bytes);
+            throw _connection.OverBudgetError(bytes);
+        }
+    }
+
+    /// <summary>Returns up to <paramref name="bytes"/> of what <see cref="Reserve"/> charged, before the call ends.</summary>
+    public void Release(long bytes) => _charge.Release(bytes);
 
     /// <summary>The method name.</summary>
     public string Method { get; }

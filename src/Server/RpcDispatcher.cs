@@ -15,10 +15,11 @@ namespace Serving.Server;
 /// </summary>
 internal sealed class RpcDispatcher
 {
-    private sealed class RunningCall(uint? messageId, CancellationTokenSource cancellation)
+    private sealed class RunningCall(uint? messageId, CancellationTokenSource cancellation, WorkCharge charge)
     {
         public uint? MessageId { get; } = messageId;
         public CancellationTokenSource Cancellation { get; } = cancellation;
+        public WorkCharge Charge { get; } = charge;
         public Task Task { get; set; } = Task.CompletedTask;
     }
 
@@ -39,6 +40,9 @@ internal sealed class RpcDispatcher
     private readonly Dictionary<uint, RunningCall> _byId = new(MessagePackSecurity.UntrustedData.GetEqualityComparer<uint>());
     private bool _authenticated;
     private int _authFailures;
+    private bool _authWaiting;   // under _callsLock: an auth attempt waits its turn (per-address back-off)
+    private bool _reclaimed;     // under _callsLock: the slot went to a new client; no call starts any more
+    private int _replying;       // under _callsLock: calls that left the tables but whose reply is not queued yet
 
     public RpcDispatcher(RpcServer server, RpcTransport transport)
     {
@@ -49,17 +53,49 @@ internal sealed class RpcDispatcher
         _authenticated = !server.RequiresAuth;
     }
 
-    /// <summary>True while a call is running (an idle timeout does not apply then).</summary>
+    /// <summary>True while a call is running or an auth waits its turn (an idle timeout does not apply then).</summary>
     public bool IsBusy
     {
         get
         {
             lock (_callsLock)
             {
-                return _running.Count > 0;
+                return _running.Count > 0 || _replying > 0 || _authWaiting;
             }
         }
     }
+
+    /// <summary>When not busy, marks the connection reclaimed (no call starts after this) and returns true.</summary>
+    public bool TryMarkReclaimed()
+    {
+        lock (_callsLock)
+        {
+            if (_running.Count > 0 || _replying > 0 || _authWaiting || _reclaimed)
+            {
+                return false;
+            }
+            _reclaimed = true;
+            return true;
+        }
+    }
+
+    /// <summary>Completes when no call is running (the client half-closed: nothing new can start).</summary>
+    public async Task WhenCallsEndedAsync()
+    {
+        while (RunningCallTasks() is { Length: > 0 } calls)
+        {
+            await Task.WhenAll(calls).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// What a whole message of <paramref name="bytes"/> bytes holding <paramref name="values"/> values takes while it is
+    /// decoded and its call runs, charged to the work budget before it is decoded: its received bytes (held until it is
+    /// decoded), the decoder's copy of a string cut across buffer segments, its strings as UTF-16 (at most two bytes per
+    /// byte), one 24-byte value per value plus array and map slack, and a fixed part for the call itself. Measured
+    /// against the process: a 4 MiB tokenize raises the managed heap by about this much until the next collection.
+    /// </summary>
+    internal static long DecodedCost(long bytes, long values) => 4 * bytes + 32 * values + 512;
 
     // ---------------------------------------------------------------- framing
 
@@ -75,7 +111,7 @@ internal sealed class RpcDispatcher
             while (_framer.TryReadFrame(ref buffer, out var frame))
             {
                 framed = true;
-                if (await HandleFrameAsync(frame).ConfigureAwait(false) is { } close)
+                if (await HandleFrameAsync(frame, _framer.LastFrameElements).ConfigureAwait(false) is { } close)
                 {
                     return new ReceiveResult(buffer.Start, true, close);
                 }
@@ -96,32 +132,77 @@ internal sealed class RpcDispatcher
 
     private static uint? PeekId(in ReadOnlySequence<byte> bytes) => RpcMessage.TryPeekRequestId(bytes, out uint id) ? id : null;
 
-    /// <summary>Handles one whole message; a close reason when the connection must close.</summary>
-    private async ValueTask<RpcCloseReason?> HandleFrameAsync(ReadOnlySequence<byte> frame)
+    /// <summary>
+    /// Handles one whole message; a close reason when the connection must close. What decoding it will take is charged
+    /// to the work budget first: a request that does not fit is answered <c>overloaded</c> without being decoded.
+    /// </summary>
+    private async ValueTask<RpcCloseReason?> HandleFrameAsync(ReadOnlySequence<byte> frame, long values)
     {
-        RpcMessage message;
+        lock (_callsLock)
+        {
+            if (_reclaimed)
+            {
+                return RpcCloseReason.Reclaimed;
+            }
+        }
+        _transport.ReleaseBuffered(frame.Length);
+        var charge = new WorkCharge(_server.Work);
+        long cost = DecodedCost(frame.Length, values);
+        if (!charge.TryAdd(cost))
+        {
+            CountOverBudget(cost);
+            if (RpcMessage.TryPeekRequestId(frame, out uint refusedId))
+            {
+                await SendResponseAsync(refusedId, OverBudgetError(cost).ToMsgValue(), default).ConfigureAwait(false);
+            }
+            return null;
+        }
         try
         {
-            message = RpcMessage.Parse(frame);
-        }
-        catch (RpcException ex) when (ex.IsProtocolError)
-        {
-            await ReplyProtocolErrorAsync(ex.MessageId ?? PeekId(frame), ex.Message).ConfigureAwait(false);
-            return RpcCloseReason.ProtocolError;
-        }
-
-        switch (message.Type)
-        {
-            case RpcMessageType.Response:
-                await ReplyProtocolErrorAsync(message.MessageId, "The server does not accept responses").ConfigureAwait(false);
+            RpcMessage message;
+            try
+            {
+                message = RpcMessage.Parse(frame);
+            }
+            catch (RpcException ex) when (ex.IsProtocolError)
+            {
+                await ReplyProtocolErrorAsync(ex.MessageId ?? PeekId(frame), ex.Message).ConfigureAwait(false);
                 return RpcCloseReason.ProtocolError;
-            case RpcMessageType.Notification:
-                OnNotification(message.Method!, message.Params);
-                return null;
-            default:
-                return await OnRequestAsync(message.MessageId, message.Method!, message.Params).ConfigureAwait(false);
+            }
+
+            switch (message.Type)
+            {
+                case RpcMessageType.Response:
+                    await ReplyProtocolErrorAsync(message.MessageId, "The server does not accept responses").ConfigureAwait(false);
+                    return RpcCloseReason.ProtocolError;
+                case RpcMessageType.Notification:
+                    OnNotification(message.Method!, message.Params, charge);
+                    return null;
+                default:
+                    return await OnRequestAsync(message.MessageId, message.Method!, message.Params, charge).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // A call that started owns the charge now and releases it when it ends; anything else is done with it.
+            if (!charge.HandedOver)
+            {
+                charge.ReleaseAll();
+            }
         }
     }
+
+    /// <summary>Counts and logs a request refused because <paramref name="needed"/> more bytes do not fit the work budget.</summary>
+    internal void CountOverBudget(long needed)
+    {
+        _server.Work.CountRefusal();
+        RpcServerLog.OverBudget(_log, _transport.Id, _server.Work.LimitBytes, needed);
+    }
+
+    /// <summary>The <c>overloaded</c> error of a request that does not fit the work budget.</summary>
+    internal RpcException OverBudgetError(long needed) => new(RpcErrorCodes.Overloaded,
+        $"The server's memory budget for work in flight ({_server.Work.LimitBytes >> 20} MiB) is full; retry later",
+        MsgValue.Map((RpcFields.Retriable, true), (RpcFields.Limit, _server.Work.LimitBytes), ("needed", needed)));
 
     private async ValueTask ReplyProtocolErrorAsync(uint? messageId, string detail)
     {
@@ -135,7 +216,7 @@ internal sealed class RpcDispatcher
 
     // ---------------------------------------------------------------- dispatch
 
-    private async ValueTask<RpcCloseReason?> OnRequestAsync(uint id, string method, MsgValue @params)
+    private async ValueTask<RpcCloseReason?> OnRequestAsync(uint id, string method, MsgValue @params, WorkCharge charge)
     {
         if (method == RpcMethods.Auth)
         {
@@ -175,7 +256,7 @@ internal sealed class RpcDispatcher
             }
             else
             {
-                StartCall(new RpcCall(this, method, id, @params), registration);
+                StartCall(new RpcCall(this, method, id, @params, charge), registration, charge);
             }
         }
         if (refusal is not null)
@@ -187,7 +268,7 @@ internal sealed class RpcDispatcher
         return null;
     }
 
-    private void OnNotification(string method, MsgValue @params)
+    private void OnNotification(string method, MsgValue @params, WorkCharge charge)
     {
         // No reply is possible, so refusals are only logged.
         _server.TryGetMethod(method, out var registration);
@@ -219,7 +300,7 @@ internal sealed class RpcDispatcher
                 }
                 else
                 {
-                    StartCall(new RpcCall(this, method, null, @params), registration);
+                    StartCall(new RpcCall(this, method, null, @params, charge), registration, charge);
                 }
             }
         }
@@ -244,10 +325,11 @@ internal sealed class RpcDispatcher
     }
 
     // Called under _callsLock.
-    private void StartCall(RpcCall call, RpcServer.Registration registration)
+    private void StartCall(RpcCall call, RpcServer.Registration registration, WorkCharge charge)
     {
         var cts = CancellationTokenSource.CreateLinkedTokenSource(_transport.Lifetime);
-        var running = new RunningCall(call.MessageId, cts);
+        charge.HandedOver = true;
+        var running = new RunningCall(call.MessageId, cts, charge);
         _running.Add(running);
         if (call.MessageId is uint id)
         {
@@ -260,6 +342,7 @@ internal sealed class RpcDispatcher
     {
         MsgValue result = default;
         MsgValue error = default;
+        bool idle = false;
         var token = running.Cancellation.Token;
         try
         {
@@ -289,13 +372,31 @@ internal sealed class RpcDispatcher
                 {
                     _byId.Remove(mid);
                 }
+                _replying++; // still busy until the reply is queued: its slot must not be reclaimed before
             }
             running.Cancellation.Dispose();
             _transport.MarkActivity();
         }
-        if (call.MessageId is uint id)
+        try
         {
-            await SendResponseAsync(id, error, result).ConfigureAwait(false);
+            if (call.MessageId is uint id)
+            {
+                await SendResponseAsync(id, error, result).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            lock (_callsLock)
+            {
+                _replying--;
+                idle = _running.Count == 0 && _replying == 0;
+            }
+        }
+        // The request and what its handler reserved are freed; the reply, queued, is charged on its own until sent.
+        running.Charge.ReleaseAll();
+        if (idle)
+        {
+            _server.OnSlotMayBeFree();
         }
     }
 
@@ -313,12 +414,47 @@ internal sealed class RpcDispatcher
             await SendResponseAsync(id, ex.ToMsgValue(), default).ConfigureAwait(false);
             return null;
         }
+        var address = _transport.Address;
+        var turn = _server.Auth.Begin(address);
+        if (turn.Refused)
+        {
+            // The address is backing off and its queue of attempts is full: refused without looking at the token.
+            RpcServerLog.AuthThrottled(_log, _transport.Id, address.ToString(), _server.Auth.Failures);
+            await SendResponseAsync(id, new RpcException(RpcErrorCodes.Unauthorized,
+                $"Too many failed authentications from this address; retry in {Math.Ceiling(turn.RetryAfter.TotalSeconds):0} s",
+                MsgValue.Map((RpcFields.RetryAfterSeconds, Math.Max(0.001, turn.RetryAfter.TotalSeconds)))).ToMsgValue(), default).ConfigureAwait(false);
+            return ++_authFailures >= _server.Options.MaxAuthFailures ? RpcCloseReason.AuthFailures : null;
+        }
+        if (turn.Wait > TimeSpan.Zero)
+        {
+            lock (_callsLock)
+            {
+                _authWaiting = true;
+            }
+            try
+            {
+                await Task.Delay(turn.Wait, _server.Options.TimeProvider, _transport.Lifetime).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return RpcCloseReason.ServerShutdown; // the connection closed meanwhile
+            }
+            finally
+            {
+                lock (_callsLock)
+                {
+                    _authWaiting = false;
+                }
+            }
+        }
         if (_server.TokenMatches(token))
         {
+            _server.Auth.Succeeded(address);
             _authenticated = true;
             await SendResponseAsync(id, default, MsgValue.FromBool(true)).ConfigureAwait(false);
             return null;
         }
+        _server.Auth.Failed(address);
         int failures = ++_authFailures;
         RpcServerLog.AuthFailed(_log, _transport.Id, failures);
         await SendErrorAsync(id, RpcErrorCodes.Unauthorized, "Invalid token").ConfigureAwait(false);

@@ -22,6 +22,8 @@ public enum RpcCloseReason
     AuthFailures,
     /// <summary>The server stopped.</summary>
     ServerShutdown,
+    /// <summary>The connection was idle and its slot went to a new client (connection limits reached).</summary>
+    Reclaimed,
 }
 
 /// <summary>Log messages of the RPC server, with stable event ids (1–20).</summary>
@@ -36,8 +38,8 @@ internal static partial class RpcServerLog
     [LoggerMessage(EventId = 3, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} accepted")]
     public static partial void ConnectionAccepted(ILogger logger, long connectionId, EndPoint? remote);
 
-    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Connection from {Remote} refused: limit of {MaxConnections} connections reached")]
-    public static partial void ConnectionRefused(ILogger logger, EndPoint? remote, int maxConnections);
+    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Connection from {Remote} refused: no slot free (limits: {MaxConnections} connections, {MaxPerAddress} from address {Address}) and none idle to reclaim")]
+    public static partial void ConnectionRefused(ILogger logger, EndPoint? remote, string address, int maxConnections, int maxPerAddress);
 
     [LoggerMessage(EventId = 5, Level = LogLevel.Debug, Message = "Connection {ConnectionId} closed: {Reason}")]
     public static partial void ConnectionClosed(ILogger logger, long connectionId, RpcCloseReason reason);
@@ -65,4 +67,13 @@ internal static partial class RpcServerLog
 
     [LoggerMessage(EventId = 13, Level = LogLevel.Error, Message = "Connection {ConnectionId} failed")]
     public static partial void ConnectionFailed(ILogger logger, Exception exception, long connectionId);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Information, Message = "Connection {ConnectionId} from {Remote} reclaimed: idle, and its slot went to a new client")]
+    public static partial void ConnectionReclaimed(ILogger logger, long connectionId, EndPoint? remote);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "Connection {ConnectionId}: auth from {Address} refused unchecked, the address is backing off after {Failures} failures")]
+    public static partial void AuthThrottled(ILogger logger, long connectionId, string address, long failures);
+
+    [LoggerMessage(EventId = 16, Level = LogLevel.Information, Message = "Connection {ConnectionId}: request refused, the work budget of {BudgetBytes} bytes is full ({NeededBytes} more needed)")]
+    public static partial void OverBudget(ILogger logger, long connectionId, long budgetBytes, long neededBytes);
 }

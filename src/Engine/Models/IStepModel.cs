@@ -31,7 +31,8 @@ public interface IStepModel
     /// ([R − G, V]: the k-th such row at k·V); for each greedy row r, the index of its largest logit (first on ties,
     /// NaN never wins) in <paramref name="greedyTokens"/>[r] (length ≥ R when G &gt; 0; entries of other rows are left
     /// as they were). Each row's result depends only on its own sequence, never on the batch, so a greedy row's index
-    /// equals the argmax of the logits the same row would have returned.
+    /// equals the argmax of the logits the same row would have returned. It sets <see cref="StepBatch.NonFinite"/>[r] for
+    /// every logit row whose logits hold a NaN or an infinity (whose token is then meaningless).
     /// </summary>
     void Forward(StepBatch batch, Span<float> logits, Span<int> greedyTokens);
 

@@ -26,15 +26,18 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
     private readonly TensorView _invFreq;            // F32 [1, RopeDim/2]
     private readonly IKvCache _kv;
     private readonly Tuning.KernelSelector _kernels; // the tuner's variant per (op, shape, batch); none = defaults
+    private readonly IDeviceWeight? _finiteProbe;   // F32 [1, V] of ones: MatMul by it sums each logit row on the device
 
     // Scratch activations sized for MaxBatchTokens rows.
     private readonly IDeviceBuffer _x, _h, _q, _k, _v, _attn, _gate, _up, _logitsIn, _logits;             // F32
     private readonly IDeviceBuffer _ids, _positions, _seqRows, _slots, _blockTables, _logitOrder, _argmax; // I32
+    private readonly IDeviceBuffer _rowSums;                                                               // F32 [T, 1]
 
     // Host scratch reused every step (the model allocates nothing per step).
     private readonly int[] _hostBlockTables;   // [MaxBatchSequences, MaxBlocksPerSequence]
     private readonly int[] _hostLogitOrder;    // [T]: logit rows that return logits, then the greedy ones
     private readonly int[] _hostArgmax;        // [T]: device argmax of the greedy rows, in _hostLogitOrder order
+    private readonly float[] _hostRowSums;     // [T]: sum of each logit row, in _hostLogitOrder order (finite iff the row is)
     private readonly bool[] _seenSequence;     // [MaxBatchSequences]: contiguity check
     private bool _disposed;
 
@@ -117,6 +120,9 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
             _slots = I32(t);
             _logitOrder = I32(t);
             _argmax = I32(t);
+            _rowSums = F32(t, 1);
+            _hostRowSums = new float[t];
+            _finiteProbe = FiniteProbe(config.VocabSize);
             _hostBlockTables = new int[MaxBatchSequences * MaxBlocksPerSequence];
             _blockTables = I32(_hostBlockTables.Length);
             _hostLogitOrder = new int[t];
@@ -265,6 +271,10 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
         st.RmsNorm(rows, _outputNorm, normed, c.RmsEps, Row(OpKind.RmsNorm, c.Dim, R));
         var outLogits = View(_logits, DataType.F32, R, c.VocabSize);
         st.MatMul(normed, _output, outLogits, Mm(_output, R));
+        // Each logit row's sum, by a MatMul with a row of ones: finite exactly when every logit of the row is (a NaN or an
+        // infinity anywhere makes it NaN or infinite). It costs V multiply-adds per row (under 1/D of the output head's)
+        // and R floats of download, so a greedy row, whose V logits never leave the device, is checked too.
+        if (_finiteProbe is not null) st.MatMul(outLogits, _finiteProbe, View(_rowSums, DataType.F32, R, 1));
         if (G > 0)
         {
             // Greedy rows sit after the L sampled ones: one Argmax over them, T ints come back instead of T × V floats.
@@ -273,8 +283,37 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
             for (int g = 0, r = 0; r < R; r++)
                 if (batch.Greedy[r]) greedyTokens[r] = _hostArgmax[g++];
         }
-        // The first download waited for the step; a second one only copies.
+        // The first download waited for the step; later ones only copy.
+        if (_finiteProbe is not null) st.Download(_rowSums, 0, MemoryMarshal.AsBytes(_hostRowSums.AsSpan(0, R)));
         if (L > 0) st.Download(_logits, 0, MemoryMarshal.AsBytes(logits[..(L * c.VocabSize)]));
+        for (int r = 0, sampled = 0, greedy = L; r < R; r++)
+        {
+            // _hostRowSums is in output-head order: the sampled rows first, then the greedy ones.
+            int row = batch.Greedy[r] ? greedy++ : sampled++;
+            batch.NonFinite[r] = _finiteProbe is not null
+                ? !float.IsFinite(_hostRowSums[row])
+                : !batch.Greedy[r] && !AllFinite(logits.Slice(row * c.VocabSize, c.VocabSize));
+        }
+    }
+
+    /// <summary>
+    /// The finiteness probe: a [1, V] F32 weight of ones, or null when the device cannot multiply by it (then only the
+    /// rows whose logits come back to the host are checked there, and greedy rows are not).
+    /// </summary>
+    private unsafe IDeviceWeight? FiniteProbe(int vocab)
+    {
+        if (!_device.Supports(new OpQuery(OpKind.MatMul, DataType.F32, 1, vocab)).Supported) return null;
+        float[] ones = new float[vocab];
+        Array.Fill(ones, 1f);
+        fixed (float* p = ones)
+            return Own(_device.PrepareWeight(new WeightSource("finite-probe", (nint)p, (long)vocab * sizeof(float), DataType.F32, 1, vocab, Persistent: false)));
+    }
+
+    private static bool AllFinite(ReadOnlySpan<float> x)
+    {
+        foreach (float v in x)
+            if (!float.IsFinite(v)) return false;
+        return true;
     }
 
     /// <summary>

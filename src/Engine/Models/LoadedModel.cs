@@ -46,12 +46,15 @@ public sealed class LoadedModel : IDisposable
         try
         {
             var tokenizer = Tokenizer.FromGguf(file);
-            var model = LlamaModel.Load(file, device, options, progress);
-            if (tokenizer.VocabSize > model.VocabSize)
+            CheckVocabulary(file, LlamaConfig.FromGguf(file), tokenizer);
+            long bytes = file.Tensors.Sum(t => t.ByteSize);
+            if (options?.CheckTensors == true)
             {
-                model.Dispose();
-                throw new ModelLoadException("tokenizer.ggml.tokens", $"{tokenizer.VocabSize} tokens but the embedding has {model.VocabSize} rows");
+                // One bar for both passes: the scan is its first half, the load its second.
+                TensorCheck.Scan(file, progress is null ? null : new Progress(p => progress.Report((p.Done, 2 * bytes))));
+                progress = progress is null ? null : new Progress(p => progress.Report((bytes + p.Done, 2 * bytes)));
             }
+            var model = LlamaModel.Load(file, device, options, progress);
             return new LoadedModel(System.IO.Path.GetFullPath(path), file, tokenizer, model);
         }
         catch
@@ -59,6 +62,33 @@ public sealed class LoadedModel : IDisposable
             file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The vocabulary sizes a file states must agree before anything is loaded: the tokenizer's token list, the embedding
+    /// and output rows (the model's V), and <c>{arch}.vocab_size</c> when present. A tokenizer with more tokens than
+    /// the embedding has rows would index past it; a stated vocab_size that differs from either means the metadata or
+    /// the tensors were edited apart. Throws <see cref="ModelLoadException"/> naming the key and both counts.
+    /// </summary>
+    private static void CheckVocabulary(GgufFile file, LlamaConfig config, Tokenizer tokenizer)
+    {
+        string key = $"{config.Architecture}.vocab_size";
+        if (file.Metadata.Contains(key))
+        {
+            if (!file.Metadata.TryGetUInt32(key, out uint stated))
+                throw new ModelLoadException(key, "must be an unsigned 32-bit integer");
+            if (stated != tokenizer.VocabSize)
+                throw new ModelLoadException(key, $"states {stated} tokens but the tokenizer (tokenizer.ggml.tokens) has {tokenizer.VocabSize}: the metadata does not match the vocabulary");
+            if (stated != config.VocabSize)
+                throw new ModelLoadException(key, $"states {stated} tokens but token_embd.weight has {config.VocabSize} rows: the metadata does not match the weights");
+        }
+        if (tokenizer.VocabSize > config.VocabSize)
+            throw new ModelLoadException("tokenizer.ggml.tokens", $"{tokenizer.VocabSize} tokens but the embedding has {config.VocabSize} rows");
+    }
+
+    private sealed class Progress(Action<(long Done, long Total)> report) : IProgress<(long Done, long Total)>
+    {
+        public void Report((long Done, long Total) value) => report(value);
     }
 
     /// <summary>Frees the model's device memory, then unmaps the file.</summary>

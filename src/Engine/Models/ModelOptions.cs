@@ -39,6 +39,12 @@ public sealed record ModelOptions
     /// </summary>
     public Tuning.KernelPlan? Kernels { get; init; }
 
+    /// <summary>
+    /// Scan every tensor for NaN and ±Inf before loading (<see cref="TensorCheck"/>; llama.cpp's <c>--check-tensors</c>):
+    /// one more pass over the file, and a poisoned file is refused naming the tensor. Default false.
+    /// </summary>
+    public bool CheckTensors { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {

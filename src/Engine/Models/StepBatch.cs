@@ -17,6 +17,7 @@ public sealed class StepBatch
         Slots = new int[maxTokens];
         LogitRows = new int[maxTokens];
         Greedy = new bool[maxTokens];
+        NonFinite = new bool[maxTokens];
         BlockTables = new int[maxSequences * maxBlocksPerSequence];
         MaxBlocksPerSequence = maxBlocksPerSequence;
     }
@@ -58,6 +59,12 @@ public sealed class StepBatch
     /// </summary>
     public bool[] Greedy { get; }
 
+    /// <summary>
+    /// [R] written by the step: true when logit row r's logits were not all finite (a NaN or an infinity: corrupt
+    /// weights, or activations that overflowed). Its token — argmax or sampled — means nothing and must not be used.
+    /// </summary>
+    public bool[] NonFinite { get; }
+
     /// <summary>G: entries of <see cref="Greedy"/> (among the first R) that are true.</summary>
     public int GreedyCount { get; private set; }
 
@@ -82,6 +89,7 @@ public sealed class StepBatch
     /// <summary>Empties the batch for reuse.</summary>
     public void Clear()
     {
+        Array.Clear(NonFinite, 0, LogitCount);
         TokenCount = 0;
         SequenceCount = 0;
         LogitCount = 0;

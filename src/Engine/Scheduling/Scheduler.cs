@@ -414,7 +414,12 @@ public sealed class Scheduler : IAsyncDisposable
         {
             Sequence s = _logitOwners[r]!;
             _logitOwners[r] = null;
-            if (_batch.Greedy[r]) Accept(s, _greedyTokens[r], default);
+            if (_batch.NonFinite[r])
+            {
+                if (!_batch.Greedy[r]) sampled++;
+                Finish(s, FinishReason.Error, error: new NonFiniteLogitsException(s.Count - 1, s.PromptLength));
+            }
+            else if (_batch.Greedy[r]) Accept(s, _greedyTokens[r], default);
             else Accept(s, -1, _logits.AsSpan(sampled++ * _vocab, _vocab));
         }
         _running.RemoveAll(static s => s.Finished);

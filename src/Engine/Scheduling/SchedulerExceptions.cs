@@ -93,3 +93,27 @@ public sealed class ModelStepException : Exception
     /// <summary>The step number (0-based) that failed.</summary>
     public long Step { get; }
 }
+
+/// <summary>
+/// A forward step produced NaN or infinite logits for this request (<see cref="Models.StepBatch.NonFinite"/>): its next
+/// token would be garbage, so the request fails instead. Usually the weights are corrupt or poisoned (a load with
+/// <c>--check-tensors</c> finds where); otherwise the activations overflowed. Only the affected requests fail: the
+/// device is not marked faulted.
+/// </summary>
+public sealed class NonFiniteLogitsException : Exception
+{
+    /// <summary>Creates the exception for a request whose logits at <paramref name="position"/> were not finite.</summary>
+    public NonFiniteLogitsException(int position, int promptTokens)
+        : base($"the model produced NaN or infinite logits at position {position} (prompt of {promptTokens} tokens); " +
+               "the weights may be corrupt or poisoned: load the model with --check-tensors to find out")
+    {
+        Position = position;
+        PromptTokens = promptTokens;
+    }
+
+    /// <summary>Position of the token whose logits were not finite.</summary>
+    public int Position { get; }
+
+    /// <summary>Prompt length of the request.</summary>
+    public int PromptTokens { get; }
+}

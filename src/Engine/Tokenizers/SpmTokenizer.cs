@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 
 namespace Serving.Engine.Tokenizers;
@@ -43,18 +44,37 @@ internal sealed class SpmTokenizer : Tokenizer
         int length = fragment.Length + (prefix ? 1 : 0);
         if (length == 0)
             return;
-        char[] text = new char[length];
-        int o = 0;
-        if (prefix)
-            text[o++] = Codepoints.EscapedSpace;
-        foreach (char c in fragment)
-            text[o++] = c == ' ' ? Codepoints.EscapedSpace : c;
+        // The working arrays grow with the text (a long prompt needs several MB): rented from the shared pool and
+        // returned, so a server tokenizing many texts reuses them instead of allocating on the large-object heap.
+        char[] text = ArrayPool<char>.Shared.Rent(length);
+        int[] start = ArrayPool<int>.Shared.Rent(length), len = ArrayPool<int>.Shared.Rent(length);
+        int[] prev = ArrayPool<int>.Shared.Rent(length), next = ArrayPool<int>.Shared.Rent(length);
+        var queue = new BigramHeap(length);
+        try
+        {
+            int o = 0;
+            if (prefix)
+                text[o++] = Codepoints.EscapedSpace;
+            foreach (char c in fragment)
+                text[o++] = c == ' ' ? Codepoints.EscapedSpace : c;
+            Merge(text.AsSpan(0, length), start, len, prev, next, ref queue, output);
+        }
+        finally
+        {
+            queue.Dispose();
+            ArrayPool<char>.Shared.Return(text);
+            ArrayPool<int>.Shared.Return(start);
+            ArrayPool<int>.Shared.Return(len);
+            ArrayPool<int>.Shared.Return(prev);
+            ArrayPool<int>.Shared.Return(next);
+        }
+    }
 
+    private void Merge(ReadOnlySpan<char> text, int[] start, int[] len, int[] prev, int[] next, ref BigramHeap queue, List<int> output)
+    {
         // One symbol per code point: a doubly linked list over char ranges of `text`. Merging moves the right
         // symbol's chars into the left one (they are adjacent) and sets the right length to 0.
-        int count = 0;
-        var start = new int[length];
-        var len = new int[length];
+        int length = text.Length, count = 0;
         for (int i = 0; i < length;)
         {
             int n = char.IsHighSurrogate(text[i]) && i + 1 < length && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
@@ -63,22 +83,20 @@ internal sealed class SpmTokenizer : Tokenizer
             count++;
             i += n;
         }
-        var prev = new int[count];
-        var next = new int[count];
         for (int i = 0; i < count; i++)
         {
             prev[i] = i - 1;
             next[i] = i + 1 < count ? i + 1 : -1;
         }
 
-        var queue = new PriorityQueue<Bigram, Bigram>(count, BigramOrder.Instance);
         for (int i = 1; i < count; i++)
-            TryAddBigram(i - 1, i);
+            TryAddBigram(text, i - 1, i, ref queue);
 
-        while (queue.TryDequeue(out Bigram bigram, out _))
+        while (queue.TryDequeue(out Bigram bigram))
         {
             int l = bigram.Left, r = bigram.Right;
-            // Skip pairs made stale by an earlier merge (a side was absorbed or grew).
+            // Skip pairs made stale by an earlier merge (a side was absorbed or grew). Sizes only grow, so at most one
+            // queued pair per left symbol is current: the order among equal (score, left) pairs cannot matter.
             if (len[l] == 0 || len[r] == 0 || len[l] + len[r] != bigram.Size)
                 continue;
             len[l] += len[r];
@@ -86,14 +104,14 @@ internal sealed class SpmTokenizer : Tokenizer
             next[l] = next[r];
             if (next[r] >= 0)
                 prev[next[r]] = l;
-            TryAddBigram(prev[l], l);
-            TryAddBigram(l, next[l]);
+            TryAddBigram(text, prev[l], l, ref queue);
+            TryAddBigram(text, l, next[l], ref queue);
         }
 
         Span<byte> utf8 = stackalloc byte[4];
         for (int i = 0; i >= 0 && count > 0; i = next[i])
         {
-            ReadOnlySpan<char> piece = text.AsSpan(start[i], len[i]);
+            ReadOnlySpan<char> piece = text.Slice(start[i], len[i]);
             int id = Lookup(piece);
             if (id >= 0)
             {
@@ -106,16 +124,15 @@ internal sealed class SpmTokenizer : Tokenizer
                 output.Add(ByteToken(utf8[k]));
         }
 
-        void TryAddBigram(int left, int right)
+        void TryAddBigram(ReadOnlySpan<char> text, int left, int right, ref BigramHeap queue)
         {
             if (left < 0 || right < 0)
                 return;
             int size = len[left] + len[right];
-            int id = Lookup(text.AsSpan(start[left], size));
+            int id = Lookup(text.Slice(start[left], size));
             if (id < 0)
                 return;
-            var b = new Bigram(left, right, _scores[id], size);
-            queue.Enqueue(b, b);
+            queue.Enqueue(new Bigram(left, right, _scores[id], size));
         }
     }
 
@@ -130,17 +147,71 @@ internal sealed class SpmTokenizer : Tokenizer
             $"the text needs byte 0x{b:X2}, but the vocabulary has no <0x{b:X2}> token and no unknown token");
     }
 
-    private readonly record struct Bigram(int Left, int Right, float Score, int Size);
-
-    /// <summary>Highest score first; on equal scores the leftmost pair (llama.cpp's llm_bigram_spm order).</summary>
-    private sealed class BigramOrder : IComparer<Bigram>
+    private readonly record struct Bigram(int Left, int Right, float Score, int Size)
     {
-        public static readonly BigramOrder Instance = new();
+        /// <summary>Highest score first; on equal scores the leftmost pair (llama.cpp's llm_bigram_spm order).</summary>
+        public bool Before(in Bigram other) => Score != other.Score ? Score > other.Score : Left < other.Left;
+    }
 
-        public int Compare(Bigram x, Bigram y)
+    /// <summary>A binary heap of bigrams, best first (<see cref="Bigram.Before"/>), on an array rented from the shared pool.</summary>
+    private struct BigramHeap(int capacity) : IDisposable
+    {
+        private Bigram[] _items = ArrayPool<Bigram>.Shared.Rent(Math.Max(16, capacity));
+        private int _count;
+
+        public void Enqueue(Bigram item)
         {
-            int c = y.Score.CompareTo(x.Score);
-            return c != 0 ? c : x.Left.CompareTo(y.Left);
+            if (_count == _items.Length)
+            {
+                Bigram[] bigger = ArrayPool<Bigram>.Shared.Rent(_items.Length * 2);
+                _items.AsSpan(0, _count).CopyTo(bigger);
+                ArrayPool<Bigram>.Shared.Return(_items);
+                _items = bigger;
+            }
+            int i = _count++;
+            while (i > 0)
+            {
+                int parent = (i - 1) >> 1;
+                if (!item.Before(_items[parent]))
+                    break;
+                _items[i] = _items[parent];
+                i = parent;
+            }
+            _items[i] = item;
+        }
+
+        public bool TryDequeue(out Bigram item)
+        {
+            if (_count == 0)
+            {
+                item = default;
+                return false;
+            }
+            item = _items[0];
+            Bigram last = _items[--_count];
+            int i = 0;
+            while (true)
+            {
+                int child = 2 * i + 1;
+                if (child >= _count)
+                    break;
+                if (child + 1 < _count && _items[child + 1].Before(_items[child]))
+                    child++;
+                if (!_items[child].Before(last))
+                    break;
+                _items[i] = _items[child];
+                i = child;
+            }
+            if (_count > 0)
+                _items[i] = last;
+            return true;
+        }
+
+        public void Dispose()
+        {
+            if (_items.Length > 0)
+                ArrayPool<Bigram>.Shared.Return(_items);
+            _items = [];
         }
     }
 }

@@ -55,6 +55,8 @@ public abstract class Tokenizer
             throw new TokenizerException(TokenizerVocab.Keys.Tokens, "the vocabulary is empty");
         CheckLength(vocab.Scores?.Length, n, TokenizerVocab.Keys.Scores);
         CheckLength(vocab.TokenTypes?.Length, n, TokenizerVocab.Keys.TokenTypes);
+        if (vocab.Scores is { } scores && Array.FindIndex(scores, x => !float.IsFinite(x)) is var bad and >= 0)
+            throw new TokenizerException(TokenizerVocab.Keys.Scores, $"the score of token {bad} is {scores[bad]}; merge scores must be finite");
 
         _texts = new string[n];
         _attrs = new TokenAttr[n];
@@ -90,7 +92,23 @@ public abstract class Tokenizer
         _pieces = new byte[n][];
         for (int i = 0; i < n; i++)
             _pieces[i] = BuildPiece(i, vocab.TokenTypes is null ? 0 : vocab.TokenTypes[i]);
+
+        // Tokens plain text can produce: normal and user-defined ones (a byte or unknown token covers one character,
+        // control tokens are only matched when special tokens are parsed).
+        int longest = 1;
+        for (int i = 0; i < n; i++)
+            if ((_attrs[i] & (TokenAttr.Normal | TokenAttr.UserDefined)) != 0)
+                longest = Math.Max(longest, _texts[i].Length);
+        MaxTokenLength = longest;
     }
+
+    /// <summary>
+    /// The longest text, in chars, one token of plain text covers (byte-level BPE spells each byte as one char, and a
+    /// text has at least as many UTF-8 bytes as chars). So a text of n chars encodes to at least
+    /// ⌈n / MaxTokenLength⌉ tokens: a request whose text is too long for a token limit can be refused without
+    /// tokenizing it.
+    /// </summary>
+    public int MaxTokenLength { get; }
 
     /// <summary>Model-kind defaults a subclass hands to the base constructor.</summary>
     private protected readonly record struct Defaults(int Bos, int Eos, int Unk, bool AddBos, bool AddSpacePrefix, bool CleanSpaces);

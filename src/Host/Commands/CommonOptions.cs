@@ -33,6 +33,12 @@ internal static class CommonOptions
         Description = "Read weights into memory instead of mapping the file (immune to page-cache eviction)",
     };
 
+    /// <summary>Scan the weights for NaN and Inf before loading.</summary>
+    public static Option<bool> CheckTensors() => new("--check-tensors")
+    {
+        Description = "Scan every tensor for NaN and Inf before loading (one more pass over the file); a poisoned file is refused naming the tensor",
+    };
+
     /// <summary>Element type of the KV cache.</summary>
     public static Option<string> KvType()
     {

@@ -32,7 +32,8 @@ internal static class GenerateCommand
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, noTune, threads, noMmap, kvType })
+        var checkTensors = CommonOptions.CheckTensors();
+        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, noTune, threads, noMmap, kvType, checkTensors })
             command.Options.Add(o);
         command.SetAction(async (parse, cancel) =>
         {
@@ -52,6 +53,7 @@ internal static class GenerateCommand
                 MaxBatchSequences = 1,
                 KvCacheType = CommonOptions.KvCacheType(parse, kvType),
                 Kernels = tuned.Profile is null ? null : Engine.Tuning.KernelPlan.From(tuned.Profile),
+                CheckTensors = parse.GetValue(checkTensors),
             });
             if (tuned.Profile is { } profile) DeviceTuning.Describe(profile, session.Device, 1, 1, "", batching: false);
             var tokenizer = session.Loaded.Tokenizer;

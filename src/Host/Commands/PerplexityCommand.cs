@@ -27,7 +27,8 @@ internal static class PerplexityCommand
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { model, file, ctx, chunks, json, device, threads, noMmap, kvType }) command.Options.Add(o);
+        var checkTensors = CommonOptions.CheckTensors();
+        foreach (var o in new Option[] { model, file, ctx, chunks, json, device, threads, noMmap, kvType, checkTensors }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             int n = parse.GetValue(ctx);
@@ -38,7 +39,8 @@ internal static class PerplexityCommand
             string text = File.ReadAllText(path);
 
             using var session = ModelSession.Open(parse, model, device, threads, noMmap,
-                new ModelOptions { ContextLength = n, MaxBatchTokens = Math.Min(n, 512), MaxBatchSequences = 1, KvCacheTokens = n, KvCacheType = CommonOptions.KvCacheType(parse, kvType) });
+                new ModelOptions { ContextLength = n, MaxBatchTokens = Math.Min(n, 512), MaxBatchSequences = 1, KvCacheTokens = n, KvCacheType = CommonOptions.KvCacheType(parse, kvType),
+                    CheckTensors = parse.GetValue(checkTensors) });
             var lm = session.Loaded;
             var tok = lm.Tokenizer;
             int[] tokens = tok.Encode(text, tok.AddBos);

@@ -6,6 +6,7 @@ using Serving.Engine.Models;
 using Serving.Engine.Scheduling;
 using Serving.Host.Cli;
 using Serving.Host.Serve;
+using Serving.Server;
 
 namespace Serving.Host.Commands;
 
@@ -31,13 +32,33 @@ internal static class ServeCommand
         var queue = new Option<int>("--max-queue") { Description = "Requests allowed to wait; beyond, 'overloaded' at once", DefaultValueFactory = _ => 64 };
         var kvTokens = new Option<int>("--kv-tokens") { Description = "KV cache size in tokens over all requests (0 = auto)", DefaultValueFactory = _ => 0 };
         var grace = new Option<double>("--grace") { Description = "Seconds to drain in-flight work on shutdown", DefaultValueFactory = _ => 10 };
+        var defaults = new RpcServerOptions();
+        var maxConnections = new Option<int>("--max-connections")
+        {
+            Description = "Most open connections; when all are taken an idle one is reclaimed for a new client", DefaultValueFactory = _ => defaults.MaxConnections,
+        };
+        var perAddress = new Option<int>("--max-connections-per-address")
+        {
+            Description = "Most open connections from one address (IPv4 address or IPv6 /64)", DefaultValueFactory = _ => defaults.MaxConnectionsPerAddress,
+        };
+        var workMb = new Option<int>("--max-work-mb")
+        {
+            Description = "Memory budget for work in flight, MiB (requests, their working sets, queued replies); beyond it 'overloaded' at once",
+            DefaultValueFactory = _ => (int)(defaults.MaxWorkBytes >> 20),
+        };
+        var requestTokens = new Option<int>("--max-request-tokens")
+        {
+            Description = "Most tokens one tokenize result or detokenize argument may hold (0 = the context length)", DefaultValueFactory = _ => 0,
+        };
         var device = DeviceTuning.Device();
         var noTune = DeviceTuning.NoTune();
         var tpot = DeviceTuning.TpotMs("Per-token latency target in ms for the tuned batch limits (0 = the profile's)");
         var threads = CommonOptions.Threads();
         var noMmap = CommonOptions.NoMmap();
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, device, noTune, tpot, threads, noMmap, kvType })
+        var checkTensors = CommonOptions.CheckTensors();
+        foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, maxConnections, perAddress, workMb,
+                     requestTokens, device, noTune, tpot, threads, noMmap, kvType, checkTensors })
             command.Options.Add(o);
         command.SetAction(async (parse, _) =>
         {
@@ -57,6 +78,12 @@ internal static class ServeCommand
                 return CliErrors.Fail($"--grace {graceSeconds} out of range [0, 3600] seconds");
             int sequences = parse.GetValue(batchSequences);
             if (sequences is < 1 or > 1024) return CliErrors.Fail($"--max-batch {sequences} out of range [1, 1024]");
+            int connections = parse.GetValue(maxConnections), fromOne = parse.GetValue(perAddress), work = parse.GetValue(workMb);
+            if (connections is < 1 or > 65536) return CliErrors.Fail($"--max-connections {connections} out of range [1, 65536]");
+            if (fromOne is < 1 or > 65536) return CliErrors.Fail($"--max-connections-per-address {fromOne} out of range [1, 65536]");
+            long minWork = RpcServerOptions.MinWorkBytes(defaults.Limits) >> 20;
+            if (work < minWork || work > 1 << 20) return CliErrors.Fail($"--max-work-mb {work} out of range [{minWork}, 1048576] (two of the largest messages as they are decoded)");
+            if (parse.GetValue(requestTokens) < 0) return CliErrors.Fail($"--max-request-tokens {parse.GetValue(requestTokens)} must be ≥ 0");
 
             using var stop = new CancellationTokenSource();
             // Loading holds no one's work, so a signal then exits at once; serving drains on the first signal;
@@ -109,8 +136,11 @@ internal static class ServeCommand
                 DeviceId = tuned.DeviceId,
                 Threads = parse.GetValue(threads),
                 PluginsFolder = parse.GetValue(CommonOptions.Plugins),
+                MaxRequestTokens = parse.GetValue(requestTokens),
+                Rpc = defaults with { MaxConnections = connections, MaxConnectionsPerAddress = fromOne, MaxWorkBytes = (long)work << 20 },
                 Model = new ModelOptions
                 {
+                    CheckTensors = parse.GetValue(checkTensors),
                     ContextLength = parse.GetValue(ctx),
                     MaxBatchSequences = sequences,
                     MaxBatchTokens = tokens,

@@ -22,6 +22,8 @@ internal sealed record ServingHostOptions
     /// <summary>Overrides for the RPC limits (message size, connections, timeouts); the endpoint and token above win.</summary>
     public RpcServerOptions Rpc { get; init; } = new();
     public string? PluginsFolder { get; init; }
+    /// <summary>Most tokens one tokenize result or detokenize argument may hold; 0 = the context length.</summary>
+    public int MaxRequestTokens { get; init; }
 }
 
 /// <summary>
@@ -88,7 +90,7 @@ internal sealed class ServingHost : IAsyncDisposable
             ITokenDecoder decoder = new TokenizerDecoder(model.Tokenizer);
             scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, options.Scheduler);
             server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
-            new ServingMethods(model, scheduler, registry, device, server, logs.CreateLogger("serving.methods")).Register();
+            new ServingMethods(model, scheduler, registry, device, server, logs.CreateLogger("serving.methods"), options.MaxRequestTokens).Register();
             return new ServingHost(device, model, scheduler, server);
         }
         catch

@@ -19,10 +19,22 @@ namespace Serving.Host.Serve;
 /// client (never a stack trace).
 /// </summary>
 internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, DeviceRegistry registry, IAccelerator device, RpcServer server,
-    ILogger? log = null)
+    ILogger? log = null, int maxRequestTokens = 0)
 {
     private readonly ILogger _log = log ?? NullLogger.Instance;
     private const int MaxStopStrings = 16, MaxStopLength = 256;
+
+    /// <summary>
+    /// Bytes of work-budget charged per char of text while it is tokenized: the tokenizer's working set (its symbol
+    /// arrays and merge queue, ~120 bytes per char at worst) plus the ids and their reply values.
+    /// </summary>
+    internal const long TokenizeBytesPerChar = 160;
+
+    /// <summary>Bytes charged per token a request holds (ids, reply values, text) while it runs.</summary>
+    internal const long BytesPerToken = 64;
+
+    /// <summary>Most tokens one tokenize result or detokenize argument may hold: <c>--max-request-tokens</c>, by default the context length.</summary>
+    public int MaxRequestTokens { get; } = maxRequestTokens > 0 ? maxRequestTokens : scheduler.ContextLength;
     private readonly DateTime _started = DateTime.UtcNow;
     // Energy since start where the device has a meter (read every second so a counter's wrap is never missed); its
     // timer goes with this object.
@@ -36,8 +48,8 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         server.Register(RpcMethods.Health, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Health()); }, isPublic: true);
         server.Register(RpcMethods.DevicesList, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Devices()); });
         server.Register(RpcMethods.ModelsList, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Models()); });
-        server.Register(RpcMethods.Tokenize, (c, _) => ValueTask.FromResult(Tokenize(c.Args)));
-        server.Register(RpcMethods.Detokenize, (c, _) => ValueTask.FromResult(Detokenize(c.Args)));
+        server.Register(RpcMethods.Tokenize, (c, _) => ValueTask.FromResult(Tokenize(c)));
+        server.Register(RpcMethods.Detokenize, (c, _) => ValueTask.FromResult(Detokenize(c)));
         server.Register(RpcMethods.Metrics, (c, _) => { c.Args.EnsureOnly(); return ValueTask.FromResult(Metrics()); });
         server.Register(RpcMethods.Generate, GenerateAsync);
     }
@@ -120,28 +132,61 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             throw new RpcException(RpcErrorCodes.NotFound, $"model '{id}' is not loaded; loaded: '{model.Name}'");
     }
 
-    private MsgValue Tokenize(RpcArgs a)
+    private MsgValue Tokenize(RpcCall call)
     {
+        var a = call.Args;
         a.EnsureOnly(RpcFields.Text, RpcFields.AddBos, RpcFields.Model);
         CheckModel(a);
         string text = a.GetString(RpcFields.Text);
-        int[] ids = model.Tokenizer.Encode(text, a.GetBool(RpcFields.AddBos, false));
+        int[] ids = Encode(call, text, a.GetBool(RpcFields.AddBos, false), MaxRequestTokens,
+            n => TooManyTokens("'text'", n, MaxRequestTokens, atLeast: true));
+        if (ids.Length > MaxRequestTokens) throw TooManyTokens("'text'", ids.Length, MaxRequestTokens, atLeast: false);
         return MsgValue.Map((RpcFields.Tokens, IntArray(ids)));
     }
 
-    private MsgValue Detokenize(RpcArgs a)
+    private MsgValue Detokenize(RpcCall call)
     {
+        var a = call.Args;
         a.EnsureOnly(RpcFields.Tokens, RpcFields.Model);
         CheckModel(a);
-        // No context cap here: decoding is cheap, and the message limits already bound the array.
-        int[] ids = TokenIds(a.Get(RpcFields.Tokens), RpcFields.Tokens, int.MaxValue);
+        var tokens = a.Get(RpcFields.Tokens);
+        if (tokens.Kind == MsgValueKind.Array && tokens.Count > MaxRequestTokens)
+            throw TooManyTokens("'tokens'", tokens.Count, MaxRequestTokens, atLeast: false);
+        call.Reserve(tokens.Count * BytesPerToken);
+        int[] ids = TokenIds(tokens, RpcFields.Tokens, MaxRequestTokens);
         return MsgValue.Map((RpcFields.Text, model.Tokenizer.Decode(ids)));
     }
+
+    /// <summary>
+    /// Tokenizes <paramref name="text"/> for a request allowed <paramref name="limit"/> tokens. A text too long to fit
+    /// (more chars than <paramref name="limit"/> tokens of the longest token can cover) is refused before any work with
+    /// <paramref name="tooLong"/>(a lower bound of its token count); otherwise the tokenizer's working set is charged to the
+    /// work budget while it runs (<c>overloaded</c> when it does not fit), then exchanged for the ids' own charge.
+    /// </summary>
+    private int[] Encode(RpcCall call, string text, bool addBos, int limit, Func<long, RpcException> tooLong)
+    {
+        int longest = model.Tokenizer.MaxTokenLength;
+        if (text.Length > (long)limit * longest)
+            throw tooLong((text.Length + longest - 1) / longest);
+        long working = (text.Length + 1) * TokenizeBytesPerChar;
+        call.Reserve(working);
+        int[] ids = model.Tokenizer.Encode(text, addBos);
+        call.Release(working);
+        call.Reserve(ids.Length * BytesPerToken);
+        return ids;
+    }
+
+    /// <summary>context_exceeded for a tokenize or detokenize past the per-request token limit.</summary>
+    private static RpcException TooManyTokens(string what, long tokens, int limit, bool atLeast) => new(RpcErrorCodes.ContextExceeded,
+        $"{what} has {(atLeast ? "at least " : "")}{tokens} tokens; a request may hold at most {limit} (--max-request-tokens; by default the context length)",
+        MsgValue.Map((RpcFields.Tokens, tokens), (RpcFields.Limit, limit)));
 
     private MsgValue Metrics()
     {
         var m = scheduler.GetMetrics();
+        var rpc = server.GetMetrics();
         using var process = Process.GetCurrentProcess();
+        var gc = GC.GetGCMemoryInfo();
         return MsgValue.Map([
             ("requests", Interlocked.Read(ref _requests)),
             ("running", m.Running), ("waiting", m.Waiting), ("completed", m.Completed), ("failed", m.Failed),
@@ -151,9 +196,14 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             ("kv_blocks_used", m.KvBlocksUsed), ("kv_blocks_total", m.KvBlocksTotal), ("kv_blocks_cached", m.KvBlocksCached),
             ("kv_evictions", m.KvEvictions), ("steps", m.Steps), ("mean_batch_sequences", m.MeanBatchSequences),
             ("mean_batch_tokens", m.MeanBatchTokens), ("streamed_tokens", Interlocked.Read(ref _streamedTokens)),
-            ("connections", server.ConnectionCount),
+            ("connections", rpc.Connections), ("connections_accepted", rpc.ConnectionsAccepted),
+            ("connections_refused", rpc.ConnectionsRefused), ("connections_reclaimed", rpc.ConnectionsReclaimed),
+            ("connections_waiting", rpc.ConnectionsWaiting),
+            ("auth_failures", rpc.AuthFailures), ("auth_delayed", rpc.AuthDelayed), ("auth_refused", rpc.AuthRefused),
+            ("work_bytes", rpc.WorkBytes), ("work_budget_bytes", rpc.WorkBudgetBytes), ("work_peak_bytes", rpc.WorkPeakBytes),
+            ("refused_over_budget", rpc.RefusedOverBudget), ("memory_compactions", rpc.Compactions), ("work_collections", rpc.Collections),
             ("working_set_bytes", process.WorkingSet64), ("managed_heap_bytes", GC.GetTotalMemory(false)),
-            ("handles", process.HandleCount), .. EnergyFields(m)]);
+            ("gc_committed_bytes", gc.TotalCommittedBytes), ("handles", process.HandleCount), .. EnergyFields(m)]);
     }
 
     /// <summary>energy_source, energy_method, energy_joules (since start, idle included) and joules_per_token (÷ tokens run
@@ -187,14 +237,19 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         {
             string text = a.GetString(RpcFields.Prompt);
             if (text.Length == 0) throw Bad("'prompt' is empty");
-            prompt = model.Tokenizer.Encode(text, a.GetBool(RpcFields.AddBos, model.Tokenizer.AddBos));
+            // A prompt longer than the context can hold is refused before it is tokenized.
+            prompt = Encode(call, text, a.GetBool(RpcFields.AddBos, model.Tokenizer.AddBos), scheduler.ContextLength - 1,
+                n => ContextExceeded("prompt", (int)Math.Min(n, int.MaxValue), atLeast: true));
         }
         else
         {
-            prompt = TokenIds(a.Get(RpcFields.Tokens), RpcFields.Tokens, scheduler.ContextLength - 1);
+            var tokens = a.Get(RpcFields.Tokens);
+            call.Reserve(Math.Min(tokens.Count, scheduler.ContextLength) * BytesPerToken);
+            prompt = TokenIds(tokens, RpcFields.Tokens, scheduler.ContextLength - 1);
             if (prompt.Length == 0) throw Bad("'tokens' is empty");
         }
         int maxTokens = (int)(a.GetOptionalInt64(RpcFields.MaxTokens, 1, scheduler.ContextLength) ?? Math.Min(128, scheduler.ContextLength));
+        call.Reserve(maxTokens * BytesPerToken); // the tokens and text it will produce
         var sampling = new SamplingParams(
             (float)Finite(a, RpcFields.Temperature, 0, 100, 0.8),
             (int)(a.GetOptionalInt64(RpcFields.TopK, 0, model.Model.VocabSize) ?? 40),
@@ -241,6 +296,11 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         var r = await handle.Completion.ConfigureAwait(false);
         if (r.FinishReason == FinishReason.Error)
         {
+            if (r.Error is NonFiniteLogitsException nonFinite)
+            {
+                ServingLog.NonFiniteLogits(_log, nonFinite.Position, handle.RequestId);
+                throw new RpcException(RpcErrorCodes.Internal, nonFinite.Message, MsgValue.Map((RpcFields.Reason, "non_finite_logits")));
+            }
             if (r.Error is ModelStepException step)
             {
                 ServingLog.StepFailed(_log, step, handle.RequestId);
@@ -313,9 +373,10 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
         return list;
     }
 
-    /// <summary>context_exceeded carrying both counts: the prompt's tokens and the positions the context holds.</summary>
-    private RpcException ContextExceeded(string what, int promptTokens) => new(RpcErrorCodes.ContextExceeded,
-        $"{what} has {promptTokens} tokens; the context holds {scheduler.ContextLength}, so at most {scheduler.ContextLength - 1} prompt tokens fit",
+    /// <summary>context_exceeded carrying both counts: the prompt's tokens (a lower bound when <paramref name="atLeast"/>:
+    /// the text was refused untokenized) and the positions the context holds.</summary>
+    private RpcException ContextExceeded(string what, int promptTokens, bool atLeast = false) => new(RpcErrorCodes.ContextExceeded,
+        $"{what} has {(atLeast ? "at least " : "")}{promptTokens} tokens; the context holds {scheduler.ContextLength}, so at most {scheduler.ContextLength - 1} prompt tokens fit",
         MsgValue.Map((RpcFields.PromptTokens, promptTokens), (RpcFields.ContextLength, scheduler.ContextLength)));
 
     /// <summary>Token ids from an array; more than <paramref name="maxCount"/> is context_exceeded (checked before anything is allocated).</summary>
@@ -352,4 +413,7 @@ internal static partial class ServingLog
 
     [LoggerMessage(EventId = 102, Level = LogLevel.Error, Message = "Request {RequestId} failed inside the engine")]
     public static partial void RequestFailed(ILogger logger, Exception? error, string requestId);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Error, Message = "Request {RequestId} failed: NaN or infinite logits at position {Position} (corrupt weights? try --check-tensors)")]
+    public static partial void NonFiniteLogits(ILogger logger, int position, string requestId);
 }

@@ -31,6 +31,7 @@ public struct MsgPackFramer
     private long _offset;     // bytes of the current message accepted so far
     private long _elements;   // tokens accepted so far in the current message
     private long _openingAt;  // offset of the container being opened (for a depth error raised by the library)
+    private long _lastElements; // values in the last whole message cut
 
     /// <summary>Creates a framer applying <paramref name="limits"/> (default: <see cref="MsgPackLimits.Default"/>).</summary>
     /// <exception cref="ArgumentOutOfRangeException">A limit is not positive.</exception>
@@ -47,6 +48,12 @@ public struct MsgPackFramer
 
     /// <summary>Bytes of the current incomplete message accepted so far; 0 between messages.</summary>
     public readonly long PendingBytes => _offset;
+
+    /// <summary>
+    /// Values (every scalar, array, map, key and value) in the last whole message <see cref="TryReadFrame"/> returned:
+    /// with its length, what decoding it will allocate is bounded before it is decoded.
+    /// </summary>
+    public readonly long LastFrameElements => _lastElements;
 
     /// <summary>Forgets any progress: the next call starts a new message.</summary>
     public void Reset()
@@ -206,6 +213,7 @@ public struct MsgPackFramer
             if (_depth == 0)
             {
                 length = _offset;
+                _lastElements = _elements;
                 Reset();
                 return true;
             }

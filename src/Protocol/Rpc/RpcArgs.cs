@@ -75,7 +75,9 @@ public sealed class RpcArgs
             }
             if (index < 0)
             {
-                throw Bad($"unknown argument '{Truncate(key)}'; allowed: {string.Join(", ", allowed.ToArray())}");
+                throw Bad(allowed.IsEmpty
+                    ? $"unknown argument '{Truncate(key)}'; this method takes no arguments"
+                    : $"unknown argument '{Truncate(key)}'; allowed: {string.Join(", ", allowed.ToArray())}");
             }
             if (seen[index])
             {

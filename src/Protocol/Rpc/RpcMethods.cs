@@ -56,6 +56,10 @@ public static class RpcFields
     public const string Data = "data";
     /// <summary>Error data of overloaded: true when retrying later may succeed.</summary>
     public const string Retriable = "retriable";
+    /// <summary>Error data of an auth refused during back-off: seconds until the address may try again.</summary>
+    public const string RetryAfterSeconds = "retry_after_s";
+    /// <summary>Error data of a request refused for the memory budget or a per-request limit: what was asked, what is allowed.</summary>
+    public const string Limit = "limit";
 
     // ---- auth, cancel, generate.token
 

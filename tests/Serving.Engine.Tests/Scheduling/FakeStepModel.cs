@@ -50,6 +50,9 @@ internal sealed class FakeStepModel : IStepModel
     /// <summary>1-based Forward call that throws, or 0 for never.</summary>
     public int ThrowOnCall { get; set; }
 
+    /// <summary>A token id whose presence in a row's history makes that row's logits non-finite (as poisoned weights would), or −1.</summary>
+    public int NonFiniteToken { get; set; } = -1;
+
     /// <summary>1-based Forward call at which the model pauses itself (as if <see cref="Pause"/> had been called), or 0.</summary>
     public int PauseAtCall { get; set; }
 
@@ -119,12 +122,15 @@ internal sealed class FakeStepModel : IStepModel
             Check(r == 0 || i > batch.LogitRows[r - 1], "logit rows not ascending");
             int row = batch.SequenceRows[i], pos = batch.Positions[i];
             ulong h = HistorySeed;
+            bool poisoned = false;
             for (int p = 0; p <= pos; p++)
             {
                 long v = _kv[batch.BlockTables[row * m + p / bs] * bs + p % bs];
                 Check(v != Empty && (int)(v & 0xFFFFFFFF) == p, $"row {row} position {p} reads a slot holding {(v == Empty ? "nothing" : $"position {(int)(v & 0xFFFFFFFF)}")}");
                 h = Mix(h ^ (ulong)((v >> 32) + 1));
+                poisoned |= (int)(v >> 32) == NonFiniteToken;
             }
+            batch.NonFinite[r] = poisoned;
             if (batch.Greedy[r])
             {
                 // As a device Argmax: the first index of the largest logit.

@@ -381,6 +381,38 @@ public class SchedulerTests
     }
 
     [Fact]
+    public async Task Non_finite_logits_fail_only_their_request_with_a_clear_error_and_the_device_stays_ready()
+    {
+        var (model, scheduler) = Create();
+        await using var _ = scheduler;
+        model.NonFiniteToken = 29;
+        model.Pause();
+        var warm = scheduler.Submit(Greedy("warm", Prompt(99, 2), 1));
+        await WaitForStepsAsync(model);
+        var poisonedGreedy = scheduler.Submit(Greedy("nan-greedy", [1, 2, 29], 5));
+        var poisonedSampled = scheduler.Submit(new GenerationRequest("nan-sampled", [3, 29], 5, new SamplingParams(Temperature: 0.8f, Seed: 1)));
+        int[] good = Prompt(4, 5);
+        var healthy = scheduler.Submit(Greedy("good", good, 5));
+        model.Resume();
+
+        Run greedy = await CollectAsync(poisonedGreedy), sampled = await CollectAsync(poisonedSampled), ok = await CollectAsync(healthy);
+        await CollectAsync(warm);
+
+        foreach (Run bad in new[] { greedy, sampled })
+        {
+            Assert.Equal(FinishReason.Error, bad.Result.FinishReason);
+            var nan = Assert.IsType<NonFiniteLogitsException>(bad.Result.Error);
+            Assert.Contains("--check-tensors", nan.Message);
+            Assert.Empty(bad.Result.TokenIds); // no garbage token was taken
+        }
+        Assert.Equal(model.ReferenceGreedy(good, 5), ok.Result.TokenIds);
+        Assert.Equal(SchedulerState.Accepting, scheduler.State);
+        var m = scheduler.GetMetrics();
+        Assert.Equal(2, m.Failed);
+        Assert.Equal(0, m.KvBlocksUsed);
+    }
+
+    [Fact]
     public async Task A_request_whose_decoding_throws_fails_alone()
     {
         var (model, scheduler) = Create();

@@ -156,4 +156,32 @@ public class TokenizerMetadataTests
         Assert.Equal(TokenizerVocab.Keys.BosId, e.Key);
         Assert.Throws<TokenizerException>(() => Tokenizer.Create(new TokenizerVocab { Model = "llama", Tokens = [] }));
     }
+
+    [Fact]
+    public void NonFiniteScoreIsAnError()
+    {
+        var e = Assert.Throws<TokenizerException>(() => Tokenizer.Create(new TokenizerVocab
+        {
+            Model = "llama",
+            Tokens = ["<unk>", "<s>", "</s>", "▁a", "▁b"],
+            Scores = [0, 0, 0, -1, float.NaN],
+        }));
+        Assert.Equal(TokenizerVocab.Keys.Scores, e.Key);
+        Assert.Contains("token 4", e.Message);
+    }
+
+    [Fact]
+    public void MaxTokenLength_IsTheLongestTextPlainTextCanProduce_AndBoundsTheTokenCount()
+    {
+        var tokenizer = Tokenizer.Create(new TokenizerVocab
+        {
+            Model = "llama",
+            Tokens = ["<unk>", "<s>", "</s>", "▁a", "▁aaaa", "<|a-long-control-token|>"],
+            TokenTypes = [2, 3, 3, 1, 1, 3], // unknown, control ×2, normal ×2, control
+        });
+        Assert.Equal(5, tokenizer.MaxTokenLength); // "▁aaaa"; control tokens are not matched in plain text
+        string text = string.Concat(Enumerable.Repeat("aaaa ", 50));
+        int tokens = tokenizer.Encode(text, addBos: false).Length;
+        Assert.True(tokens >= (text.Length + tokenizer.MaxTokenLength - 1) / tokenizer.MaxTokenLength, $"{tokens} tokens for {text.Length} chars");
+    }
 }

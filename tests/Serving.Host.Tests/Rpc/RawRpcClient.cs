@@ -50,10 +50,28 @@ internal sealed class RawRpcClient : IAsyncDisposable
     /// <summary>True once the server has closed its side.</summary>
     public bool Closed { get; private set; }
 
-    public static async Task<RawRpcClient> ConnectAsync(IPEndPoint endPoint)
+    /// <summary>Free for the test's own bookkeeping (e.g. which address a hoarding client connected from).</summary>
+    public int Tag { get; set; }
+
+    public static Task<RawRpcClient> ConnectAsync(IPEndPoint endPoint) => ConnectFromAsync(endPoint, null);
+
+    /// <summary>
+    /// Connects from <paramref name="source"/> (e.g. 127.0.0.2: on Linux every 127.x.y.z is the loopback interface), so
+    /// one test process can be several client addresses for the server's per-address limits.
+    /// </summary>
+    public static async Task<RawRpcClient> ConnectFromAsync(IPEndPoint endPoint, IPAddress? source)
     {
         var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        await socket.ConnectAsync(endPoint);
+        try
+        {
+            if (source is not null) socket.Bind(new IPEndPoint(source, 0));
+            await socket.ConnectAsync(endPoint);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
         return new RawRpcClient(socket);
     }
 

@@ -122,14 +122,30 @@ public class RpcServerTests
     }
 
     [Fact]
-    public async Task Disconnect_CancelsTheConnectionsRequests()
+    public async Task Reset_CancelsTheConnectionsRequests()
     {
         await using var server = new TestServer();
         var client = await server.ConnectAsync();
         await client.RequestAsync(7, "wait", MsgValue.EmptyMap);
         Assert.Equal(7u, await server.Started.Reader.ReadAsync());
-        await client.DisposeAsync();
+        client.Abort();
         Assert.Equal(7u, await server.Cancelled.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task HalfClose_RequestsBeforeTheFinRunToTheirEnd_AndAreAnswered_ThenTheServerCloses()
+    {
+        await using var server = new TestServer();
+        await using var client = await server.ConnectAsync();
+        await client.RequestAsync(1, "sleep", MsgValue.Map(("ms", 200)));
+        await client.RequestAsync(2, "stream", MsgValue.Map(("n", 5)));
+        client.ShutdownSend();
+        var messages = await client.ReadUntilClosedAsync();
+        var replies = messages.Select(RpcMessage.Parse).Where(m => m.Type == RpcMessageType.Response).ToDictionary(m => m.MessageId);
+        Assert.Equal(200, replies[1].Result.AsInt64());
+        Assert.Equal(5, replies[2].Result.AsInt64());
+        Assert.Equal(5, messages.Count(m => RpcMessage.Parse(m).Type == RpcMessageType.Notification));
+        Assert.Equal(0, server.Server.ConnectionCount);
     }
 
     [Fact]
@@ -283,35 +299,104 @@ public class RpcServerTests
     }
 
     [Fact]
-    public async Task ConnectionLimit_RefusesTheExcess_AndServesTheAdmitted()
+    public async Task ConnectionLimit_NewClientsTakeTheSlotsOfTheLongestIdle_BusyOnesAreKept()
     {
-        await using var server = new TestServer(new RpcServerOptions { MaxConnections = 50 });
-        await using var first = await server.ConnectAsync();
-        RpcAssert.Success(await first.CallAsync(1, "server.info", MsgValue.EmptyMap));
+        await using var server = new TestServer(new RpcServerOptions { MaxConnections = 4, MaxConnectionsPerAddress = 4 });
+        await using var busy = await server.ConnectAsync();
+        await busy.RequestAsync(1, "wait", MsgValue.EmptyMap);
+        Assert.Equal(1u, await server.Started.Reader.ReadAsync());
+        var idle = new List<RawClient>();
+        for (int i = 0; i < 3; i++)
+        {
+            idle.Add(await server.ConnectAsync());
+            RpcAssert.Success(await idle[i].CallAsync(1, "server.info", MsgValue.EmptyMap)); // a keep-alive does not make it immune
+        }
 
-        var idle = await Task.WhenAll(Enumerable.Range(0, 199).Select(_ => server.ConnectAsync()));
-        // The first 49 fill the limit; each of the other 150 is accepted and closed at once.
-        var closed = await Task.WhenAll(idle.Skip(49).Select(async c => await c.ReadAsync() is null));
-        Assert.All(closed, Assert.True);
-        Assert.Equal(50, server.Server.ConnectionCount);
+        // Full: each newcomer gets the slot of the longest idle connection, never the busy one.
+        for (int i = 0; i < 3; i++)
+        {
+            await using var late = await server.ConnectAsync();
+            RpcAssert.Success(await late.CallAsync(1, "server.info", MsgValue.EmptyMap));
+            Assert.Empty(await idle[i].ReadUntilClosedAsync()); // reclaimed, oldest first
+        }
+        Assert.True(server.Log.Has(14));
+        Assert.Equal(3, server.Server.GetMetrics().ConnectionsReclaimed);
+        Assert.True(server.Server.ConnectionCount <= 4);
+        await busy.RequestAsync(2, "cancel", MsgValue.Map(("msgid", 1)));
+        var replies = new[] { await busy.ReadResponseAsync(), await busy.ReadResponseAsync() }.Select(r => r.MessageId).Order();
+        Assert.Equal([1u, 2u], replies);
+        foreach (var c in idle) await c.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task ConnectionLimit_EverySlotBusy_ANewcomerWaitsForOne_ThenIsRefusedWhenNoneFrees()
+    {
+        var clock = new FakeTimeProvider();
+        await using var server = new TestServer(new RpcServerOptions { MaxConnections = 2, TimeProvider = clock });
+        var busy = new[] { await server.ConnectAsync(), await server.ConnectAsync() };
+        await busy[0].RequestAsync(1, "wait", MsgValue.EmptyMap);
+        await busy[1].RequestAsync(1, "wait", MsgValue.EmptyMap);
+        await server.Started.Reader.ReadAsync();
+        await server.Started.Reader.ReadAsync();
+
+        // Nothing idle to reclaim: the newcomer waits; when a call ends its connection is idle and gives up its slot.
+        await using var waiting = await server.ConnectAsync();
+        await waiting.RequestAsync(1, "server.info", MsgValue.EmptyMap);
+        Assert.True(await WaitUntilAsync(() => server.Server.GetMetrics().ConnectionsWaiting == 1));
+        await busy[0].RequestAsync(2, "cancel", MsgValue.Map(("msgid", 1)));
+        RpcAssert.Success(await waiting.ReadResponseAsync());
+        // The slot came from busy[0] once its call ended, and only after both its replies were sent.
+        Assert.Equal([1u, 2u], (await busy[0].ReadUntilClosedAsync()).Select(m => RpcMessage.Parse(m).MessageId).Order());
+
+        // Every slot busy again and none frees within the admission wait: refused (closed) after it.
+        await waiting.RequestAsync(2, "wait", MsgValue.EmptyMap);
+        await server.Started.Reader.ReadAsync();
+        await using var refused = await server.ConnectAsync();
+        Assert.True(await WaitUntilAsync(() => server.Server.GetMetrics().ConnectionsWaiting == 1));
+        clock.Advance(TimeSpan.FromSeconds(6));
+        Assert.Empty(await refused.ReadUntilClosedAsync());
+        Assert.Equal(1, server.Server.GetMetrics().ConnectionsRefused);
         Assert.True(server.Log.Has(4));
+        foreach (var b in busy) await b.DisposeAsync();
+    }
 
-        RpcAssert.Success(await first.CallAsync(2, "server.info", MsgValue.EmptyMap));
-        RpcAssert.Success(await idle[0].CallAsync(1, "server.info", MsgValue.EmptyMap));
+    [Fact]
+    public async Task OversizedMessage_ErrorReplyArrives_WhileTheClientIsStillSending()
+    {
+        await using var server = new TestServer(new RpcServerOptions { Limits = MsgPackLimits.Default with { MaxMessageBytes = 64 << 10, MaxStringBytes = 64 << 10 } });
+        await using var client = await server.ConnectAsync();
+        byte[] request = MsgPack.Encode(MsgValue.FromArray(0, 5, "echo", MsgValue.FromArray(MsgValue.Map(("value", new string('z', 192 << 10))))));
+        var send = client.SendRawAsync(request); // 192 KiB against a 64 KiB limit: refused at the string's header
+        var messages = await client.ReadUntilClosedAsync();
+        await send.WaitAsync(TimeSpan.FromSeconds(10));
+        var reply = RpcMessage.Parse(Assert.Single(messages));
+        Assert.Equal(5u, reply.MessageId);
+        Assert.Equal(RpcErrorCodes.BadRequest, RpcAssert.ErrorCode(reply));
+    }
 
-        // Closing idle connections frees room for new clients.
-        foreach (var c in idle)
-        {
-            await c.DisposeAsync();
-        }
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (server.Server.ConnectionCount > 1 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(10);
-        }
-        Assert.Equal(1, server.Server.ConnectionCount);
-        await using var late = await server.ConnectAsync();
-        RpcAssert.Success(await late.CallAsync(1, "server.info", MsgValue.EmptyMap));
+    [Fact]
+    public async Task WorkBudget_RequestBeyondIt_OverloadedAtOnce_AndReturnedWhenCallsEnd()
+    {
+        var options = new RpcServerOptions { Limits = MsgPackLimits.Default with { MaxMessageBytes = 64 << 10, MaxStringBytes = 64 << 10 }, MaxWorkBytes = 512 << 10 };
+        await using var server = new TestServer(options);
+        await using var client = await server.ConnectAsync();
+        // Each "wait" call holds what its 60 KiB request is charged while it runs (about 245 KiB): the third does not fit.
+        string big = new('w', 60 << 10);
+        for (uint id = 1; id <= 2; id++) await client.RequestAsync(id, "wait", MsgValue.Map(("pad", big)));
+        await server.Started.Reader.ReadAsync();
+        await server.Started.Reader.ReadAsync();
+        var refused = await client.CallAsync(3, "wait", MsgValue.Map(("pad", big)));
+        Assert.Equal(RpcErrorCodes.Overloaded, RpcAssert.ErrorCode(refused));
+        Assert.True(RpcException.FromMsgValue(refused.Error).ErrorData.TryGetValue("retriable", out var retriable) && retriable.AsBool());
+        Assert.Equal(1, server.Server.GetMetrics().RefusedOverBudget);
+        await client.RequestAsync(4, "cancel", MsgValue.Map(("msgid", 1)));
+        await client.ReadResponseAsync();
+        await client.ReadResponseAsync();
+        Assert.True(await WaitUntilAsync(() => server.Server.GetMetrics().WorkBytes < 512 << 10));
+        await client.RequestAsync(5, "cancel", MsgValue.Map(("msgid", 2)));
+        await client.ReadResponseAsync();
+        await client.ReadResponseAsync();
+        Assert.True(await WaitUntilAsync(() => server.Server.GetMetrics().WorkBytes == 0), $"{server.Server.GetMetrics()}");
     }
 
     [Fact]

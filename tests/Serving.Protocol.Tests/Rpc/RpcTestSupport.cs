@@ -146,6 +146,16 @@ internal sealed class RawClient : IAsyncDisposable
         return messages;
     }
 
+    /// <summary>Ends the client's sending side (FIN) while still reading.</summary>
+    public void ShutdownSend() => _socket.Shutdown(SocketShutdown.Send);
+
+    /// <summary>Closes the socket at once with a reset (a client process that died).</summary>
+    public void Abort()
+    {
+        _socket.LingerState = new LingerOption(true, 0);
+        _socket.Dispose();
+    }
+
     public async ValueTask DisposeAsync()
     {
         _socket.Dispose();
