@@ -106,8 +106,8 @@ internal sealed class WorkBudget(long limitBytes)
         if (collect)
         {
             Interlocked.Increment(ref _collections);
-            // Background (concurrent) when the runtime allows it: the server keeps running meanwhile.
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: false);
+            // Background (concurrent) when the runtime allows it, started from the thread pool, not the releasing thread.
+            ThreadPool.UnsafeQueueUserWorkItem(static _ => GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: false), null);
         }
     }
 
