@@ -639,6 +639,9 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         Vk.DestroyCommandPool(Handle, _immediatePool, null);
         Vk.DestroyDevice(Handle, null);
         _instance.Dispose();
+        // What the layer said while everything was destroyed (leaked objects) comes after the last call that could
+        // throw it: written to stderr and counted, never dropped.
+        _instance.Validation?.ReportAtShutdown(Id);
     }
 
     /// <inheritdoc/>

@@ -137,9 +137,10 @@ public sealed class VulkanModelTests : IDisposable
         var psi = Host("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "12", "--temperature", "0",
             "--device", "vulkan:0");
         psi.Environment["SERVING_VULKAN_VALIDATION"] = "1";
-        // The backend turns the layer's messages into errors while the device is in use; what the layer says while
-        // the device and instance are destroyed (leaked objects) comes after the last call that could throw, so the
-        // layer also logs every message to a file of its own (its settings file, found through VK_LAYER_SETTINGS_PATH).
+        // The backend turns the layer's messages into errors while the device is in use, and writes what the layer
+        // says while the device and instance are destroyed (leaked objects) to stderr, where the assertion below sees
+        // it. As a second witness the layer also logs every message to a file of its own (its settings file, found
+        // through VK_LAYER_SETTINGS_PATH).
         string log = Path.Combine(_dir, "validation.log");
         File.WriteAllText(Path.Combine(_dir, "vk_layer_settings.txt"),
             $"khronos_validation.debug_action = VK_DBG_LAYER_ACTION_LOG_MSG\nkhronos_validation.log_filename = {log}\nkhronos_validation.report_flags = error,warn\n");
