@@ -18,6 +18,11 @@ public sealed record SchedulerOptions
     /// <summary>Reuse cached KV blocks of repeated prompt prefixes. Default true.</summary>
     public bool EnablePrefixCaching { get; init; } = true;
 
+    /// <summary>With a model that splits its step (<see cref="Models.IPipelinedStepModel"/>), plan step n+1 while step n
+    /// runs on the device. Same steps, same tokens either way; false runs each step start to end (for comparison).
+    /// Default true.</summary>
+    public bool Pipelining { get; init; } = true;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {
