@@ -17,10 +17,10 @@ namespace Serving.Backends.Vulkan;
 internal sealed unsafe class TransferBatch : IDisposable
 {
     /// <summary>Bytes of one staging chunk by default.</summary>
-    public const long DefaultChunkBytes = 64L << 20;
+    public const long DefaultChunkBytes = 16L << 20;
 
     /// <summary>Chunks that may exist at once (recording or in flight).</summary>
-    public const int MaxChunks = 3;
+    public const int MaxChunks = 4;
 
     private readonly VulkanAccelerator _device;
     private readonly Vk _vk;
