@@ -14,6 +14,8 @@ internal sealed unsafe class DeviceFacts
     public const string MemoryBudgetExtension = "VK_EXT_memory_budget";
     /// <summary>VK_KHR_push_descriptor.</summary>
     public const string PushDescriptorExtension = "VK_KHR_push_descriptor";
+    /// <summary>VK_EXT_external_memory_host.</summary>
+    public const string HostImportExtension = "VK_EXT_external_memory_host";
 
     /// <summary>Gives the device's PCI address (its hwmon meter is found by it).</summary>
     public const string PciBusInfoExtension = "VK_EXT_pci_bus_info";
@@ -75,6 +77,10 @@ internal sealed unsafe class DeviceFacts
     public bool MemoryBudget { get; private init; }
     /// <summary>VK_KHR_push_descriptor.</summary>
     public bool PushDescriptors { get; private init; }
+    /// <summary>VK_EXT_external_memory_host: host memory (a mapped file) can back device memory, read in place.</summary>
+    public bool HostImport { get; private init; }
+    /// <summary>minImportedHostPointerAlignment: imported host ranges start and end on multiples of it (0 without the extension).</summary>
+    public ulong HostImportAlignment { get; private init; }
     /// <summary>Extensions offered.</summary>
     public IReadOnlySet<string> Extensions { get; private init; } = new HashSet<string>();
 
@@ -116,7 +122,9 @@ internal sealed unsafe class DeviceFacts
         uint api = basic.ApiVersion;
         bool v12 = api >= VulkanApi.MakeVersion(1, 2);
 
-        var subgroup = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
+        bool hostImport = ext.Contains(HostImportExtension);
+        var importProps = new PhysicalDeviceExternalMemoryHostPropertiesEXT { SType = StructureType.PhysicalDeviceExternalMemoryHostPropertiesExt };
+        var subgroup = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties, PNext = hostImport ? &importProps : null };
         var maint3 = new PhysicalDeviceMaintenance3Properties { SType = StructureType.PhysicalDeviceMaintenance3Properties, PNext = &subgroup };
         var driver = new PhysicalDeviceDriverProperties { SType = StructureType.PhysicalDeviceDriverProperties, PNext = &maint3 };
         bool hasDriver = v12 || ext.Contains("VK_KHR_driver_properties");
@@ -188,6 +196,8 @@ internal sealed unsafe class DeviceFacts
             IntegerDotProduct = features.IntegerDotProduct,
             MemoryBudget = ext.Contains(MemoryBudgetExtension),
             PushDescriptors = ext.Contains(PushDescriptorExtension),
+            HostImport = hostImport && importProps.MinImportedHostPointerAlignment > 0,
+            HostImportAlignment = hostImport ? importProps.MinImportedHostPointerAlignment : 0,
             Extensions = ext,
         };
     }
@@ -240,6 +250,7 @@ internal sealed unsafe class DeviceFacts
         (SubgroupArithmetic ? uses : lacks).Add("subgroup arithmetic");
         (MemoryBudget ? uses : lacks).Add("memory budget");
         (PushDescriptors ? uses : lacks).Add("push descriptors");
+        if (UnifiedMemory) (HostImport ? uses : lacks).Add("host memory import (mapped weights read in place)");
         details.Add("uses: " + (uses.Count > 0 ? string.Join(", ", uses) : "none"));
         if (lacks.Count > 0) details.Add("lacks (fallbacks used): " + string.Join(", ", lacks));
         if (Unusable is { } why) details.Add("unusable: " + why);

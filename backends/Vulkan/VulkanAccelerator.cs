@@ -8,8 +8,9 @@ namespace Serving.Backends.Vulkan;
 /// <summary>
 /// One opened Vulkan device: a VkDevice with one compute queue, every optional feature it has enabled (each with a
 /// fallback), buffers in unified memory (integrated GPUs, lavapipe: device-local and host-visible, written in place)
-/// or device-local memory with staging copies (discrete GPUs), prepared weights, KV caches, streams and the kernel
-/// cache. Thread-safe for allocation, preparation and queries. Out of memory, a failed submit and a lost device are
+/// or device-local memory with staging copies that do not wait (discrete GPUs: <see cref="TransferBatch"/>), prepared
+/// weights (read in place from a mapped file where the device imports host memory: <see cref="Vulkan.HostImports"/>),
+/// KV caches, streams and the kernel cache. Thread-safe for allocation, preparation and queries. Out of memory, a failed submit and a lost device are
 /// <see cref="AcceleratorException"/>s; with validation on, every message of the Khronos layer becomes one, thrown from
 /// the next call.
 /// </summary>
@@ -31,11 +32,13 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
     private readonly CommandBuffer _immediate;
     private readonly Fence _immediateFence;
     private readonly delegate* unmanaged<CommandBuffer, PipelineBindPoint, PipelineLayout, uint, uint, WriteDescriptorSet*, void> _pushDescriptorSet;
+    private readonly TransferBatch _transfers;
+    private readonly HostImports? _imports;
     private long _allocatedBytes;
     private volatile bool _lost;
     private bool _disposed;
 
-    private VulkanAccelerator(VulkanInstance instance, DeviceFacts facts, DeviceDescriptor descriptor, Device device, Queue queue, DeviceOptions options, bool pushDescriptors)
+    private VulkanAccelerator(VulkanInstance instance, DeviceFacts facts, DeviceDescriptor descriptor, Device device, Queue queue, DeviceOptions options, bool pushDescriptors, bool forceStaging)
     {
         _instance = instance;
         Facts = facts;
@@ -45,7 +48,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         Options = options;
         MaxBindingBytes = facts.Limits.MaxStorageBufferRange;
         EnergyMeter = HwmonEnergyMeter.TryOpen("/sys", facts.PciAddress);
-        Unified = facts.UnifiedMemory && Environment.GetEnvironmentVariable(ForceStagingVariable) != "1";
+        Unified = facts.UnifiedMemory && !forceStaging && Environment.GetEnvironmentVariable(ForceStagingVariable) != "1";
         if (pushDescriptors)
             _pushDescriptorSet = (delegate* unmanaged<CommandBuffer, PipelineBindPoint, PipelineLayout, uint, uint, WriteDescriptorSet*, void>)
                 Vk.GetDeviceProcAddr(device, "vkCmdPushDescriptorSetKHR").Handle;
@@ -61,6 +64,10 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         _immediatePool = pool;
         _immediate = AllocateCommandBuffer(pool);
         _immediateFence = CreateFence();
+        _transfers = new TransferBatch(this);
+        _imports = HostImports.TryCreate(this, out string why);
+        HostImportStatus = _imports is null ? $"weights copied: {why}" : "weights read in place from mapped files (host memory import)";
+        HostImportEnabled = _imports is not null;
     }
 
     /// <summary>The API.</summary>
@@ -88,6 +95,18 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
     /// <summary>The pipelines.</summary>
     internal KernelCache Kernels { get; }
 
+    /// <summary>The transfers that do not wait (staging uploads, fills of device-only buffers).</summary>
+    internal TransferBatch Transfers => _transfers;
+
+    /// <summary>The host-memory importer, or null where weights are always copied.</summary>
+    internal HostImports? HostImports => _imports;
+
+    /// <summary>Whether PrepareWeight imports persistent sources (tests turn it off to compare with the copy path).</summary>
+    internal bool HostImportEnabled { get; set; }
+
+    /// <summary>Why weights are or are not read in place on this device (a sentence).</summary>
+    internal string HostImportStatus { get; }
+
     /// <summary>vkCmdPushDescriptorSetKHR, or null when descriptor sets come from pools.</summary>
     internal delegate* unmanaged<CommandBuffer, PipelineBindPoint, PipelineLayout, uint, uint, WriteDescriptorSet*, void> PushDescriptorSet => _pushDescriptorSet;
 
@@ -100,8 +119,9 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
     /// <inheritdoc/>
     public IEnergyMeter? EnergyMeter { get; }
 
-    /// <summary>Opens device <paramref name="index"/> of the backend's numbering (VulkanInstance.OrderedDevices).</summary>
-    internal static VulkanAccelerator Open(int index, DeviceOptions options)
+    /// <summary>Opens device <paramref name="index"/> of the backend's numbering (VulkanInstance.OrderedDevices);
+    /// <paramref name="forceStaging"/> as <see cref="ForceStagingVariable"/> (tests).</summary>
+    internal static VulkanAccelerator Open(int index, DeviceOptions options, bool forceStaging = false)
     {
         VulkanInstance instance = VulkanInstance.TryCreate(options.Validation, out string error)
             ?? throw new AcceleratorException($"vulkan:{index}", "create instance", 0, error);
@@ -117,7 +137,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
             bool push = facts.PushDescriptors && Environment.GetEnvironmentVariable(NoPushDescriptorsVariable) != "1";
             Device device = CreateLogicalDevice(instance.Vk, facts, push, descriptor.Id);
             instance.Vk.GetDeviceQueue(device, (uint)facts.ComputeQueueFamily, 0, out Queue queue);
-            return new VulkanAccelerator(instance, facts, descriptor, device, queue, options, push);
+            return new VulkanAccelerator(instance, facts, descriptor, device, queue, options, push, forceStaging);
         }
         catch
         {
@@ -132,6 +152,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         var extensions = new List<string>(features.Extensions);
         if (facts.MemoryBudget) extensions.Add(DeviceFacts.MemoryBudgetExtension);
         if (pushDescriptors) extensions.Add(DeviceFacts.PushDescriptorExtension);
+        if (facts.HostImport) extensions.Add(DeviceFacts.HostImportExtension);
         if (facts.Extensions.Contains("VK_KHR_portability_subset")) extensions.Add("VK_KHR_portability_subset"); // MoltenVK requires it
         float priority = 1f;
         var queueInfo = new DeviceQueueCreateInfo
@@ -255,8 +276,9 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         return CreateBuffer(bytes, $"allocate {bytes} bytes");
     }
 
-    /// <summary>A zero-filled device buffer (unified: mapped; discrete: device-local), tracked for Dispose.</summary>
-    internal VulkanBuffer CreateBuffer(long bytes, string what)
+    /// <summary>A device buffer (unified: mapped; discrete: device-local), zero-filled unless the caller overwrites it
+    /// all (<paramref name="clear"/> false), tracked for Dispose. The fill of a device-only buffer is recorded, not waited for.</summary>
+    internal VulkanBuffer CreateBuffer(long bytes, string what, bool clear = true)
     {
         CheckFits(bytes, what);
         VulkanBuffer buffer = Unified
@@ -264,27 +286,33 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
             : VulkanBuffer.Create(this, bytes, MemoryPropertyFlags.DeviceLocalBit, 0, what, map: false);
         try
         {
-            if (buffer.Mapped is not null)
+            if (clear && buffer.Mapped is not null)
                 System.Runtime.InteropServices.NativeMemory.Clear(buffer.Mapped, (nuint)buffer.AllocatedBytes);
-            else
-                Immediate(cmd => Vk.CmdFillBuffer(cmd, buffer.Handle, 0, Vk.WholeSize, 0), what);
+            else if (clear)
+                _transfers.Fill(buffer, what);
         }
         catch
         {
             buffer.Destroy();
             throw;
         }
+        Track(buffer, what);
+        return buffer;
+    }
+
+    /// <summary>Tracks <paramref name="buffer"/> for Dispose (and counts its bytes, unless it is imported host memory).</summary>
+    private void Track(VulkanBuffer buffer, string what)
+    {
         lock (_gate)
         {
             if (_disposed)
             {
                 buffer.Destroy();
-                throw new ObjectDisposedException(nameof(VulkanAccelerator));
+                throw new ObjectDisposedException(nameof(VulkanAccelerator), $"{what}: the device is disposed");
             }
             _buffers.Add(buffer);
         }
-        Interlocked.Add(ref _allocatedBytes, buffer.AllocatedBytes);
-        return buffer;
+        if (!buffer.IsImported) Interlocked.Add(ref _allocatedBytes, buffer.AllocatedBytes);
     }
 
     /// <summary>A host-visible coherent buffer for staging (not zero-filled, not counted as device memory).</summary>
@@ -314,12 +342,13 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         }
         WaitQueueIdle();
         buffer.Destroy();
-        Interlocked.Add(ref _allocatedBytes, -buffer.AllocatedBytes);
+        if (!buffer.IsImported) Interlocked.Add(ref _allocatedBytes, -buffer.AllocatedBytes);
     }
 
     private void WaitQueueIdle()
     {
         if (_lost) return;
+        _transfers.SubmitPending();
         lock (_queueGate)
         {
             Result r = Vk.QueueWaitIdle(Queue);
@@ -329,8 +358,16 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
 
     // ---- Submission ----
 
-    /// <summary>Submits one command buffer with a fence, serialized on the queue.</summary>
+    /// <summary>Submits one command buffer with a fence, serialized on the queue, after the transfers recorded so far
+    /// (so it sees them finished: each transfer batch ends with a barrier that covers later submissions).</summary>
     internal void Submit(CommandBuffer cmd, Fence fence, string operation)
+    {
+        _transfers.SubmitPending();
+        SubmitAlone(cmd, fence, operation);
+    }
+
+    /// <summary>Submits one command buffer with a fence, serialized on the queue (the transfer batch's own submit).</summary>
+    internal void SubmitAlone(CommandBuffer cmd, Fence fence, string operation)
     {
         var info = new SubmitInfo { SType = StructureType.SubmitInfo, CommandBufferCount = 1, PCommandBuffers = &cmd };
         Result r;
@@ -361,6 +398,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
             Submit(_immediate, fence, operation);
             Wait(fence, operation);
         }
+        _transfers.Trim();
     }
 
     /// <summary>A barrier making every earlier shader/transfer write visible to later shader/transfer access (and to the host).</summary>
@@ -424,27 +462,21 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         WriteHost(dst, offset, source, "upload");
     }
 
-    /// <summary>Copies host bytes into <paramref name="dst"/> now (mapped: memcpy; else a staging copy and a wait).</summary>
+    /// <summary>Copies host bytes into <paramref name="dst"/> (mapped: memcpy now; else into staging now, and a copy
+    /// recorded that later submissions see finished: <see cref="TransferBatch"/>).</summary>
     internal void WriteHost(VulkanBuffer dst, long offset, ReadOnlySpan<byte> source, string operation)
     {
+        fixed (byte* p = source) WriteHost(dst, offset, p, source.Length, operation);
+    }
+
+    /// <summary>As <see cref="WriteHost(VulkanBuffer, long, ReadOnlySpan{byte}, string)"/>, for a source of any length.</summary>
+    internal void WriteHost(VulkanBuffer dst, long offset, byte* source, long bytes, string operation)
+    {
+        if (bytes == 0) return;
         if (dst.Mapped is not null)
-        {
-            source.CopyTo(new Span<byte>(dst.Mapped + offset, source.Length));
-            return;
-        }
-        const long chunk = 64L << 20;
-        using var staging = new StagingLease(this, Math.Min(chunk, source.Length), operation);
-        for (long done = 0; done < source.Length; done += chunk)
-        {
-            int n = (int)Math.Min(chunk, source.Length - done);
-            source.Slice((int)done, n).CopyTo(new Span<byte>(staging.Buffer.Mapped, n));
-            long at = offset + done;
-            Immediate(cmd =>
-            {
-                var region = new BufferCopy { SrcOffset = 0, DstOffset = (ulong)at, Size = (ulong)n };
-                Vk.CmdCopyBuffer(cmd, staging.Buffer.Handle, dst.Handle, 1, &region);
-            }, operation);
-        }
+            System.Buffer.MemoryCopy(source, dst.Mapped + offset, dst.AllocatedBytes - offset, bytes);
+        else
+            _transfers.Copy(dst, offset, source, bytes, operation);
     }
 
     /// <inheritdoc/>
@@ -503,23 +535,24 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
         if (!matMul.Supported && !embed.Supported)
             throw new ArgumentException($"PrepareWeight: {source}: {Id} runs neither MatMul ({matMul.Reason}) nor Embed ({embed.Reason}) for it", nameof(source));
         string what = $"prepare {source}";
-        VulkanBuffer buffer = CreateBuffer(source.Bytes, what);
+        // Zero copy: a mapped file's pages imported as device memory, the weight bound at the tensor's offset.
+        if (HostImportEnabled && _imports?.TryImport(source, what, out long offset) is { } imported)
+        {
+            Track(imported, what);
+            return new VulkanWeight(this, imported, offset, source);
+        }
+        // A copy: written in place (unified memory), or staged and copied without a wait (device memory).
+        VulkanBuffer buffer = CreateBuffer(source.Bytes, what, clear: false);
         try
         {
-            WriteHost(buffer, 0, new ReadOnlySpan<byte>((void*)source.Pointer, checked((int)Math.Min(source.Bytes, int.MaxValue))), what);
-            if (source.Bytes > int.MaxValue)
-                for (long done = int.MaxValue; done < source.Bytes; done += int.MaxValue)
-                {
-                    int n = (int)Math.Min(int.MaxValue, source.Bytes - done);
-                    WriteHost(buffer, done, new ReadOnlySpan<byte>((byte*)source.Pointer + done, n), what);
-                }
+            WriteHost(buffer, 0, (byte*)source.Pointer, source.Bytes, what);
         }
         catch
         {
             buffer.Dispose();
             throw;
         }
-        return new VulkanWeight(this, buffer, source);
+        return new VulkanWeight(this, buffer, 0, source);
     }
 
     /// <inheritdoc/>
@@ -582,18 +615,34 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
             _streams.Clear();
             _buffers.Clear();
         }
-        if (!_lost) _ = Vk.DeviceWaitIdle(Handle);
+        if (!_lost)
+        {
+            try
+            {
+                _transfers.SubmitPending();
+            }
+            catch (AcceleratorException)
+            {
+                // The device failed: there is nothing left to wait for.
+            }
+            _ = Vk.DeviceWaitIdle(Handle);
+        }
         foreach (VulkanStream s in streams) s.Dispose();
         foreach (VulkanBuffer b in buffers)
         {
             b.MarkDisposed();
             b.Destroy();
         }
+        _imports?.Dispose();
+        _transfers.Dispose();
         Kernels.Dispose();
         Vk.DestroyFence(Handle, _immediateFence, null);
         Vk.DestroyCommandPool(Handle, _immediatePool, null);
         Vk.DestroyDevice(Handle, null);
         _instance.Dispose();
+        // What the layer said while everything was destroyed (leaked objects) comes after the last call that could
+        // throw it: written to stderr and counted, never dropped.
+        _instance.Validation?.ReportAtShutdown(Id);
     }
 
     /// <inheritdoc/>

@@ -7,16 +7,20 @@ namespace Serving.Backends.Vulkan;
 /// <summary>
 /// A VkBuffer with its own VkDeviceMemory (storage, transfer source and destination). Host-visible buffers (unified
 /// memory, staging) stay mapped for their lifetime. The allocation is rounded up to 16 bytes so shaders can read whole
-/// 32-bit words and vkCmdFillBuffer can clear it; <see cref="Length"/> is what the caller asked for.
+/// 32-bit words and vkCmdFillBuffer can clear it; <see cref="Length"/> is what the caller asked for. An imported buffer
+/// (<see cref="Imported"/>) is bound inside a shared <see cref="HostImports.Region"/> instead: host memory read in place,
+/// not mapped, not counted as device memory, released with the region's last buffer.
 /// </summary>
 internal sealed unsafe class VulkanBuffer : IDeviceBuffer
 {
     private readonly VulkanAccelerator _owner;
+    private readonly HostImports.Region? _region;
     private int _disposed;
 
-    private VulkanBuffer(VulkanAccelerator owner, Buffer buffer, DeviceMemory memory, long length, long allocated, byte* mapped)
+    private VulkanBuffer(VulkanAccelerator owner, Buffer buffer, DeviceMemory memory, long length, long allocated, byte* mapped, HostImports.Region? region = null)
     {
         _owner = owner;
+        _region = region;
         Handle = buffer;
         Memory = memory;
         Length = length;
@@ -48,7 +52,10 @@ internal sealed unsafe class VulkanBuffer : IDeviceBuffer
     /// <summary>Its memory.</summary>
     internal DeviceMemory Memory { get; }
 
-    /// <summary>The mapped host address (coherent memory), or null for device-only memory.</summary>
+    /// <summary>True when the buffer is bound inside imported host memory (a weight read in place).</summary>
+    internal bool IsImported => _region is not null;
+
+    /// <summary>The mapped host address (coherent memory), or null for device-only memory and imported buffers.</summary>
     internal byte* Mapped { get; }
 
     /// <summary>
@@ -95,6 +102,10 @@ internal sealed unsafe class VulkanBuffer : IDeviceBuffer
         }
     }
 
+    /// <summary>A buffer of <paramref name="bytes"/> already bound inside <paramref name="region"/> (by <see cref="HostImports"/>).</summary>
+    internal static VulkanBuffer Imported(VulkanAccelerator owner, Buffer buffer, HostImports.Region region, long bytes)
+        => new(owner, buffer, region.Memory, bytes, bytes, null, region);
+
     /// <summary>Throws <see cref="ObjectDisposedException"/> once disposed.</summary>
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(IsDisposed, this);
 
@@ -111,12 +122,13 @@ internal sealed unsafe class VulkanBuffer : IDeviceBuffer
         Vk vk = _owner.Vk;
         if (Mapped is not null) vk.UnmapMemory(_owner.Handle, Memory);
         vk.DestroyBuffer(_owner.Handle, Handle, null);
-        vk.FreeMemory(_owner.Handle, Memory, null);
+        if (_region is not null) _owner.HostImports!.Release(_region);
+        else vk.FreeMemory(_owner.Handle, Memory, null);
     }
 
     /// <summary>Marks the buffer disposed without destroying (the owner destroys everything at once).</summary>
     internal void MarkDisposed() => Volatile.Write(ref _disposed, 1);
 
     /// <inheritdoc/>
-    public override string ToString() => $"vulkan buffer {Length} bytes{(IsHostMemory ? " (host-visible)" : "")}";
+    public override string ToString() => $"vulkan buffer {Length} bytes{(IsHostMemory ? " (host-visible)" : IsImported ? " (imported host memory)" : "")}";
 }

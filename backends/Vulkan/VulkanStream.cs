@@ -319,6 +319,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
             _free.Push(f);
         }
         _tracker.Reset();
+        _device.Transfers.Trim(); // an idle point: staging left from a load is freed once its copies are done
         // Whatever the validation layer said about this work fails this call, not a later one.
         _device.Validation?.ThrowIfAny(_device.Id, "synchronize");
     }

@@ -24,6 +24,32 @@ public sealed class ValidationTests
         using IDeviceBuffer ok = device.Allocate(16);
     }
 
+    /// <summary>What the layer says while the device is destroyed (here a leaked buffer, VUID-vkDestroyDevice-device-00378)
+    /// comes after the last call that could throw: it is written out (stderr in a process) and counted, not dropped.</summary>
+    [SkippableFact]
+    public unsafe void ValidationMessagesRaisedWhileTheDeviceIsDestroyedAreReported()
+    {
+        VulkanAccelerator device = VulkanFixture.Open(validation: true);
+        var info = new BufferCreateInfo { SType = StructureType.BufferCreateInfo, Size = 256, Usage = BufferUsageFlags.StorageBufferBit };
+        Silk.NET.Vulkan.Buffer leaked;
+        Assert.Equal(Result.Success, device.Vk.CreateBuffer(device.Handle, &info, null, &leaked));
+        var lines = new List<string>();
+        Action<string> stderr = Validation.ValidationSink.ShutdownLog;
+        int before = Validation.ValidationSink.ShutdownMessages;
+        Validation.ValidationSink.ShutdownLog = line => { lock (lines) lines.Add(line); };
+        try
+        {
+            device.Dispose();
+        }
+        finally
+        {
+            Validation.ValidationSink.ShutdownLog = stderr;
+        }
+        Assert.True(Validation.ValidationSink.ShutdownMessages > before, "the leak was not counted");
+        lock (lines)
+            Assert.Contains(lines, l => l.StartsWith(device.Descriptor.Id, StringComparison.Ordinal) && l.Contains("VkBuffer", StringComparison.Ordinal));
+    }
+
     [SkippableFact]
     public void ValidationIsOffByDefault()
     {

@@ -17,6 +17,14 @@ internal static class VulkanFixture
         return (VulkanAccelerator)new VulkanPlugin().CreateDevice(0, new DeviceOptions(Validation: validation));
     }
 
+    /// <summary>Opens device 0 with validation, treated as a device with its own memory (staging for every transfer,
+    /// as SERVING_VULKAN_FORCE_STAGING=1 does).</summary>
+    public static VulkanAccelerator OpenStaging()
+    {
+        Skip.If(!Probe.Usable, $"Vulkan cannot run here: {Probe.Reason}");
+        return VulkanAccelerator.Open(0, new DeviceOptions(Validation: true), forceStaging: true);
+    }
+
     /// <summary>A buffer holding <paramref name="values"/>, viewed as [rows, cols] f32.</summary>
     public static TensorView Floats(IAccelerator device, float[] values, int rows, int cols)
     {

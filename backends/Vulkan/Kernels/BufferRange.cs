@@ -16,7 +16,7 @@ internal readonly record struct BufferRange(VulkanBuffer Buffer, long Offset, lo
     public static BufferRange Write(in TensorView view) => new((VulkanBuffer)view.Buffer, view.Offset, view.ByteLength, true);
 
     /// <summary>A whole prepared weight, read.</summary>
-    public static BufferRange Read(VulkanWeight weight) => new(weight.Buffer, 0, weight.Buffer.AllocatedBytes, false);
+    public static BufferRange Read(VulkanWeight weight) => new(weight.Buffer, weight.Offset, weight.Rows * weight.RowBytes, false);
 
     /// <summary>Bytes [offset, offset + bytes) of a KV cache's buffer.</summary>
     public static BufferRange Cache(VulkanKvCache cache, long offset, long bytes, bool writes) => new(cache.Buffer, offset, bytes, writes);

@@ -9,12 +9,22 @@ namespace Serving.Backends.Vulkan.Validation;
 /// <summary>
 /// Where VK_LAYER_KHRONOS_validation's messages land (through a VK_EXT_debug_utils messenger): every warning or error
 /// is queued, and the device's next call turns the queue into an <see cref="Serving.Abstractions.AcceleratorException"/>
-/// (<see cref="ThrowIfAny"/>), so a test that breaks a Vulkan rule fails where it broke it, not silently.
+/// (<see cref="ThrowIfAny"/>), so a test that breaks a Vulkan rule fails where it broke it, not silently. What arrives
+/// after the last call that could throw (objects leaked when the device and instance are destroyed, or a message no
+/// later call picked up) is written to stderr by <see cref="ReportAtShutdown"/> and counted in
+/// <see cref="ShutdownMessages"/>: never dropped.
 /// </summary>
 internal sealed unsafe class ValidationSink : IDisposable
 {
+    private static int s_shutdownMessages;
     private readonly ConcurrentQueue<string> _messages = new();
     private GCHandle _self;
+
+    /// <summary>Messages reported at shutdown in this process so far (tests read it).</summary>
+    public static int ShutdownMessages => Volatile.Read(ref s_shutdownMessages);
+
+    /// <summary>Where <see cref="ReportAtShutdown"/> writes (stderr; tests may swap it).</summary>
+    internal static Action<string> ShutdownLog { get; set; } = line => Console.Error.WriteLine(line);
 
     /// <summary>Creates the sink and pins a handle to it for the native callback's user data.</summary>
     public ValidationSink() => _self = GCHandle.Alloc(this);
@@ -36,6 +46,29 @@ internal sealed unsafe class ValidationSink : IDisposable
         while (_messages.TryDequeue(out string? m)) all.Add(m);
         throw new Serving.Abstractions.AcceleratorException(device, operation, 0,
             $"the Vulkan validation layer reported {all.Count} message(s): {string.Join(" | ", all)}");
+    }
+
+    /// <summary>
+    /// Called once the device and instance are destroyed: writes every message still queued (through
+    /// <see cref="ShutdownLog"/>, one line each, naming the device) and counts it. Returns how many there were.
+    /// </summary>
+    public int ReportAtShutdown(string device)
+    {
+        int n = 0;
+        while (_messages.TryDequeue(out string? m))
+        {
+            n++;
+            Interlocked.Increment(ref s_shutdownMessages);
+            try
+            {
+                ShutdownLog($"{device}: the Vulkan validation layer reported while the device was destroyed: {m}");
+            }
+            catch (IOException)
+            {
+                // stderr closed: the count still records it.
+            }
+        }
+        return n;
     }
 
     /// <summary>A create-info for a messenger feeding this sink (warnings and errors; every message type).</summary>

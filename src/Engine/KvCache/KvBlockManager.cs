@@ -173,6 +173,21 @@ public sealed class KvBlockManager
         table.ResetHashes();
     }
 
+    /// <summary>
+    /// The block the (<paramref name="depth"/> + 1)-th allocation from now would take: a never-cached free block first,
+    /// then the least recently released cached block (which it would evict); −1 when none would be left. Changes
+    /// nothing: the scheduler plans the next step with it while the current one runs, and makes the real reservations
+    /// (<see cref="TryReserve"/>) once the step's outcome confirms the plan.
+    /// </summary>
+    public int PeekFreeBlock(int depth)
+    {
+        if (depth < 0 || depth >= FreeBlockCount) return None;
+        if (depth < _freeCount) return _freeStack[_freeCount - 1 - depth];
+        int block = _lruHead;
+        for (int i = _freeCount; i < depth; i++) block = _lruNext[block];
+        return block;
+    }
+
     /// <summary>Reference count of <paramref name="block"/> (for diagnostics and tests).</summary>
     public int ReferenceCount(int block) => _refCount[block];
 

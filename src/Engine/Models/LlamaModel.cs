@@ -11,10 +11,12 @@ namespace Serving.Engine.Models;
 /// in place from the memory-mapped file where the device can, else copied or repacked once); small tensors (norms,
 /// biases) are converted to F32 on the host. A step uploads its inputs on the stream, records every op, and
 /// synchronizes once, at the download of its results: logits only for the rows that sample, one int per greedy row.
+/// The step splits at its submission (<see cref="IPipelinedStepModel"/>): <see cref="BeginForward"/> records and
+/// submits, <see cref="EndForward"/> waits and downloads, so the scheduler plans the next step while the device runs.
 /// Legend: T = tokens in step, R = rows wanting logits, G = greedy rows among them, D = model dim, H/Hkv = heads,
 /// Dh = head dim, F = FFN dim, V = vocab.
 /// </summary>
-public sealed partial class LlamaModel : IStepModel, IDisposable
+public sealed partial class LlamaModel : IPipelinedStepModel, IDisposable
 {
     private readonly IAccelerator _device;
     private readonly IComputeStream _stream;
@@ -39,6 +41,10 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
     private readonly int[] _hostArgmax;        // [T]: device argmax of the greedy rows, in _hostLogitOrder order
     private readonly float[] _hostRowSums;     // [T]: sum of each logit row, in _hostLogitOrder order (finite iff the row is)
     private readonly bool[] _seenSequence;     // [MaxBatchSequences]: contiguity check
+    private readonly int[] _stepGreedyRows;    // [T]: the begun step's greedy logit rows r, ascending
+    private bool _begun;                       // BeginForward ran; EndForward has not
+    private int _stepRows, _stepGreedy;        // R and G of the begun step
+    private StepBatch? _stepBatch;             // the begun step's batch: EndForward marks its NonFinite rows
     private bool _disposed;
 
     private LlamaModel(IAccelerator device, LlamaConfig config, ModelOptions options, GgufFile file, IProgress<(long Done, long Total)>? progress)
@@ -128,6 +134,7 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
             _hostLogitOrder = new int[t];
             _hostArgmax = new int[t];
             _seenSequence = new bool[MaxBatchSequences];
+            _stepGreedyRows = new int[t];
             _stream = device.CreateStream();
             _kernels = options.Kernels?.Bind(device, _stream.Reproducible) ?? Tuning.KernelSelector.None;
         }
@@ -187,10 +194,28 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
     /// <inheritdoc/>
     public void Forward(StepBatch batch, Span<float> logits, Span<int> greedyTokens)
     {
+        ArgumentNullException.ThrowIfNull(batch);
+        // The spans are checked before anything runs, as Validate checks the batch.
+        CheckResultSpans(batch.LogitCount, batch.GreedyCount, logits, greedyTokens);
+        BeginForward(batch);
+        EndForward(logits, greedyTokens);
+    }
+
+    /// <inheritdoc/>
+    public void BeginForward(StepBatch batch)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        StepFacts facts = Validate(batch, logits, greedyTokens);
+        ArgumentNullException.ThrowIfNull(batch);
+        if (_begun) throw new InvalidOperationException("BeginForward: the previous step has not ended (call EndForward first)");
+        StepFacts facts = Validate(batch);
         int T = batch.TokenCount, S = batch.SequenceCount, R = batch.LogitCount, G = batch.GreedyCount, L = R - G;
-        if (T == 0) return;
+        _stepRows = 0;
+        _stepGreedy = 0;
+        if (T == 0)
+        {
+            _begun = true;
+            return;
+        }
         var c = Config;
         int qDim = c.Heads * c.HeadDim, kvDim = c.KvHeads * c.HeadDim;
         var st = _stream;
@@ -255,6 +280,7 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
         {
             // Nothing comes back; the KV writes are ordered before the next step's ops on this stream.
             st.Flush();
+            _begun = true;
             return;
         }
 
@@ -275,25 +301,53 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
         // infinity anywhere makes it NaN or infinite). It costs V multiply-adds per row (under 1/D of the output head's)
         // and R floats of download, so a greedy row, whose V logits never leave the device, is checked too.
         if (_finiteProbe is not null) st.MatMul(outLogits, _finiteProbe, View(_rowSums, DataType.F32, R, 1));
+        // Greedy rows sit after the L sampled ones: one Argmax over them, T ints come back instead of T × V floats.
+        if (G > 0) st.Argmax(outLogits.SliceRows(L, G), View(_argmax, DataType.I32, 1, G), Row(OpKind.Argmax, c.VocabSize, G));
+        for (int g = 0, r = 0; r < R; r++)
+            if (batch.Greedy[r]) _stepGreedyRows[g++] = r;
+        _stepRows = R;
+        _stepGreedy = G;
+        _stepBatch = batch;
+        // Submitted, not waited for: the device runs the step while the caller prepares the next one.
+        st.Flush();
+        _begun = true;
+    }
+
+    /// <inheritdoc/>
+    public void EndForward(Span<float> logits, Span<int> greedyTokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_begun) throw new InvalidOperationException("EndForward: no step was begun (call BeginForward first)");
+        _begun = false;
+        int R = _stepRows, G = _stepGreedy, L = R - G;
+        StepBatch batch = _stepBatch!;
+        _stepBatch = null;
+        if (R == 0) return;
+        CheckResultSpans(R, G, logits, greedyTokens);
+        var st = _stream;
+        int V = Config.VocabSize;
         if (G > 0)
         {
-            // Greedy rows sit after the L sampled ones: one Argmax over them, T ints come back instead of T × V floats.
-            st.Argmax(outLogits.SliceRows(L, G), View(_argmax, DataType.I32, 1, G), Row(OpKind.Argmax, c.VocabSize, G));
             st.Download(_argmax, 0, MemoryMarshal.AsBytes(_hostArgmax.AsSpan(0, G)));
-            for (int g = 0, r = 0; r < R; r++)
-                if (batch.Greedy[r]) greedyTokens[r] = _hostArgmax[g++];
+            for (int g = 0; g < G; g++) greedyTokens[_stepGreedyRows[g]] = _hostArgmax[g];
         }
         // The first download waited for the step; later ones only copy.
         if (_finiteProbe is not null) st.Download(_rowSums, 0, MemoryMarshal.AsBytes(_hostRowSums.AsSpan(0, R)));
-        if (L > 0) st.Download(_logits, 0, MemoryMarshal.AsBytes(logits[..(L * c.VocabSize)]));
+        if (L > 0) st.Download(_logits, 0, MemoryMarshal.AsBytes(logits[..(L * V)]));
         for (int r = 0, sampled = 0, greedy = L; r < R; r++)
         {
             // _hostRowSums is in output-head order: the sampled rows first, then the greedy ones.
             int row = batch.Greedy[r] ? greedy++ : sampled++;
             batch.NonFinite[r] = _finiteProbe is not null
                 ? !float.IsFinite(_hostRowSums[row])
-                : !batch.Greedy[r] && !AllFinite(logits.Slice(row * c.VocabSize, c.VocabSize));
+                : !batch.Greedy[r] && !AllFinite(logits.Slice(row * V, V));
         }
+    }
+
+    private void CheckResultSpans(int rows, int greedy, Span<float> logits, Span<int> greedyTokens)
+    {
+        if (logits.Length < (long)(rows - greedy) * VocabSize) throw new ArgumentException($"logits span holds {logits.Length} floats; needs {rows - greedy} × {VocabSize}");
+        if (greedy > 0 && greedyTokens.Length < rows) throw new ArgumentException($"greedy token span holds {greedyTokens.Length} ints; the step has {rows} logit rows, {greedy} of them greedy");
     }
 
     /// <summary>
@@ -340,7 +394,7 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
     /// Checks every index value of the step on the host (the device front end checks shapes, not the values inside
     /// I32 views: docs/backends.md) and computes the facts attention needs. Throws <see cref="ArgumentException"/>.
     /// </summary>
-    private StepFacts Validate(StepBatch batch, Span<float> logits, Span<int> greedyTokens)
+    private StepFacts Validate(StepBatch batch)
     {
         int T = batch.TokenCount, S = batch.SequenceCount, R = batch.LogitCount, G = batch.GreedyCount;
         if (T < 0 || T > batch.Tokens.Length || R < 0 || R > batch.LogitRows.Length || S < 0 || (long)S * batch.MaxBlocksPerSequence > batch.BlockTables.Length)
@@ -348,8 +402,7 @@ public sealed partial class LlamaModel : IStepModel, IDisposable
         if (T > MaxBatchTokens) throw new ArgumentException($"step has {T} tokens; at most {MaxBatchTokens}");
         if (S > MaxBatchSequences) throw new ArgumentException($"step has {S} sequences; at most {MaxBatchSequences}");
         if (R > T) throw new ArgumentException($"step asks logits for {R} rows of {T}");
-        if (logits.Length < (long)(R - G) * VocabSize) throw new ArgumentException($"logits span holds {logits.Length} floats; needs {R - G} × {VocabSize}");
-        if (G > 0 && greedyTokens.Length < R) throw new ArgumentException($"greedy token span holds {greedyTokens.Length} ints; the step has {R} logit rows, {G} of them greedy");
+        if (G < 0 || G > R) throw new ArgumentException($"step counts {G} greedy rows of {R} logit rows");
         long slots = (long)KvBlockCount * KvBlockSize;
         int maxPosition = 0;
         bool contiguous = true;

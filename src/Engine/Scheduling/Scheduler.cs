@@ -26,11 +26,20 @@ namespace Serving.Engine.Scheduling;
 /// <para>Greedy requests (whose <see cref="Sampler.IsArgmax"/>) mark their logit row <see cref="StepBatch.Greedy"/>: the
 /// model returns the row's argmax computed on the device, one int instead of V floats, and the token is the same one
 /// the sampler would have picked from the logits.</para>
+/// <para>Pipelining: with a model that splits its step at submission (<see cref="IPipelinedStepModel"/>), the loop
+/// submits step n, then, while the device runs it, enters the step's full blocks in the prefix cache and plans step
+/// n+1's decodes and prefill chunks as they will be if no sequence of step n finishes — positions, slots, block
+/// tables and the blocks its reservations will take (read from the block manager, not taken) — into a second batch.
+/// Once step n's tokens are accepted, the plan is used only if that held (the running sequences are exactly those it
+/// was made from); its reservations are then made, the tokens step n sampled are filled in, and admissions follow as
+/// usual. Otherwise it is dropped and the step is planned afresh. Either way each step holds exactly the sequences
+/// and tokens the unpipelined loop would give it. A plan that would need a preemption is not made ahead.</para>
 /// Legend: V = vocabulary size, R = logit rows in a step.
 /// </summary>
 public sealed class Scheduler : IAsyncDisposable
 {
     private readonly IStepModel _model;
+    private readonly IPipelinedStepModel? _pipelined;
     private readonly ITokenDecoder _decoder;
     private readonly TimeProvider _time;
     private readonly KvBlockManager _kv;
@@ -38,12 +47,25 @@ public sealed class Scheduler : IAsyncDisposable
     private readonly int _maxQueuedRequests;
     private readonly long _maxQueuedPromptTokens;
 
-    // Reused every step so the loop allocates nothing per step.
-    private readonly StepBatch _batch;
+    // Reused every step so the loop allocates nothing per step. Two batches: the step running and the next one,
+    // planned ahead while it runs (pipelined models only).
+    private readonly StepBatch[] _batches;
+    private readonly Sequence?[][] _owners;    // per batch, [MaxSequences]: sequence of logit row r
+    private int _current;                      // index of the batch being planned or run
     private readonly float[] _logits;         // [MaxSequences, V]: rows of the sampled (non-greedy) logit rows, packed
     private readonly int[] _greedyTokens;     // [MaxSequences]: device argmax of greedy logit row r
-    private readonly Sequence?[] _logitOwners; // [MaxSequences]: sequence of logit row r
-    private readonly List<Sequence> _scheduled = [];
+    private List<Sequence> _scheduled = [];
+
+    // The next step, planned while the current one runs (see the class remarks).
+    private bool _speculated;
+    private List<Sequence> _specScheduled = [];
+    private readonly HashSet<Sequence> _specMembers = [];
+    private readonly List<Sequence> _specRunning = [];                          // _running when it was planned
+    private readonly List<(Sequence S, int Tokens, int Computed, int Count)> _specPlan = []; // expected state after the step
+    private readonly List<(int Row, Sequence S, int Position)> _specLateTokens = [];       // rows whose token the step samples
+    private readonly List<int> _specBlocks = [];                                 // blocks the plan takes, in order
+    private int _specBudget;
+    private long _specUsed, _specDropped;
 
     // Loop-thread state.
     private readonly List<Sequence> _running = [];        // admission order, oldest first
@@ -90,6 +112,7 @@ public sealed class Scheduler : IAsyncDisposable
                 nameof(model));
 
         _model = model;
+        _pipelined = options.Pipelining ? model as IPipelinedStepModel : null;
         _decoder = decoder;
         _time = timeProvider ?? TimeProvider.System;
         _vocab = model.VocabSize;
@@ -102,15 +125,23 @@ public sealed class Scheduler : IAsyncDisposable
         _maxQueuedRequests = options.MaxQueuedRequests;
         _maxQueuedPromptTokens = options.MaxQueuedPromptTokens;
         _kv = new KvBlockManager(model.KvBlockCount, model.KvBlockSize, options.EnablePrefixCaching);
-        _batch = new StepBatch(_maxBatchTokens, _maxSequences, _maxBlocksPerSequence);
+        _batches = [new StepBatch(_maxBatchTokens, _maxSequences, _maxBlocksPerSequence), new StepBatch(_maxBatchTokens, _maxSequences, _maxBlocksPerSequence)];
+        _owners = [new Sequence?[_maxSequences], new Sequence?[_maxSequences]];
         _logits = new float[(long)_maxSequences * _vocab];
         _greedyTokens = new int[_maxSequences];
-        _logitOwners = new Sequence?[_maxSequences];
         _kvUsed = 0;
 
         _thread = new Thread(Loop) { IsBackground = true, Name = "Serving.Scheduler" };
         _thread.Start();
     }
+
+    private StepBatch Batch => _batches[_current];
+
+    private Sequence?[] LogitOwners => _owners[_current];
+
+    /// <summary>Steps whose plan was made while the previous step ran, and plans dropped because a sequence finished
+    /// (or was cancelled) in that step: how often pipelining paid off.</summary>
+    public (long Used, long Dropped) PlannedAhead => (Interlocked.Read(ref _specUsed), Interlocked.Read(ref _specDropped));
 
     /// <summary>Positions one sequence may hold: the model's context length, capped by the KV cache size.</summary>
     public int ContextLength => _contextLength;
@@ -284,6 +315,7 @@ public sealed class Scheduler : IAsyncDisposable
 
                 if (_running.Count == 0 && _waiting.Count == 0)
                 {
+                    DropSpeculation();
                     PublishGauges();
                     lock (_gate)
                     {
@@ -348,25 +380,28 @@ public sealed class Scheduler : IAsyncDisposable
 
     private void RunStep()
     {
-        _batch.Clear();
-        _scheduled.Clear();
-        int budget = _maxBatchTokens;
+        if (!TryUsePlannedStep(out int budget))
+        {
+            Batch.Clear();
+            _scheduled.Clear();
+            budget = _maxBatchTokens;
 
-        // (1) Decodes first: they are what users are waiting on, one token each.
-        for (int i = 0; i < _running.Count && budget > 0; i++)
-        {
-            Sequence s = _running[i];
-            if (s.Pending != 1) continue;
-            if (Plan(s, 1, isDecode: true) == 0) { i--; continue; } // preempted itself: the list shifted left
-            AddToStep(s, 1, ref budget);
-        }
-        // (2) Prefill chunks of running sequences (prompts longer than a budget, recomputes after preemption).
-        for (int i = 0; i < _running.Count && budget > 0; i++)
-        {
-            Sequence s = _running[i];
-            if (s.InStep || s.Pending <= 1) continue;
-            int granted = Plan(s, Math.Min(s.Pending, budget), isDecode: false);
-            if (granted > 0) AddToStep(s, granted, ref budget);
+            // (1) Decodes first: they are what users are waiting on, one token each.
+            for (int i = 0; i < _running.Count && budget > 0; i++)
+            {
+                Sequence s = _running[i];
+                if (s.Pending != 1) continue;
+                if (Plan(s, 1, isDecode: true) == 0) { i--; continue; } // preempted itself: the list shifted left
+                AddToStep(s, 1, ref budget);
+            }
+            // (2) Prefill chunks of running sequences (prompts longer than a budget, recomputes after preemption).
+            for (int i = 0; i < _running.Count && budget > 0; i++)
+            {
+                Sequence s = _running[i];
+                if (s.InStep || s.Pending <= 1) continue;
+                int granted = Plan(s, Math.Min(s.Pending, budget), isDecode: false);
+                if (granted > 0) AddToStep(s, granted, ref budget);
+            }
         }
         // (3) Admissions, in queue order.
         while (_waiting.First is { } node && _running.Count < _maxSequences && budget > 0)
@@ -390,40 +425,263 @@ public sealed class Scheduler : IAsyncDisposable
         if (_scheduled.Count == 0)
             throw new InvalidOperationException($"No sequence could be scheduled ({_running.Count} running, {_waiting.Count} waiting, {_kv.FreeBlockCount} free KV blocks).");
 
-        int rows = _batch.LogitCount;
-        try
+        int rows = Batch.LogitCount;
+        Span<float> logits = _logits.AsSpan(0, (rows - Batch.GreedyCount) * _vocab);
+        if (_pipelined is { } pipelined)
+        {
+            StepBegin(pipelined);
+            // While the device runs the step: its full blocks go into the prefix cache (their tokens are known; any
+            // later step that matches them runs after this one), and the next step is planned.
+            CommitStepBlocks();
+            PlanNextStep();
+            StepEnd(pipelined, logits);
+        }
+        else
         {
             // Greedy rows come back as one token id each (the device's Argmax), the others as V logits.
-            _model.Forward(_batch, _logits.AsSpan(0, (rows - _batch.GreedyCount) * _vocab), _greedyTokens);
-        }
-        catch (Exception ex)
-        {
-            throw new ModelStepException(Interlocked.Read(ref _steps), _batch.SequenceCount, _batch.TokenCount, ex);
+            StepForward(logits);
+            CommitStepBlocks();
         }
         Interlocked.Increment(ref _steps);
-        Interlocked.Add(ref _stepSequences, _batch.SequenceCount);
-        Interlocked.Add(ref _computedTokens, _batch.TokenCount);
+        Interlocked.Add(ref _stepSequences, Batch.SequenceCount);
+        Interlocked.Add(ref _computedTokens, Batch.TokenCount);
 
         foreach (Sequence s in _scheduled)
         {
             s.InStep = false;
             s.Computed += s.StepTokens;
-            _kv.CommitFullBlocks(s.Table, s.Tokens.AsSpan(0, s.Computed));
         }
         for (int r = 0, sampled = 0; r < rows; r++)
         {
-            Sequence s = _logitOwners[r]!;
-            _logitOwners[r] = null;
-            if (_batch.NonFinite[r])
+            Sequence s = LogitOwners[r]!;
+            LogitOwners[r] = null;
+            if (Batch.NonFinite[r])
             {
-                if (!_batch.Greedy[r]) sampled++;
+                if (!Batch.Greedy[r]) sampled++;
                 Finish(s, FinishReason.Error, error: new NonFiniteLogitsException(s.Count - 1, s.PromptLength));
             }
-            else if (_batch.Greedy[r]) Accept(s, _greedyTokens[r], default);
+            else if (Batch.Greedy[r]) Accept(s, _greedyTokens[r], default);
             else Accept(s, -1, _logits.AsSpan(sampled++ * _vocab, _vocab));
         }
         _running.RemoveAll(static s => s.Finished);
         PublishGauges();
+    }
+
+    private void StepForward(Span<float> logits)
+    {
+        try
+        {
+            _model.Forward(Batch, logits, _greedyTokens);
+        }
+        catch (Exception ex)
+        {
+            throw new ModelStepException(Interlocked.Read(ref _steps), Batch.SequenceCount, Batch.TokenCount, ex);
+        }
+    }
+
+    private void StepEnd(IPipelinedStepModel model, Span<float> logits)
+    {
+        try
+        {
+            model.EndForward(logits, _greedyTokens);
+        }
+        catch (Exception ex)
+        {
+            throw new ModelStepException(Interlocked.Read(ref _steps), Batch.SequenceCount, Batch.TokenCount, ex);
+        }
+    }
+
+    private void StepBegin(IPipelinedStepModel model)
+    {
+        try
+        {
+            model.BeginForward(Batch);
+        }
+        catch (Exception ex)
+        {
+            throw new ModelStepException(Interlocked.Read(ref _steps), Batch.SequenceCount, Batch.TokenCount, ex);
+        }
+    }
+
+    /// <summary>Enters the full blocks the step computes into the prefix cache.</summary>
+    private void CommitStepBlocks()
+    {
+        foreach (Sequence s in _scheduled)
+            _kv.CommitFullBlocks(s.Table, s.Tokens.AsSpan(0, s.Computed + s.StepTokens));
+    }
+
+    // ---- Planning the next step while the current one runs ----
+
+    /// <summary>Where <paramref name="s"/> will stand once the running step's tokens are accepted, if it does not finish.</summary>
+    private static (int Computed, int Count) After(Sequence s)
+    {
+        if (!s.InStep) return (s.Computed, s.Count);
+        int computed = s.Computed + s.StepTokens;
+        return (computed, computed == s.Count ? s.Count + 1 : s.Count); // its last token yields one more
+    }
+
+    /// <summary>
+    /// Plans phases (1) and (2) of the next step into the other batch, as <see cref="RunStep"/> will if no sequence of
+    /// the running step finishes, without changing any state: the blocks it would reserve are read from the block
+    /// manager (<see cref="KvBlockManager.PeekFreeBlock"/>). Gives up (plans nothing) where the real planning would
+    /// preempt.
+    /// </summary>
+    private void PlanNextStep()
+    {
+        DropSpeculation();
+        int next = 1 - _current;
+        StepBatch batch = _batches[next];
+        Sequence?[] owners = _owners[next];
+        batch.Clear();
+        int budget = _maxBatchTokens, taken = 0;
+        // (1) Decodes.
+        for (int i = 0; i < _running.Count && budget > 0; i++)
+        {
+            Sequence s = _running[i];
+            var (computed, count) = After(s);
+            if (count - computed != 1) continue;
+            if (!PlanAhead(s, computed, count, 1, batch, owners, ref taken)) { ClearPlan(owners, batch); return; }
+            budget--;
+        }
+        // (2) Prefill chunks, shrunk as Plan shrinks them when blocks are short and no newer sequence can give way.
+        for (int i = 0; i < _running.Count && budget > 0; i++)
+        {
+            Sequence s = _running[i];
+            if (_specMembers.Contains(s)) continue;
+            var (computed, count) = After(s);
+            if (count - computed <= 1) continue;
+            int want = Math.Min(count - computed, budget);
+            while (want > 0)
+            {
+                int need = _kv.BlocksNeeded(s.Table, computed + want);
+                int free = _kv.FreeBlockCount - taken;
+                if (need <= free) break;
+                if (HasVictimAhead(s)) { ClearPlan(owners, batch); return; } // the real plan preempts: not ahead
+                int fit = (s.Table.Count + free) * _blockSize - computed;
+                want = fit >= 1 && fit < want ? fit : 0;
+            }
+            if (want == 0) continue;
+            if (!PlanAhead(s, computed, count, want, batch, owners, ref taken)) { ClearPlan(owners, batch); return; }
+            budget -= want;
+        }
+        _specRunning.AddRange(_running);
+        _specBudget = budget;
+        _speculated = true;
+    }
+
+    /// <summary>The real FindVictim's answer for the planned step: a newer running sequence not in it exists.</summary>
+    private bool HasVictimAhead(Sequence s)
+    {
+        for (int j = _running.Count - 1; j >= 0; j--)
+        {
+            Sequence r = _running[j];
+            if (ReferenceEquals(r, s)) return false;
+            if (!_specMembers.Contains(r)) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Adds <paramref name="tokens"/> tokens of <paramref name="s"/> to the planned step, with the blocks the
+    /// reservation would take; false when not enough would be left.</summary>
+    private bool PlanAhead(Sequence s, int computed, int count, int tokens, StepBatch batch, Sequence?[] owners, ref int taken)
+    {
+        int need = _kv.BlocksNeeded(s.Table, computed + tokens);
+        if (s.Table.Count + need > s.Table.MaxBlocks) return false;
+        int first = _specBlocks.Count;
+        for (int j = 0; j < need; j++)
+        {
+            int block = _kv.PeekFreeBlock(taken + j);
+            if (block < 0) return false;
+            _specBlocks.Add(block);
+        }
+        taken += need;
+        int row = batch.SequenceCount++;
+        Span<int> table = batch.BlockTables.AsSpan(row * batch.MaxBlocksPerSequence, batch.MaxBlocksPerSequence);
+        s.Table.Blocks.CopyTo(table);
+        for (int j = 0; j < need; j++) table[s.Table.Count + j] = _specBlocks[first + j];
+        for (int i = 0; i < tokens; i++)
+        {
+            int pos = computed + i;
+            int slot = table[pos / _blockSize] * _blockSize + pos % _blockSize;
+            bool wantLogits = pos == count - 1;
+            if (wantLogits) owners[batch.LogitCount] = s;
+            bool known = pos < s.Count; // else the token the running step samples: filled in once it is accepted
+            int t = batch.AddToken(known ? s.Tokens[pos] : 0, pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
+            if (!known) _specLateTokens.Add((t, s, pos));
+        }
+        _specPlan.Add((s, tokens, computed, count));
+        _specMembers.Add(s);
+        _specScheduled.Add(s);
+        return true;
+    }
+
+    private void ClearPlan(Sequence?[] owners, StepBatch batch)
+    {
+        Array.Clear(owners, 0, batch.LogitCount);
+        batch.Clear();
+        DropSpeculation();
+    }
+
+    private void DropSpeculation()
+    {
+        if (_speculated)
+        {
+            Array.Clear(_owners[1 - _current], 0, _batches[1 - _current].LogitCount);
+            _batches[1 - _current].Clear();
+        }
+        _speculated = false;
+        _specScheduled.Clear();
+        _specMembers.Clear();
+        _specRunning.Clear();
+        _specPlan.Clear();
+        _specLateTokens.Clear();
+        _specBlocks.Clear();
+    }
+
+    /// <summary>
+    /// Makes the step planned ahead the current one when the running step went as it assumed (the same running
+    /// sequences, each where it expected): reserves its blocks (exactly those it read ahead), fills in the tokens the
+    /// last step sampled, and returns the budget left for admissions. False (and the plan dropped) otherwise.
+    /// </summary>
+    private bool TryUsePlannedStep(out int budget)
+    {
+        budget = 0;
+        if (!_speculated) return false;
+        bool same = _running.Count == _specRunning.Count;
+        for (int i = 0; same && i < _running.Count; i++) same = ReferenceEquals(_running[i], _specRunning[i]);
+        foreach (var (s, _, computed, count) in _specPlan)
+            same &= s.Computed == computed && s.Count == count && !s.Finished;
+        if (!same)
+        {
+            Interlocked.Increment(ref _specDropped);
+            DropSpeculation();
+            return false;
+        }
+        int k = 0;
+        foreach (var (s, tokens, computed, _) in _specPlan)
+        {
+            int before = s.Table.Count;
+            if (!_kv.TryReserve(s.Table, computed + tokens))
+                throw new InvalidOperationException($"The step planned ahead could not reserve the blocks it read ahead for request {s.Request.Id}.");
+            for (int j = before; j < s.Table.Count; j++)
+                if (s.Table[j] != _specBlocks[k++])
+                    throw new InvalidOperationException($"The step planned ahead read block {_specBlocks[k - 1]} for request {s.Request.Id}; the reservation took {s.Table[j]}.");
+            s.InStep = true;
+            s.StepTokens = tokens;
+        }
+        _current = 1 - _current;
+        foreach (var (row, s, pos) in _specLateTokens) Batch.Tokens[row] = s.Tokens[pos];
+        (_scheduled, _specScheduled) = (_specScheduled, _scheduled);
+        budget = _specBudget;
+        _speculated = false;
+        _specScheduled.Clear();
+        _specMembers.Clear();
+        _specRunning.Clear();
+        _specPlan.Clear();
+        _specLateTokens.Clear();
+        _specBlocks.Clear();
+        Interlocked.Increment(ref _specUsed);
+        return true;
     }
 
     /// <summary>
@@ -505,16 +763,16 @@ public sealed class Scheduler : IAsyncDisposable
 
     private void AddToStep(Sequence s, int tokens, ref int budget)
     {
-        int row = _batch.SequenceCount++;
+        int row = Batch.SequenceCount++;
         ReadOnlySpan<int> blocks = s.Table.Blocks;
-        blocks.CopyTo(_batch.BlockTables.AsSpan(row * _batch.MaxBlocksPerSequence, _batch.MaxBlocksPerSequence));
+        blocks.CopyTo(Batch.BlockTables.AsSpan(row * Batch.MaxBlocksPerSequence, Batch.MaxBlocksPerSequence));
         for (int i = 0; i < tokens; i++)
         {
             int pos = s.Computed + i;
             int slot = blocks[pos / _blockSize] * _blockSize + pos % _blockSize;
             bool wantLogits = pos == s.Count - 1; // only the sequence's last token yields a new one
-            if (wantLogits) _logitOwners[_batch.LogitCount] = s;
-            _batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
+            if (wantLogits) LogitOwners[Batch.LogitCount] = s;
+            Batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
         }
         s.InStep = true;
         s.StepTokens = tokens;

@@ -18,6 +18,15 @@ public sealed record SchedulerOptions
     /// <summary>Reuse cached KV blocks of repeated prompt prefixes. Default true.</summary>
     public bool EnablePrefixCaching { get; init; } = true;
 
+    /// <summary>The environment variable that, set to 0, makes <see cref="Pipelining"/> default to false (to compare
+    /// `bench decode`/`bench serve` with and without it in one build).</summary>
+    public const string PipeliningVariable = "SERVING_PIPELINING";
+
+    /// <summary>With a model that splits its step (<see cref="Models.IPipelinedStepModel"/>), plan step n+1 while step n
+    /// runs on the device. Same steps, same tokens either way; false runs each step start to end (for comparison).
+    /// Default true (false when <see cref="PipeliningVariable"/> is 0).</summary>
+    public bool Pipelining { get; init; } = Environment.GetEnvironmentVariable(PipeliningVariable) != "0";
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {

@@ -187,6 +187,54 @@ internal sealed class FakeStepModel : IStepModel
 }
 
 /// <summary>
+/// The fake model split at submission, as a device model is: <see cref="BeginForward"/> takes the batch,
+/// <see cref="EndForward"/> runs the fake's step on it. Checks the scheduler's side of the contract: calls alternate,
+/// and the begun batch is not touched until the step ends (the scheduler plans the next step into another batch).
+/// </summary>
+internal sealed class PipelinedFakeModel(FakeStepModel inner) : IPipelinedStepModel
+{
+    private StepBatch? _begun;
+    private int[] _snapshot = [];
+
+    public int VocabSize => inner.VocabSize;
+    public int ContextLength => inner.ContextLength;
+    public int KvBlockSize => inner.KvBlockSize;
+    public int KvBlockCount => inner.KvBlockCount;
+    public int MaxBatchTokens => inner.MaxBatchTokens;
+    public int MaxBatchSequences => inner.MaxBatchSequences;
+
+    /// <summary>Steps run through BeginForward/EndForward.</summary>
+    public int SplitSteps { get; private set; }
+
+    public void Forward(StepBatch batch, Span<float> logits, Span<int> greedyTokens) => inner.Forward(batch, logits, greedyTokens);
+
+    public void BeginForward(StepBatch batch)
+    {
+        if (_begun is not null) throw new InvalidOperationException("Fake model: BeginForward twice without EndForward.");
+        _begun = batch;
+        _snapshot = Snapshot(batch);
+    }
+
+    public void EndForward(Span<float> logits, Span<int> greedyTokens)
+    {
+        StepBatch batch = _begun ?? throw new InvalidOperationException("Fake model: EndForward without BeginForward.");
+        _begun = null;
+        if (!Snapshot(batch).AsSpan().SequenceEqual(_snapshot))
+            throw new InvalidOperationException("Fake model: the scheduler changed the batch of the step in flight.");
+        SplitSteps++;
+        inner.Forward(batch, logits, greedyTokens);
+    }
+
+    private static int[] Snapshot(StepBatch b)
+    {
+        int t = b.TokenCount, r = b.LogitCount;
+        return [t, b.SequenceCount, r, b.GreedyCount, .. b.Tokens.AsSpan(0, t), .. b.Positions.AsSpan(0, t), .. b.SequenceRows.AsSpan(0, t),
+            .. b.Slots.AsSpan(0, t), .. b.LogitRows.AsSpan(0, r), .. b.Greedy.AsSpan(0, r).ToArray().Select(g => g ? 1 : 0),
+            .. b.BlockTables.AsSpan(0, b.SequenceCount * b.MaxBlocksPerSequence)];
+    }
+}
+
+/// <summary>
 /// Token i decodes to two characters: a letter and a digit ("a0", "b1", …). Decoding fails on the vocabulary's
 /// last id (the "poison" token, which the fake model never generates) so a test can make one request's decoder throw.
 /// </summary>

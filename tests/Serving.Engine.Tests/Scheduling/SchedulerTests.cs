@@ -1,17 +1,25 @@
+using Serving.Engine.Models;
 using Serving.Engine.Sampling;
 using Serving.Engine.Scheduling;
 using static Serving.Engine.Tests.Scheduling.SchedulerTestKit;
 
 namespace Serving.Engine.Tests.Scheduling;
 
+/// <summary>The scheduler on a model that runs each step start to end (<see cref="IStepModel.Forward(StepBatch, Span{float}, Span{int})"/>);
+/// <see cref="PipelinedSchedulerTests"/> runs every test again on a model that splits its step, where the scheduler
+/// plans step n+1 while step n runs: same steps, same tokens, same times.</summary>
 public class SchedulerTests
 {
-    private static (FakeStepModel Model, Scheduler Scheduler) Create(SchedulerOptions? options = null, int vocab = 32,
+    /// <summary>True: the scheduler gets the fake model through <see cref="PipelinedFakeModel"/>.</summary>
+    protected virtual bool Pipelined => false;
+
+    private protected (FakeStepModel Model, Scheduler Scheduler) Create(SchedulerOptions? options = null, int vocab = 32,
         int context = 64, int blockSize = 4, int blockCount = 64, int endOfGeneration = -1)
     {
         // The scheduler reads the fake model's clock, which moves only when a step runs: times are exact.
         var model = new FakeStepModel(vocab, context, blockSize, blockCount);
-        return (model, new Scheduler(model, new FakeDecoder(vocab, endOfGeneration), options, model.Clock));
+        IStepModel stepModel = Pipelined ? new PipelinedFakeModel(model) : model;
+        return (model, new Scheduler(stepModel, new FakeDecoder(vocab, endOfGeneration), options, model.Clock));
     }
 
     [Fact]
