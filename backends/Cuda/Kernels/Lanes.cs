@@ -60,57 +60,29 @@ internal static class Lanes
     public static float Sum<TM, TP>(TP partials, int unit, int lane)
         where TM : struct, IKernelMode
         where TP : struct, ILaneSum
-    {
-        if (!default(TM).Serial)
-            return WarpExtensions.Reduce<float, AddFloat>(partials.Partial(unit, lane));
-        var v = LocalMemory.Allocate<float>(Count);
-        for (int l = 0; l < Count; l++)
-            v[l] = partials.Partial(unit, l);
-        return Tree(v);
-    }
+        => default(TM).Serial ? Tree(partials, unit) : WarpExtensions.Reduce<float, AddFloat>(partials.Partial(unit, lane));
 
     /// <summary>The sum of the 32 lanes' partials on every lane (the same bits as <see cref="Sum{TM, TP}"/>).</summary>
     public static float SumAll<TM, TP>(TP partials, int unit, int lane)
         where TM : struct, IKernelMode
         where TP : struct, ILaneSum
-    {
-        if (!default(TM).Serial)
-            return WarpExtensions.AllReduce<float, AddFloat>(partials.Partial(unit, lane));
-        var v = LocalMemory.Allocate<float>(Count);
-        for (int l = 0; l < Count; l++)
-            v[l] = partials.Partial(unit, l);
-        return Tree(v);
-    }
+        => default(TM).Serial ? Tree(partials, unit) : WarpExtensions.AllReduce<float, AddFloat>(partials.Partial(unit, lane));
 
     /// <summary>Four sums at once (each as <see cref="Sum{TM, TP}"/>); valid on lane 0.</summary>
     public static Float4 Sum4<TM, TP>(TP partials, int unit, int lane)
         where TM : struct, IKernelMode
         where TP : struct, ILaneSum4
     {
-        if (!default(TM).Serial)
+        if (default(TM).Serial)
+            return Tree4(partials, unit);
+        Float4 p = partials.Partial(unit, lane);
+        return new Float4
         {
-            Float4 p = partials.Partial(unit, lane);
-            return new Float4
-            {
-                A = WarpExtensions.Reduce<float, AddFloat>(p.A),
-                B = WarpExtensions.Reduce<float, AddFloat>(p.B),
-                C = WarpExtensions.Reduce<float, AddFloat>(p.C),
-                D = WarpExtensions.Reduce<float, AddFloat>(p.D),
-            };
-        }
-        var a = LocalMemory.Allocate<float>(Count);
-        var b = LocalMemory.Allocate<float>(Count);
-        var c = LocalMemory.Allocate<float>(Count);
-        var d = LocalMemory.Allocate<float>(Count);
-        for (int l = 0; l < Count; l++)
-        {
-            Float4 p = partials.Partial(unit, l);
-            a[l] = p.A;
-            b[l] = p.B;
-            c[l] = p.C;
-            d[l] = p.D;
-        }
-        return new Float4 { A = Tree(a), B = Tree(b), C = Tree(c), D = Tree(d) };
+            A = WarpExtensions.Reduce<float, AddFloat>(p.A),
+            B = WarpExtensions.Reduce<float, AddFloat>(p.B),
+            C = WarpExtensions.Reduce<float, AddFloat>(p.C),
+            D = WarpExtensions.Reduce<float, AddFloat>(p.D),
+        };
     }
 
     /// <summary>The largest of the 32 lanes' keys on lane 0 (max is exact, so any order gives the same key).</summary>
@@ -121,14 +93,56 @@ internal static class Lanes
     public static float MaxAll<TM>(float value) where TM : struct, IKernelMode
         => default(TM).Serial ? value : WarpExtensions.AllReduce<float, MaxFloat>(value);
 
-    /// <summary>ILGPU.Algorithms' shuffle-down tree over 32 values, in place: step o adds lane i + o into lane i.</summary>
-    private static float Tree(ArrayView<float> v)
+    /// <summary>
+    /// ILGPU.Algorithms' shuffle-down tree for lane 0, in registers. Step o (16, 8, 4, 2, 1) adds lane i + o into lane i,
+    /// so lane 0 ends with a balanced binary tree whose leaves pair lanes i and i + 16 and whose root splits the even
+    /// lanes from the odd ones. Visiting lanes in 5-bit-reversed order turns that into the plain left-to-right pairwise
+    /// tree, summed here with a binary counter of five pending subtree sums (no arrays: local memory on the CPU
+    /// accelerator is a heap buffer per call).
+    /// </summary>
+    private static float Tree<TP>(TP partials, int unit) where TP : struct, ILaneSum
     {
-        for (int offset = Count / 2; offset > 0; offset >>= 1)
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f;
+        for (int j = 0; j < Count; j++)
         {
-            for (int i = 0; i < offset; i++)
-                v[i] = v[i] + v[i + offset];
+            float v = partials.Partial(unit, Reverse(j));
+            if ((j & 1) == 0) { s0 = v; continue; }
+            v = s0 + v;
+            if ((j & 2) == 0) { s1 = v; continue; }
+            v = s1 + v;
+            if ((j & 4) == 0) { s2 = v; continue; }
+            v = s2 + v;
+            if ((j & 8) == 0) { s3 = v; continue; }
+            v = s3 + v;
+            if ((j & 16) == 0) { s4 = v; continue; }
+            return s4 + v;
         }
-        return v[0];
+        return 0f;
     }
+
+    /// <summary><see cref="Tree{TP}"/> for four sums at once.</summary>
+    private static Float4 Tree4<TP>(TP partials, int unit) where TP : struct, ILaneSum4
+    {
+        Float4 s0 = default, s1 = default, s2 = default, s3 = default, s4 = default;
+        for (int j = 0; j < Count; j++)
+        {
+            Float4 v = partials.Partial(unit, Reverse(j));
+            if ((j & 1) == 0) { s0 = v; continue; }
+            v = Plus(s0, v);
+            if ((j & 2) == 0) { s1 = v; continue; }
+            v = Plus(s1, v);
+            if ((j & 4) == 0) { s2 = v; continue; }
+            v = Plus(s2, v);
+            if ((j & 8) == 0) { s3 = v; continue; }
+            v = Plus(s3, v);
+            if ((j & 16) == 0) { s4 = v; continue; }
+            return Plus(s4, v);
+        }
+        return default;
+    }
+
+    private static Float4 Plus(Float4 a, Float4 b) => new() { A = a.A + b.A, B = a.B + b.B, C = a.C + b.C, D = a.D + b.D };
+
+    /// <summary>The lane whose 5-bit index is <paramref name="j"/>'s reversed.</summary>
+    private static int Reverse(int j) => ((j & 1) << 4) | ((j & 2) << 2) | (j & 4) | ((j & 8) >> 2) | ((j & 16) >> 4);
 }
