@@ -33,7 +33,7 @@ public sealed class CudaDevicesTests
         psi.Environment.Remove(TestDevice);
         psi.Environment["COLUMNS"] = "400";
         string stdout = await ChildProcess.RunAsync(psi, TimeSpan.FromSeconds(60));
-        string line = Assert.Single(stdout.Split('\n'), l => l.Contains("cuda", StringComparison.Ordinal));
+        string line = Assert.Single(stdout.Split('\n'), l => l.StartsWith("cuda ", StringComparison.Ordinal));
         Assert.Contains("unavailable: libcuda.so.1 not found", line, StringComparison.Ordinal);
     }
 }
