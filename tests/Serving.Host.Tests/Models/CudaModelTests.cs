@@ -15,6 +15,7 @@ namespace Serving.Host.Tests.Models;
 /// SERVING_CUDA_TEST_DEVICE=cpu — which proves their arithmetic and indexing; a GPU proves the rest
 /// (scripts/cuda-gpu-check.sh).
 /// </summary>
+[Trait("Category", "Slow")]
 public sealed class CudaDevicesTests
 {
     private const string TestDevice = "SERVING_CUDA_TEST_DEVICE";
@@ -54,14 +55,15 @@ public sealed class CudaModelTests : IDisposable
 
     /// <summary>
     /// Weight type and the largest |Δ log p| allowed on any scored token (the mean must stay under a quarter of it), the
-    /// bounds the Vulkan backend is held to: f32 and f16 multiply the same f32 activations by the same weights, in
-    /// another order (0.01 nats); the quantized types round the activations to q8_0 blocks as the Cpu backend does,
-    /// but keep each block's scale product in a different order (0.2, the bound llama.cpp is held to).
+    /// bounds the Vulkan backend is held to: f32 multiplies the same f32 activations by the same weights, in another
+    /// order (0.01 nats); the quantized types round the activations to q8_0 blocks as the Cpu backend does, but form
+    /// each block's scale product in a different order (0.2, the bound llama.cpp is held to). Each case costs ~25 s on
+    /// the CPU test device (ILGPU compiles the kernels in every process), so f16 and the K-quants are left to the
+    /// conformance suite, which checks every type's kernels.
     /// </summary>
     public static TheoryData<string, double> Cases() => new()
     {
         { "f32", 0.01 },
-        { "f16", 0.01 },
         { "q8_0", 0.2 },
         { "q4_0", 0.2 },
     };
