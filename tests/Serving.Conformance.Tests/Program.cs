@@ -10,6 +10,8 @@ namespace Serving.Conformance.Tests;
 /// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt;</c> runs the kernel subset (MatMul with its batch invariance, RmsNorm, SwiGlu, Add, Argmax, KvWrite and Attention per cache type) on the backend with
 /// whatever hardware-intrinsic switches the environment sets, prints the tier it ran at and each result, and exits
 /// 0 when all passed, 1 when a case failed, 2 on bad usage, 3 when the backend is unavailable.
+/// <c>dotnet exec Serving.Conformance.Tests.dll suite &lt;Class&gt;</c> runs one suite class without a test host
+/// (<see cref="SuiteRunner"/>: for the GPU machine, which carries the runtime but no SDK).
 /// </summary>
 public static class Program
 {
@@ -19,9 +21,11 @@ public static class Program
     /// <summary>Runs the tier check; see the class summary for arguments and exit codes.</summary>
     public static int Main(string[] args)
     {
+        if (args is ["suite", var suite])
+            return SuiteRunner.Run(suite);
         if (args is not [TierCheckCommand, var backend])
         {
-            Console.Error.WriteLine($"usage: dotnet exec Serving.Conformance.Tests.dll {TierCheckCommand} <backend>  (run the suite itself with dotnet test)");
+            Console.Error.WriteLine($"usage: dotnet exec Serving.Conformance.Tests.dll {TierCheckCommand} <backend> | suite <Class>  (or run the suite with dotnet test)");
             return 2;
         }
         Console.WriteLine($"simd: Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated} Vector128={Vector128.IsHardwareAccelerated}");

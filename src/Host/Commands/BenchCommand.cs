@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Serving.Abstractions;
 using Serving.Engine.Models;
 using Serving.Engine.Sampling;
 using Serving.Engine.Scheduling;
@@ -85,7 +86,13 @@ internal static class BenchCommand
                 // Warm-up (JIT tiers up, pages fault in) on the prompt reversed, so that the measured run finds no cached
                 // prefix blocks and its time to first token is a real prefill.
                 await Run(Math.Min(16, n), promptIds.Reverse().ToArray());
+                // The device's own energy counter around the measured run, where it has one (never an estimate).
+                IEnergyMeter? meter = accelerator.EnergyMeter;
+                double joulesBefore = 0;
+                bool metered = meter is not null && meter.TryReadJoules(out joulesBefore);
                 var result = await Run(n, promptIds);
+                double? joulesPerToken = metered && meter!.TryReadJoules(out double joulesAfter) && result.Usage.CompletionTokens > 0
+                    ? (joulesAfter - joulesBefore) / result.Usage.CompletionTokens : null;
                 if (result.FinishReason == FinishReason.Error) return CliErrors.Fail(result.Error?.Message ?? "decode failed");
                 double tpot = result.Usage.TimePerOutputToken?.TotalSeconds ?? double.NaN;
                 double tokensPerSecond = 1 / tpot;
@@ -107,7 +114,11 @@ internal static class BenchCommand
                     generatedTokens = result.Usage.CompletionTokens,
                     ttftMs = Math.Round(result.Usage.TimeToFirstToken?.TotalMilliseconds ?? double.NaN, 2),
                     tpotMs = Math.Round(tpot * 1000, 3),
+                    energySource = joulesPerToken is null ? null : meter!.Source,
+                    joulesPerToken = joulesPerToken is { } j ? Math.Round(j, 4) : (double?)null,
                 };
+                if (joulesPerToken is { } perToken)
+                    Console.Error.WriteLine($"energy: {perToken:0.000} J per generated token ({meter!.Source}; the measured run, prompt included)");
                 var table = Tables.Create(["model", "weights", "bandwidth", "decode", "floor", "of floor", "achieved"], numeric: true);
                 table.AddCells(report.file, Units.Bytes(bytes), $"{bw.GBps:0.0} GB/s", $"{tokensPerSecond:0.0} tok/s",
                     $"{1 / floorSeconds:0.0} tok/s", $"{floorSeconds / tpot:P0}", $"{report.achievedGBps:0.0} GB/s");
