@@ -15,6 +15,23 @@ internal sealed unsafe class DeviceFacts
     /// <summary>VK_KHR_push_descriptor.</summary>
     public const string PushDescriptorExtension = "VK_KHR_push_descriptor";
 
+    /// <summary>
+    /// A comma list of optional features to treat as absent, as if the device lacked them (their fallbacks run, and
+    /// the feature is not enabled on the logical device, so the validation layer reports any shader that still uses
+    /// one): <c>int-dot</c>, <c>storage16</c>, <c>float16</c>, <c>storage8</c>, <c>subgroup</c>, or <c>all</c>.
+    /// </summary>
+    public const string DisableVariable = "SERVING_VULKAN_DISABLE";
+
+    /// <summary>The names <see cref="DisableVariable"/> takes, each with what it masks.</summary>
+    public static readonly IReadOnlyList<(string Name, string Feature)> Maskable =
+    [
+        ("int-dot", "integer dot product"),
+        ("storage16", "16-bit storage"),
+        ("float16", "float16"),
+        ("storage8", "8-bit storage"),
+        ("subgroup", "subgroup arithmetic"),
+    ];
+
     private DeviceFacts() { }
 
     /// <summary>The handle.</summary>
@@ -71,6 +88,29 @@ internal sealed unsafe class DeviceFacts
     public bool PushDescriptors { get; private init; }
     /// <summary>Extensions offered.</summary>
     public IReadOnlySet<string> Extensions { get; private init; } = new HashSet<string>();
+    /// <summary>Features the device has that <see cref="DisableVariable"/> masked (their names as in <see cref="Maskable"/>).</summary>
+    public IReadOnlySet<string> Disabled { get; private init; } = new HashSet<string>();
+    /// <summary>Names in <see cref="DisableVariable"/> that are not features (reported in the details, otherwise ignored).</summary>
+    public IReadOnlyList<string> UnknownDisabled { get; private init; } = [];
+
+    /// <summary>
+    /// The names in <see cref="DisableVariable"/> (lower case; <c>all</c> expanded), and those that name no feature.
+    /// </summary>
+    public static (HashSet<string> Names, List<string> Unknown) ReadDisabled()
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var unknown = new List<string>();
+        string? value = Environment.GetEnvironmentVariable(DisableVariable);
+        if (string.IsNullOrWhiteSpace(value)) return (names, unknown);
+        foreach (string raw in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string name = raw.ToLowerInvariant();
+            if (name == "all") names.UnionWith(Maskable.Select(m => m.Name));
+            else if (Maskable.Any(m => m.Name == name)) names.Add(name);
+            else unknown.Add(raw);
+        }
+        return (names, unknown);
+    }
 
     /// <summary>True when the device reads host-visible memory that is also device-local (integrated GPUs, lavapipe):
     /// buffers are then mapped and written in place, without staging.</summary>
@@ -118,6 +158,7 @@ internal sealed unsafe class DeviceFacts
         if (api >= VulkanApi.MakeVersion(1, 1)) vk.GetPhysicalDeviceProperties2(device, &props);
         else props.Properties = basic;
 
+        var (disabled, unknown) = ReadDisabled();
         using FeatureChain features = FeatureChain.Query(vk, device, api, ext);
 
         vk.GetPhysicalDeviceMemoryProperties(device, out PhysicalDeviceMemoryProperties memory);
@@ -148,6 +189,19 @@ internal sealed unsafe class DeviceFacts
         if (api >= VulkanApi.MakeVersion(1, 1)) vk.GetPhysicalDeviceProperties2(device, &idChain);
         for (int i = 0; i < 16; i++) deviceUuid.Append(idProps.DeviceUuid[i].ToString("x2", CultureInfo.InvariantCulture));
 
+        bool subgroupCompute = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
+                               && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0;
+        bool arithmetic = subgroupCompute && (subgroup.SupportedOperations & SubgroupFeatureFlags.ArithmeticBit) != 0;
+        bool shuffle = subgroupCompute && (subgroup.SupportedOperations & SubgroupFeatureFlags.ShuffleBit) != 0;
+        // A masked feature the device has is reported as disabled; one it lacks anyway is just lacked.
+        var masked = new HashSet<string>(StringComparer.Ordinal);
+        bool Keep(string name, bool has)
+        {
+            if (!has || !disabled.Contains(name)) return has;
+            masked.Add(name);
+            return false;
+        }
+
         return new DeviceFacts
         {
             Device = device,
@@ -163,20 +217,18 @@ internal sealed unsafe class DeviceFacts
             ComputeQueueFamily = compute,
             TimestampValidBits = compute >= 0 ? families[compute].TimestampValidBits : 0,
             SubgroupSize = subgroup.SubgroupSize,
-            SubgroupArithmetic = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
-                                 && (subgroup.SupportedOperations & SubgroupFeatureFlags.ArithmeticBit) != 0
-                                 && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0,
-            SubgroupShuffle = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
-                              && (subgroup.SupportedOperations & SubgroupFeatureFlags.ShuffleBit) != 0
-                              && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0,
-            Storage16 = features.Storage16,
-            Storage8 = features.Storage8,
-            Float16 = features.Float16,
+            SubgroupArithmetic = Keep("subgroup", arithmetic),
+            SubgroupShuffle = Keep("subgroup", shuffle),
+            Storage16 = Keep("storage16", features.Storage16),
+            Storage8 = Keep("storage8", features.Storage8),
+            Float16 = Keep("float16", features.Float16),
             Int8 = features.Int8,
-            IntegerDotProduct = features.IntegerDotProduct,
+            IntegerDotProduct = Keep("int-dot", features.IntegerDotProduct),
             MemoryBudget = ext.Contains(MemoryBudgetExtension),
             PushDescriptors = ext.Contains(PushDescriptorExtension),
             Extensions = ext,
+            Disabled = masked,
+            UnknownDisabled = unknown,
         };
     }
 
@@ -218,17 +270,31 @@ internal sealed unsafe class DeviceFacts
         details.Add(ComputeQueueFamily >= 0
             ? $"compute queue family {ComputeQueueFamily}, timestamps {(TimestampValidBits > 0 ? $"{TimestampValidBits} bits at {Limits.TimestampPeriod} ns" : "none")}"
             : "no compute queue: cannot run");
+        // What the shaders use when present (each with a fallback when absent), what the device lacks, and what
+        // SERVING_VULKAN_DISABLE masked. float16 arithmetic is enabled when present but no shader needs it (the f16
+        // paths read halves through 16-bit storage and compute in f32), so it is listed as present, not used.
         var uses = new List<string>();
         var lacks = new List<string>();
-        (Storage16 ? uses : lacks).Add("16-bit storage");
-        (Float16 ? uses : lacks).Add("float16");
-        (Storage8 ? uses : lacks).Add("8-bit storage");
-        (IntegerDotProduct ? uses : lacks).Add("integer dot product");
-        (SubgroupArithmetic ? uses : lacks).Add("subgroup arithmetic");
+        void Feature(bool has, string what, string name)
+        {
+            if (has) uses.Add(what);
+            else if (!Disabled.Contains(name)) lacks.Add(what);
+        }
+        Feature(Storage16, "16-bit storage", "storage16");
+        Feature(Storage8, "8-bit storage", "storage8");
+        Feature(IntegerDotProduct, "integer dot product", "int-dot");
+        Feature(SubgroupArithmetic, "subgroup arithmetic", "subgroup");
         (MemoryBudget ? uses : lacks).Add("memory budget");
         (PushDescriptors ? uses : lacks).Add("push descriptors");
         details.Add("uses: " + (uses.Count > 0 ? string.Join(", ", uses) : "none"));
+        if (Float16) details.Add("has, unused: float16 arithmetic (f16 values are widened to f32 on load)");
+        else if (!Disabled.Contains("float16")) lacks.Add("float16");
         if (lacks.Count > 0) details.Add("lacks (fallbacks used): " + string.Join(", ", lacks));
+        if (Disabled.Count > 0)
+            details.Add("lacks (disabled by " + DisableVariable + ", fallbacks used): "
+                        + string.Join(", ", Maskable.Where(m => Disabled.Contains(m.Name)).Select(m => m.Feature)));
+        if (UnknownDisabled.Count > 0)
+            details.Add($"{DisableVariable}: ignored unknown name(s) {string.Join(", ", UnknownDisabled)} (known: all, {string.Join(", ", Maskable.Select(m => m.Name))})");
         if (Unusable is { } why) details.Add("unusable: " + why);
         return new DeviceDescriptor("vulkan", index, Name, Vendor, $"{Driver} (Vulkan {VulkanApi.VersionText(ApiVersion)})",
             $"vulkan|{Uuid}|{Name}", Kind, UnifiedMemory || Kind != DeviceKind.Gpu ? LargestHeap() : DeviceLocalBytes)
