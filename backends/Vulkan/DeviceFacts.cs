@@ -265,30 +265,31 @@ internal sealed unsafe class DeviceFacts
             details.Add($"memory heap {i}: {Gib((long)heap.Size)} {string.Join(", ", kinds)}");
         }
         details.Add(UnifiedMemory ? "memory: unified (device-local host-visible buffers, no staging)" : "memory: device-local with staging copies");
-        details.Add($"subgroup size {SubgroupSize}{(SubgroupArithmetic ? ", subgroup arithmetic" : ", no subgroup arithmetic")}");
+        details.Add($"subgroup size {SubgroupSize}{(SubgroupArithmetic ? ", subgroup arithmetic" : Disabled.Contains("subgroup") ? ", subgroup operations disabled" : ", no subgroup arithmetic")}");
         details.Add($"max storage buffer range {Gib(Limits.MaxStorageBufferRange)}, max allocation {Gib((long)MaxAllocationBytes)}");
         details.Add(ComputeQueueFamily >= 0
             ? $"compute queue family {ComputeQueueFamily}, timestamps {(TimestampValidBits > 0 ? $"{TimestampValidBits} bits at {Limits.TimestampPeriod} ns" : "none")}"
             : "no compute queue: cannot run");
-        // What the shaders use when present (each with a fallback when absent), what the device lacks, and what
-        // SERVING_VULKAN_DISABLE masked. float16 arithmetic is enabled when present but no shader needs it (the f16
-        // paths read halves through 16-bit storage and compute in f32), so it is listed as present, not used.
+        // What the shaders use when present (each with a fallback when absent), what the device has but no shader
+        // needs (float16 arithmetic: f16 values are widened to f32 on load; 8-bit storage: int8 data is consumed as
+        // packed 4×int8 words, one 32-bit load each), what it lacks, and what SERVING_VULKAN_DISABLE masked.
         var uses = new List<string>();
+        var unused = new List<string>();
         var lacks = new List<string>();
-        void Feature(bool has, string what, string name)
+        void Feature(bool has, bool used, string what, string name)
         {
-            if (has) uses.Add(what);
+            if (has) (used ? uses : unused).Add(what);
             else if (!Disabled.Contains(name)) lacks.Add(what);
         }
-        Feature(Storage16, "16-bit storage", "storage16");
-        Feature(Storage8, "8-bit storage", "storage8");
-        Feature(IntegerDotProduct, "integer dot product", "int-dot");
-        Feature(SubgroupArithmetic, "subgroup arithmetic", "subgroup");
+        Feature(Storage16, true, "16-bit storage", "storage16");
+        Feature(IntegerDotProduct, true, "integer dot product", "int-dot");
+        Feature(SubgroupArithmetic, true, "subgroup arithmetic", "subgroup");
+        Feature(Float16, false, "float16", "float16");
+        Feature(Storage8, false, "8-bit storage", "storage8");
         (MemoryBudget ? uses : lacks).Add("memory budget");
         (PushDescriptors ? uses : lacks).Add("push descriptors");
         details.Add("uses: " + (uses.Count > 0 ? string.Join(", ", uses) : "none"));
-        if (Float16) details.Add("has, unused: float16 arithmetic (f16 values are widened to f32 on load)");
-        else if (!Disabled.Contains("float16")) lacks.Add("float16");
+        if (unused.Count > 0) details.Add("has, unused: " + string.Join(", ", unused));
         if (lacks.Count > 0) details.Add("lacks (fallbacks used): " + string.Join(", ", lacks));
         if (Disabled.Count > 0)
             details.Add("lacks (disabled by " + DisableVariable + ", fallbacks used): "
