@@ -74,6 +74,12 @@ internal sealed unsafe class DeviceFacts
     public bool SubgroupShuffle { get; private init; }
     /// <summary>storageBuffer16BitAccess.</summary>
     public bool Storage16 { get; private init; }
+    /// <summary>
+    /// Whether the default variants read halves through 16-bit storage (f16vec2) rather than from 32-bit words: where
+    /// the device has it, except on CPU drivers, where lavapipe measured no gain from it (both builds give the same
+    /// bits; the other one stays a variant).
+    /// </summary>
+    public bool PrefersStorage16 => Storage16 && Type != PhysicalDeviceType.Cpu;
     /// <summary>storageBuffer8BitAccess.</summary>
     public bool Storage8 { get; private init; }
     /// <summary>shaderFloat16.</summary>

@@ -10,7 +10,8 @@ namespace Serving.Backends.Vulkan.Ops;
 /// the weighted sum of V per head dimension in position order. A row's arithmetic depends only on its own position, so
 /// the op is batch-invariant. An f16 cache is read two halves at a time (even Dh), from uint words with
 /// unpackHalf2x16, or as f16vec2 in the shader's STORAGE16 build (attention.storage16.spv), offered where the device
-/// has 16-bit storage; both give the same bits. Binds only the layer's K and V planes; positions, sequence rows and block ids are clamped
+/// has 16-bit storage (the default there, except on CPU drivers: DeviceFacts.PrefersStorage16); both give the same
+/// bits. Binds only the layer's K and V planes; positions, sequence rows and block ids are clamped
 /// in the shader, so bad index values never read outside them.
 /// </summary>
 internal static class Attention
@@ -27,7 +28,7 @@ internal static class Attention
     private const int MaxHeadDim = 256;
 
     private static readonly KernelVariant F16 = new("attention_f16_chunk1024", OpKind.Attention, DataType.F16,
-        "packed-half cache, one workgroup per (row, head), softmax over chunks of 1024 positions; halves read through 16-bit storage where the device has it");
+        "packed-half cache, one workgroup per (row, head), softmax over chunks of 1024 positions; halves read through 16-bit storage where the device has it, except on CPU drivers");
 
     private static readonly KernelVariant F16Words = new("attention_f16_words_chunk1024", OpKind.Attention, DataType.F16,
         "as the default, halves read from 32-bit words (unpackHalf2x16)");
@@ -81,7 +82,7 @@ internal static class Attention
             RowStride = (uint)(f16 ? 2 * cache.RowWords : cache.RowWords),
             Scale = batch.Scale,
         };
-        bool storage16 = f16 && (variant.Name == F16Storage16.Name || (variant.Name == F16.Name && s.Accelerator.Facts.Storage16));
+        bool storage16 = f16 && (variant.Name == F16Storage16.Name || (variant.Name == F16.Name && s.Accelerator.Facts.PrefersStorage16));
         s.Dispatch(storage16 ? Storage16 : Kernel, [Workgroup, 1, 0, f16 ? 1u : 0u, Chunk, dimsPerInvocation],
             [BufferRange.Read(q),
              BufferRange.Cache(cache, cache.KOffset(layer), cache.PlaneBytes, writes: false),

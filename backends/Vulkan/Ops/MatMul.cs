@@ -38,6 +38,11 @@ internal static class MatMul
     /// <summary>The row family (one weight row per invocation), same bindings and push constants.</summary>
     public static readonly KernelSpec RowKernel = Shared with { Shader = "matmul_rows" };
 
+    /// <summary>The 16-bit-storage builds of the f32 family (f16 weights read as f16vec2): shared, subgroup, rows.</summary>
+    private static readonly KernelSpec SharedStorage16 = Shared with { Shader = "matmul.storage16" };
+    private static readonly KernelSpec SubgroupStorage16 = Shared with { Shader = "matmul.subgroup.storage16" };
+    private static readonly KernelSpec RowStorage16 = Shared with { Shader = "matmul_rows.storage16" };
+
     /// <summary>The int8 family (binding 0 is x quantized, <see cref="QuantizeQ8"/>), lane-tree arrangement: the
     /// builds without and with subgroup shuffles and integer dot product.</summary>
     private static readonly KernelSpec[] Int8Tree =
@@ -84,7 +89,7 @@ internal static class MatMul
 
     /// <summary>What a variant fixes: the arrangement, the activation format, the builds, and the x rows per
     /// workgroup (0 = chosen from T). Null builds (auto) are chosen from the device.</summary>
-    private readonly record struct Choice(bool UseRows, bool Int8, bool? Dot, bool? UseSubgroup, uint Tile);
+    private readonly record struct Choice(bool UseRows, bool Int8, bool? Dot, bool? UseSubgroup, uint Tile, bool? Storage16 = null);
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Choice> Choices = new(StringComparer.Ordinal);
 
@@ -132,22 +137,34 @@ internal static class MatMul
                 }
             return list;
         }
+        // f16 weights: where the device has 16-bit storage, one build reads halves as f16vec2 and one from 32-bit words
+        // (the same bits). The tile variants use the device's default (DeviceFacts.PrefersStorage16); one more variant at T = 1
+        // runs the other build, so the tuner and the suite see both.
+        bool both = type == DataType.F16 && device.Facts.Storage16;
+        bool s16 = type == DataType.F16 && device.Facts.PrefersStorage16;
+        string halves = type != DataType.F16 ? "" : s16 ? ", halves read as f16vec2 (16-bit storage)" : ", halves from 32-bit words";
+        string other = s16 ? "words" : "storage16";
+        string otherHow = s16 ? "halves from 32-bit words (no 16-bit storage)" : "halves read as f16vec2 (16-bit storage)";
         if (rows)
         {
-            Add($"matmul_{t}_rows_auto", "one weight row per invocation (CPU drivers: x loads broadcast), 1 x row per workgroup at T = 1, 4 at T < 8, else 8", new(true, false, false, false, 0));
-            Add($"matmul_{t}_rows_t1", "one weight row per invocation, 1 x row per workgroup (decode)", new(true, false, false, false, 1));
-            Add($"matmul_{t}_rows_t8", "one weight row per invocation, 8 x rows per workgroup: each weight byte read once per 8 rows", new(true, false, false, false, 8));
-            Add($"matmul_{t}_rows_t16", "one weight row per invocation, 16 x rows per workgroup", new(true, false, false, false, 16));
+            Add($"matmul_{t}_rows_auto", $"one weight row per invocation (CPU drivers: x loads broadcast), 1 x row per workgroup at T = 1, 4 at T < 8, else 8{halves}", new(true, false, false, false, 0));
+            Add($"matmul_{t}_rows_t1", $"one weight row per invocation, 1 x row per workgroup (decode){halves}", new(true, false, false, false, 1));
+            Add($"matmul_{t}_rows_t8", $"one weight row per invocation, 8 x rows per workgroup: each weight byte read once per 8 rows{halves}", new(true, false, false, false, 8));
+            Add($"matmul_{t}_rows_t16", $"one weight row per invocation, 16 x rows per workgroup{halves}", new(true, false, false, false, 16));
+            if (both)
+                Add($"matmul_{t}_rows_{other}_t1", $"one weight row per invocation, 1 x row per workgroup, {otherHow}", new(true, false, false, false, 1, !s16));
             return list;
         }
-        Add($"matmul_{t}_auto", $"{(device.Facts.SubgroupShuffle ? "subgroup-shuffle" : "shared-memory")} lane tree, 1 x row per workgroup at T = 1, 4 at T < 8, else 8",
+        Add($"matmul_{t}_auto", $"{(device.Facts.SubgroupShuffle ? "subgroup-shuffle" : "shared-memory")} lane tree, 1 x row per workgroup at T = 1, 4 at T < 8, else 8{halves}",
             new(false, false, false, null, 0));
         foreach (bool sub in device.Facts.SubgroupShuffle ? new[] { true, false } : [false])
         {
             string build = sub ? "subgroup" : "shared";
-            Add($"matmul_{t}_{build}_t1", $"{build} lane tree, 1 x row per workgroup (decode)", new(false, false, false, sub, 1));
-            Add($"matmul_{t}_{build}_t8", $"{build} lane tree, 8 x rows per workgroup: each weight byte read once per 8 rows", new(false, false, false, sub, 8));
+            Add($"matmul_{t}_{build}_t1", $"{build} lane tree, 1 x row per workgroup (decode){halves}", new(false, false, false, sub, 1));
+            Add($"matmul_{t}_{build}_t8", $"{build} lane tree, 8 x rows per workgroup: each weight byte read once per 8 rows{halves}", new(false, false, false, sub, 8));
         }
+        if (both)
+            Add($"matmul_{t}_shared_{other}_t1", $"shared lane tree, 1 x row per workgroup, {otherHow}", new(false, false, false, false, 1, !s16));
         return list;
     }
 
@@ -169,6 +186,8 @@ internal static class MatMul
         {
             { Int8: true, UseRows: true } => Int8Rows[dot ? 1 : 0],
             { Int8: true } => Int8Tree[(sub ? 1 : 0) + (dot ? 2 : 0)],
+            _ when weight.Type == DataType.F16 && (choice.Storage16 ?? device.Facts.PrefersStorage16) =>
+                choice.UseRows ? RowStorage16 : sub ? SubgroupStorage16 : SharedStorage16,
             { UseRows: true } => RowKernel,
             _ => sub ? Subgroup : Shared,
         };
