@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Compiles the Vulkan backend's GLSL compute shaders (backends/Vulkan/Shaders/*.comp, one op per file) to SPIR-V with
-# glslc, next to each source: <op>.comp -> <op>.spv. A shader that has an "#ifdef SUBGROUP" block is compiled a second
-# time with -DSUBGROUP to <op>.subgroup.spv (the subgroup-arithmetic variant: its SPIR-V declares capabilities a
-# device without subgroup arithmetic must never see, so it is a separate module). The .spv files are committed, so a
+# glslc, next to each source: <op>.comp -> <op>.spv. Builds that use an optional device feature are separate modules
+# (their SPIR-V declares capabilities a device without the feature must never see): a shader lists them on one line
+#     // builds: SUBGROUP INT_DOT SUBGROUP+INT_DOT
+# and each entry is compiled again with those macros defined, to <op>.<macros in lower case, joined by '.'>.spv
+# (SUBGROUP+INT_DOT -> <op>.subgroup.int_dot.spv). A shader without that line but with an "#ifdef SUBGROUP" block
+# gets the one extra build <op>.subgroup.spv. The .spv files are committed, so a
 # fresh clone builds with the .NET SDK alone; run this after editing a shader (the Vulkan tests compare them).
 #   scripts/build-shaders.sh            compile every shader
 #   scripts/build-shaders.sh --check    compile into a temporary folder and fail if any committed .spv differs
@@ -24,10 +27,16 @@ status=0
 for src in *.comp; do
   name=${src%.comp}
   targets=("$name.spv:")
-  if grep -q '^#ifdef SUBGROUP' "$src"; then targets+=("$name.subgroup.spv:-DSUBGROUP=1"); fi
+  builds=$(sed -n 's|^// builds: *||p' "$src" | head -1)
+  if [ -z "$builds" ] && grep -q '^#ifdef SUBGROUP' "$src"; then builds=SUBGROUP; fi
+  for b in $builds; do
+    suffix=$(echo "$b" | tr '[:upper:]' '[:lower:]' | tr '+' '.')
+    targets+=("$name.$suffix.spv:$(echo "$b" | sed 's/^/-D/; s/+/=1 -D/g; s/$/=1/')")
+  done
   for t in "${targets[@]}"; do
-    spv=${t%%:*}; def=${t#*:}
-    glslc "${flags[@]}" ${def:+"$def"} -o "$out/$spv" "$src"
+    spv=${t%%:*}; defs=${t#*:}
+    # shellcheck disable=SC2086  # defs is a list of -D flags
+    glslc "${flags[@]}" $defs -o "$out/$spv" "$src"
     if [ $check = 1 ] && ! cmp -s "$out/$spv" "$spv"; then echo "build-shaders: $spv is out of date with $src" >&2; status=1; fi
   done
 done

@@ -20,6 +20,23 @@ internal sealed unsafe class DeviceFacts
     /// <summary>Gives the device's PCI address (its hwmon meter is found by it).</summary>
     public const string PciBusInfoExtension = "VK_EXT_pci_bus_info";
 
+    /// <summary>
+    /// A comma list of optional features to treat as absent, as if the device lacked them (their fallbacks run, and
+    /// the feature is not enabled on the logical device, so the validation layer reports any shader that still uses
+    /// one): <c>int-dot</c>, <c>storage16</c>, <c>float16</c>, <c>storage8</c>, <c>subgroup</c>, or <c>all</c>.
+    /// </summary>
+    public const string DisableVariable = "SERVING_VULKAN_DISABLE";
+
+    /// <summary>The names <see cref="DisableVariable"/> takes, each with what it masks.</summary>
+    public static readonly IReadOnlyList<(string Name, string Feature)> Maskable =
+    [
+        ("int-dot", "integer dot product"),
+        ("storage16", "16-bit storage"),
+        ("float16", "float16"),
+        ("storage8", "8-bit storage"),
+        ("subgroup", "subgroup arithmetic"),
+    ];
+
     private DeviceFacts() { }
 
     /// <summary>The handle.</summary>
@@ -65,6 +82,12 @@ internal sealed unsafe class DeviceFacts
     public bool SubgroupShuffle { get; private init; }
     /// <summary>storageBuffer16BitAccess.</summary>
     public bool Storage16 { get; private init; }
+    /// <summary>
+    /// Whether the default variants read halves through 16-bit storage (f16vec2) rather than from 32-bit words: where
+    /// the device has it, except on CPU drivers, where lavapipe measured no gain from it (both builds give the same
+    /// bits; the other one stays a variant).
+    /// </summary>
+    public bool PrefersStorage16 => Storage16 && Type != PhysicalDeviceType.Cpu;
     /// <summary>storageBuffer8BitAccess.</summary>
     public bool Storage8 { get; private init; }
     /// <summary>shaderFloat16.</summary>
@@ -83,6 +106,29 @@ internal sealed unsafe class DeviceFacts
     public ulong HostImportAlignment { get; private init; }
     /// <summary>Extensions offered.</summary>
     public IReadOnlySet<string> Extensions { get; private init; } = new HashSet<string>();
+    /// <summary>Features the device has that <see cref="DisableVariable"/> masked (their names as in <see cref="Maskable"/>).</summary>
+    public IReadOnlySet<string> Disabled { get; private init; } = new HashSet<string>();
+    /// <summary>Names in <see cref="DisableVariable"/> that are not features (reported in the details, otherwise ignored).</summary>
+    public IReadOnlyList<string> UnknownDisabled { get; private init; } = [];
+
+    /// <summary>
+    /// The names in <see cref="DisableVariable"/> (lower case; <c>all</c> expanded), and those that name no feature.
+    /// </summary>
+    public static (HashSet<string> Names, List<string> Unknown) ReadDisabled()
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var unknown = new List<string>();
+        string? value = Environment.GetEnvironmentVariable(DisableVariable);
+        if (string.IsNullOrWhiteSpace(value)) return (names, unknown);
+        foreach (string raw in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string name = raw.ToLowerInvariant();
+            if (name == "all") names.UnionWith(Maskable.Select(m => m.Name));
+            else if (Maskable.Any(m => m.Name == name)) names.Add(name);
+            else unknown.Add(raw);
+        }
+        return (names, unknown);
+    }
 
     /// <summary>True when the device reads host-visible memory that is also device-local (integrated GPUs, lavapipe):
     /// buffers are then mapped and written in place, without staging.</summary>
@@ -132,6 +178,7 @@ internal sealed unsafe class DeviceFacts
         if (api >= VulkanApi.MakeVersion(1, 1)) vk.GetPhysicalDeviceProperties2(device, &props);
         else props.Properties = basic;
 
+        var (disabled, unknown) = ReadDisabled();
         using FeatureChain features = FeatureChain.Query(vk, device, api, ext);
 
         vk.GetPhysicalDeviceMemoryProperties(device, out PhysicalDeviceMemoryProperties memory);
@@ -167,6 +214,19 @@ internal sealed unsafe class DeviceFacts
         else hasPci = false;
         for (int i = 0; i < 16; i++) deviceUuid.Append(idProps.DeviceUuid[i].ToString("x2", CultureInfo.InvariantCulture));
 
+        bool subgroupCompute = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
+                               && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0;
+        bool arithmetic = subgroupCompute && (subgroup.SupportedOperations & SubgroupFeatureFlags.ArithmeticBit) != 0;
+        bool shuffle = subgroupCompute && (subgroup.SupportedOperations & SubgroupFeatureFlags.ShuffleBit) != 0;
+        // A masked feature the device has is reported as disabled; one it lacks anyway is just lacked.
+        var masked = new HashSet<string>(StringComparer.Ordinal);
+        bool Keep(string name, bool has)
+        {
+            if (!has || !disabled.Contains(name)) return has;
+            masked.Add(name);
+            return false;
+        }
+
         return new DeviceFacts
         {
             Device = device,
@@ -183,22 +243,20 @@ internal sealed unsafe class DeviceFacts
             ComputeQueueFamily = compute,
             TimestampValidBits = compute >= 0 ? families[compute].TimestampValidBits : 0,
             SubgroupSize = subgroup.SubgroupSize,
-            SubgroupArithmetic = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
-                                 && (subgroup.SupportedOperations & SubgroupFeatureFlags.ArithmeticBit) != 0
-                                 && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0,
-            SubgroupShuffle = (subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0
-                              && (subgroup.SupportedOperations & SubgroupFeatureFlags.ShuffleBit) != 0
-                              && (subgroup.SupportedOperations & SubgroupFeatureFlags.BasicBit) != 0,
-            Storage16 = features.Storage16,
-            Storage8 = features.Storage8,
-            Float16 = features.Float16,
+            SubgroupArithmetic = Keep("subgroup", arithmetic),
+            SubgroupShuffle = Keep("subgroup", shuffle),
+            Storage16 = Keep("storage16", features.Storage16),
+            Storage8 = Keep("storage8", features.Storage8),
+            Float16 = Keep("float16", features.Float16),
             Int8 = features.Int8,
-            IntegerDotProduct = features.IntegerDotProduct,
+            IntegerDotProduct = Keep("int-dot", features.IntegerDotProduct),
             MemoryBudget = ext.Contains(MemoryBudgetExtension),
             PushDescriptors = ext.Contains(PushDescriptorExtension),
             HostImport = hostImport && importProps.MinImportedHostPointerAlignment > 0,
             HostImportAlignment = hostImport ? importProps.MinImportedHostPointerAlignment : 0,
             Extensions = ext,
+            Disabled = masked,
+            UnknownDisabled = unknown,
         };
     }
 
@@ -236,23 +294,38 @@ internal sealed unsafe class DeviceFacts
         }
         if (PciAddress is not null) details.Add($"PCI {PciAddress}");
         details.Add(UnifiedMemory ? "memory: unified (device-local host-visible buffers, no staging)" : "memory: device-local with staging copies");
-        details.Add($"subgroup size {SubgroupSize}{(SubgroupArithmetic ? ", subgroup arithmetic" : ", no subgroup arithmetic")}");
+        details.Add($"subgroup size {SubgroupSize}{(SubgroupArithmetic ? ", subgroup arithmetic" : Disabled.Contains("subgroup") ? ", subgroup operations disabled" : ", no subgroup arithmetic")}");
         details.Add($"max storage buffer range {Gib(Limits.MaxStorageBufferRange)}, max allocation {Gib((long)MaxAllocationBytes)}");
         details.Add(ComputeQueueFamily >= 0
             ? $"compute queue family {ComputeQueueFamily}, timestamps {(TimestampValidBits > 0 ? $"{TimestampValidBits} bits at {Limits.TimestampPeriod} ns" : "none")}"
             : "no compute queue: cannot run");
+        // What the shaders use when present (each with a fallback when absent), what the device has but no shader
+        // needs (float16 arithmetic: f16 values are widened to f32 on load; 8-bit storage: int8 data is consumed as
+        // packed 4×int8 words, one 32-bit load each), what it lacks, and what SERVING_VULKAN_DISABLE masked.
         var uses = new List<string>();
+        var unused = new List<string>();
         var lacks = new List<string>();
-        (Storage16 ? uses : lacks).Add("16-bit storage");
-        (Float16 ? uses : lacks).Add("float16");
-        (Storage8 ? uses : lacks).Add("8-bit storage");
-        (IntegerDotProduct ? uses : lacks).Add("integer dot product");
-        (SubgroupArithmetic ? uses : lacks).Add("subgroup arithmetic");
+        void Feature(bool has, bool used, string what, string name)
+        {
+            if (has) (used ? uses : unused).Add(what);
+            else if (!Disabled.Contains(name)) lacks.Add(what);
+        }
+        Feature(Storage16, true, "16-bit storage", "storage16");
+        Feature(IntegerDotProduct, true, "integer dot product", "int-dot");
+        Feature(SubgroupArithmetic, true, "subgroup arithmetic", "subgroup");
+        Feature(Float16, false, "float16", "float16");
+        Feature(Storage8, false, "8-bit storage", "storage8");
         (MemoryBudget ? uses : lacks).Add("memory budget");
         (PushDescriptors ? uses : lacks).Add("push descriptors");
         if (UnifiedMemory) (HostImport ? uses : lacks).Add("host memory import (mapped weights read in place)");
         details.Add("uses: " + (uses.Count > 0 ? string.Join(", ", uses) : "none"));
+        if (unused.Count > 0) details.Add("has, unused: " + string.Join(", ", unused));
         if (lacks.Count > 0) details.Add("lacks (fallbacks used): " + string.Join(", ", lacks));
+        if (Disabled.Count > 0)
+            details.Add("lacks (disabled by " + DisableVariable + ", fallbacks used): "
+                        + string.Join(", ", Maskable.Where(m => Disabled.Contains(m.Name)).Select(m => m.Feature)));
+        if (UnknownDisabled.Count > 0)
+            details.Add($"{DisableVariable}: ignored unknown name(s) {string.Join(", ", UnknownDisabled)} (known: all, {string.Join(", ", Maskable.Select(m => m.Name))})");
         if (Unusable is { } why) details.Add("unusable: " + why);
         return new DeviceDescriptor("vulkan", index, Name, Vendor, $"{Driver} (Vulkan {VulkanApi.VersionText(ApiVersion)})",
             $"vulkan|{Uuid}|{Name}", Kind, UnifiedMemory || Kind != DeviceKind.Gpu ? LargestHeap() : DeviceLocalBytes)

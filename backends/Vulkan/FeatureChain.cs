@@ -84,6 +84,29 @@ internal sealed unsafe class FeatureChain : IDisposable
         return chain;
     }
 
+    /// <summary>
+    /// Turns off, before vkCreateDevice, the features <paramref name="disabled"/> names (SERVING_VULKAN_DISABLE): the
+    /// device is then opened as one that lacks them, so the validation layer reports any shader that still uses one.
+    /// </summary>
+    public void Mask(IReadOnlySet<string> disabled)
+    {
+        if (disabled.Contains("storage16"))
+        {
+            _s16->StorageBuffer16BitAccess = false;
+            _s16->UniformAndStorageBuffer16BitAccess = false;
+            _s16->StoragePushConstant16 = false;
+            _s16->StorageInputOutput16 = false;
+        }
+        if (disabled.Contains("storage8") && _s8 is not null)
+        {
+            _s8->StorageBuffer8BitAccess = false;
+            _s8->UniformAndStorageBuffer8BitAccess = false;
+            _s8->StoragePushConstant8 = false;
+        }
+        if (disabled.Contains("float16") && _f16 is not null) _f16->ShaderFloat16 = false;
+        if (disabled.Contains("int-dot") && _dot is not null) _dot->ShaderIntegerDotProduct = false;
+    }
+
     private static T* Alloc<T>() where T : unmanaged
     {
         var p = (T*)NativeMemory.AllocZeroed((nuint)sizeof(T));

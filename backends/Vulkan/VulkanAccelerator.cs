@@ -149,6 +149,7 @@ internal sealed unsafe partial class VulkanAccelerator : IAccelerator
     private static Device CreateLogicalDevice(Vk vk, DeviceFacts facts, bool pushDescriptors, string id)
     {
         using FeatureChain features = FeatureChain.Query(vk, facts.Device, facts.ApiVersion, facts.Extensions);
+        features.Mask(facts.Disabled);
         var extensions = new List<string>(features.Extensions);
         if (facts.MemoryBudget) extensions.Add(DeviceFacts.MemoryBudgetExtension);
         if (pushDescriptors) extensions.Add(DeviceFacts.PushDescriptorExtension);

@@ -87,6 +87,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
         Kernel kernel = _device.Kernels.Get(spec, constants);
         Frame f = Begin();
         if (_tracker.Access(ranges)) _device.FullBarrier(f.Cmd);
+        Written(ranges);
         _vk.CmdBindPipeline(f.Cmd, PipelineBindPoint.Compute, kernel.Pipeline);
 
         int n = ranges.Length;
@@ -197,6 +198,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
             ? _tracker.Access([new BufferRange(source, sourceOffset, bytes, false), dst])
             : _tracker.Access([dst]);
         if (barrier) _device.FullBarrier(f.Cmd);
+        Written([dst]);
         var region = new BufferCopy { SrcOffset = (ulong)sourceOffset, DstOffset = (ulong)destinationOffset, Size = (ulong)bytes };
         _vk.CmdCopyBuffer(f.Cmd, source.Handle, destination.Handle, 1, &region);
         f.Commands++;
@@ -296,6 +298,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
     /// <inheritdoc/>
     protected override void FlushCore()
     {
+        ForgetQuantized();
         Frame? f = _current;
         if (f is null || f.Commands == 0) return;
         _device.FullBarrier(f.Cmd, toHost: true);
@@ -320,6 +323,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
         }
         _tracker.Reset();
         _device.Transfers.Trim(); // an idle point: staging left from a load is freed once its copies are done
+        ReleaseRetiredScratch();
         // Whatever the validation layer said about this work fails this call, not a later one.
         _device.Validation?.ThrowIfAny(_device.Id, "synchronize");
     }
@@ -470,6 +474,7 @@ internal sealed unsafe partial class VulkanStream : ComputeStream
                 foreach (VulkanBuffer b in f.Staging) b.Destroy();
             }
             _frames.Clear();
+            DisposeScratch();
             _readback?.Destroy();
             if (_queries.Handle != 0) _vk.DestroyQueryPool(_device.Handle, _queries, null);
             _vk.DestroyCommandPool(_device.Handle, _pool, null);

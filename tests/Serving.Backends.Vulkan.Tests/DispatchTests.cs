@@ -122,6 +122,50 @@ public sealed class DispatchTests(ITestOutputHelper output)
     }
 
     [SkippableFact]
+    public unsafe void Int8MatMulsQuantizeASharedInputOnceAndAgainAfterItIsWritten()
+    {
+        using VulkanAccelerator device = VulkanFixture.Open();
+        using var stream = (VulkanStream)device.CreateStream();
+        const int n = 3, k = 64;
+        // q8_0 rows with d = 1 and small integer quants; x blocks whose largest |value| is 127, so x quantizes exactly
+        // (d_x = 1, q = x) and y is the exact integer dot product.
+        var w = new byte[n * (k / 32) * 34];
+        var wq = new int[n * k];
+        for (int r = 0; r < n; r++)
+            for (int b = 0; b < k / 32; b++)
+            {
+                int at = (r * (k / 32) + b) * 34;
+                w[at] = 0x00;
+                w[at + 1] = 0x3C; // f16 1.0
+                for (int i = 0; i < 32; i++)
+                {
+                    int q = (r * 7 + b * 3 + i) % 9 - 4;
+                    wq[r * k + b * 32 + i] = q;
+                    w[at + 2 + i] = (byte)(sbyte)q;
+                }
+            }
+        float[] X(int seed) => Enumerable.Range(0, k).Select(i => i % 32 == 5 ? 127f : (float)((i * seed) % 101 - 50)).ToArray();
+        float[] Expected(float[] x) => Enumerable.Range(0, n).Select(r => (float)Enumerable.Range(0, k).Sum(i => wq[r * k + i] * (int)x[i])).ToArray();
+        fixed (byte* p = w)
+        {
+            using var weight = device.PrepareWeight(new WeightSource("w", (nint)p, w.Length, DataType.Q8_0, n, k, false));
+            Assert.StartsWith("matmul_q8_0_int8", device.GetVariants(OpKind.MatMul, DataType.Q8_0)[0].Name, StringComparison.Ordinal);
+            float[] x1 = X(13), x2 = X(29);
+            TensorView x = VulkanFixture.Floats(device, x1, 1, k);
+            TensorView[] y = [.. Enumerable.Range(0, 4).Select(_ => new TensorView(device.Allocate(n * 4), 0, DataType.F32, 1, n))];
+            long before = stream.Dispatches;
+            for (int i = 0; i < 3; i++) stream.MatMul(x, weight, y[i]);   // the q, k, v pattern: one quantization
+            Assert.Equal(4, stream.Dispatches - before);
+            stream.Upload(x.Buffer, 0, MemoryMarshal.AsBytes(x2.AsSpan()));  // x written: the next MatMul quantizes again
+            stream.MatMul(x, weight, y[3]);
+            Assert.Equal(6, stream.Dispatches - before);
+            stream.Synchronize();
+            for (int i = 0; i < 3; i++) Assert.Equal(Expected(x1), VulkanFixture.Read(device, y[i]));
+            Assert.Equal(Expected(x2), VulkanFixture.Read(device, y[3]));
+        }
+    }
+
+    [SkippableFact]
     public void TimesOneAddAndOneRmsNormOnTheDevice()
     {
         using VulkanAccelerator device = VulkanFixture.Open(validation: false);

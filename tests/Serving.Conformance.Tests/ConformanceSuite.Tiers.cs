@@ -56,7 +56,9 @@ public abstract partial class ConformanceSuite
         Assert.Contains("all passed", output);
     }
 
-    private (int ExitCode, string Output) RunChild(Dictionary<string, string> environment)
+    /// <summary>Runs this assembly's tier check (Program.Main) on this suite's backend in a child process with
+    /// <paramref name="environment"/> added, limited to <paramref name="ops"/> (a comma list; null: the whole subset).</summary>
+    private protected (int ExitCode, string Output) RunChild(Dictionary<string, string> environment, string? ops = null)
     {
         string assembly = typeof(ConformanceSuite).Assembly.Location;
         var start = new ProcessStartInfo(DotnetHost())
@@ -70,6 +72,7 @@ public abstract partial class ConformanceSuite
         start.ArgumentList.Add(assembly);
         start.ArgumentList.Add(Program.TierCheckCommand);
         start.ArgumentList.Add(BackendName);
+        if (ops is not null) start.ArgumentList.Add(ops);
         foreach (var (key, value) in environment) start.Environment[key] = value;
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {start.FileName}");
         var stdout = process.StandardOutput.ReadToEndAsync();

@@ -8,7 +8,10 @@ namespace Serving.Backends.Vulkan.Ops;
 /// <see cref="VulkanKvCache"/>. Shader: Shaders/attention.comp, one workgroup of 64 per (query row, head): scores of a
 /// chunk of up to <see cref="Chunk"/> positions in shared memory, softmax rescaled across chunks (longer contexts loop),
 /// the weighted sum of V per head dimension in position order. A row's arithmetic depends only on its own position, so
-/// the op is batch-invariant. Binds only the layer's K and V planes; positions, sequence rows and block ids are clamped
+/// the op is batch-invariant. An f16 cache is read two halves at a time (even Dh), from uint words with
+/// unpackHalf2x16, or as f16vec2 in the shader's STORAGE16 build (attention.storage16.spv), offered where the device
+/// has 16-bit storage (the default there, except on CPU drivers: DeviceFacts.PrefersStorage16); both give the same
+/// bits. Binds only the layer's K and V planes; positions, sequence rows and block ids are clamped
 /// in the shader, so bad index values never read outside them.
 /// </summary>
 internal static class Attention
@@ -17,12 +20,21 @@ internal static class Attention
     /// blocks, table columns, sequences, row stride (elements), scale.</summary>
     public static readonly KernelSpec Kernel = new("attention", Bindings: 7, PushBytes: 40);
 
+    /// <summary>The 16-bit-storage build of the same shader (f16 caches read as f16vec2).</summary>
+    public static readonly KernelSpec Storage16 = Kernel with { Shader = "attention.storage16" };
+
     private const uint Workgroup = 64;  // a power of two (the shader's tree reductions)
     private const uint Chunk = 1024;    // positions whose scores sit in shared memory at once
     private const int MaxHeadDim = 256;
 
     private static readonly KernelVariant F16 = new("attention_f16_chunk1024", OpKind.Attention, DataType.F16,
-        "packed-half cache, one workgroup per (row, head), softmax over chunks of 1024 positions");
+        "packed-half cache, one workgroup per (row, head), softmax over chunks of 1024 positions; halves read through 16-bit storage where the device has it, except on CPU drivers");
+
+    private static readonly KernelVariant F16Words = new("attention_f16_words_chunk1024", OpKind.Attention, DataType.F16,
+        "as the default, halves read from 32-bit words (unpackHalf2x16)");
+
+    private static readonly KernelVariant F16Storage16 = new("attention_f16_storage16_chunk1024", OpKind.Attention, DataType.F16,
+        "as the default, halves read as f16vec2 (16-bit storage)");
 
     private static readonly KernelVariant F32 = new("attention_f32_chunk1024", OpKind.Attention, DataType.F32,
         "f32 cache, one workgroup per (row, head), softmax over chunks of 1024 positions");
@@ -35,7 +47,7 @@ internal static class Attention
 
     /// <summary>The variants for cache type <paramref name="type"/>.</summary>
     public static IReadOnlyList<KernelVariant> Variants(VulkanAccelerator device, DataType type)
-        => type == DataType.F16 ? [F16] : type == DataType.F32 ? [F32] : [];
+        => type == DataType.F16 ? device.Facts.Storage16 ? [F16, F16Storage16, F16Words] : [F16, F16Words] : type == DataType.F32 ? [F32] : [];
 
     /// <summary>Why the device cannot run attention of this shape, or null.</summary>
     public static string? Refuses(VulkanAccelerator device, in OpQuery query)
@@ -70,7 +82,8 @@ internal static class Attention
             RowStride = (uint)(f16 ? 2 * cache.RowWords : cache.RowWords),
             Scale = batch.Scale,
         };
-        s.Dispatch(Kernel, [Workgroup, 1, 0, f16 ? 1u : 0u, Chunk, dimsPerInvocation],
+        bool storage16 = f16 && (variant.Name == F16Storage16.Name || (variant.Name == F16.Name && s.Accelerator.Facts.PrefersStorage16));
+        s.Dispatch(storage16 ? Storage16 : Kernel, [Workgroup, 1, 0, f16 ? 1u : 0u, Chunk, dimsPerInvocation],
             [BufferRange.Read(q),
              BufferRange.Cache(cache, cache.KOffset(layer), cache.PlaneBytes, writes: false),
              BufferRange.Cache(cache, cache.VOffset(layer), cache.PlaneBytes, writes: false),

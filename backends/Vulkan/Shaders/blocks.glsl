@@ -1,7 +1,8 @@
 // Weight rows read directly as GGUF blocks from a uint32 storage buffer (no dequantized copy), for matmul and
 // embed_quant. Included, not compiled alone. The includer declares the weight buffer as
 //     layout(std430, set = 0, binding = B) readonly buffer Weights { uint wq[]; };
-// and the specialization constant TYPE (a ggml type id, as Serving.Abstractions.DataType).
+// and the specialization constant TYPE (a ggml type id, as Serving.Abstractions.DataType). A STORAGE16 build also
+// declares the same binding as f16vec2 wh2[] (GL_EXT_shader_16bit_storage), which f16 chunks then read.
 //
 // Everything is addressed in bytes: GGUF blocks are 18 (q4_0), 22 (q5_0), 34 (q8_0) or 210 (q6_K) bytes, so a block
 // often starts at an odd half-word; LOAD_WORDS assembles n unaligned little-endian words from
@@ -176,6 +177,21 @@ void chunk(Unit h, uint c, uint K, out float q[8])
     else if (TYPE == T_F16 || TYPE == T_BF16)
     {
         uint e0 = h.first + 8u * c;
+#ifdef STORAGE16
+        // 16-bit storage build (the includer declares the weights again as f16vec2 wh2[]): a chunk at a 4-byte
+        // boundary (rows of an even number of elements) is 4 f16vec2 loads; otherwise the word path below.
+        if (TYPE == T_F16 && ((h.b + 16u * c) & 3u) == 0u)
+        {
+            uint p0 = (h.b + 16u * c) >> 2u;
+            for (uint k = 0u; k < 4u; k++)
+            {
+                vec2 v = vec2(wh2[min(p0 + k, wLast())]);
+                q[2u * k] = e0 + 2u * k < K ? v.x : 0.0;
+                q[2u * k + 1u] = e0 + 2u * k + 1u < K ? v.y : 0.0;
+            }
+            return;
+        }
+#endif
         uint w[4];
         LOAD_WORDS(w, h.b + 16u * c, 4u);
         for (uint k = 0u; k < 8u; k++)

@@ -1,4 +1,5 @@
 #version 450
+// builds: SUBGROUP STORAGE16 SUBGROUP+STORAGE16
 // MatMul y[T, N] = x[T, K] · W[N, K]ᵀ with x, y f32 and W the GGUF bytes of any weight type (constant_id 3, a ggml
 // type id), read as blocks (blocks.glsl): no dequantized copy, only 32-bit storage. Built twice: matmul.spv reduces the
 // lane sums in shared memory; with -DSUBGROUP, matmul.subgroup.spv runs the lower tree levels as subgroup xor-shuffles
@@ -52,6 +53,11 @@ layout(push_constant) uniform Args
 layout(std430, set = 0, binding = 0) readonly buffer X { float xs[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Weights { uint wq[]; };
 layout(std430, set = 0, binding = 2) writeonly buffer Y { float ys[]; };
+#ifdef STORAGE16
+#extension GL_EXT_shader_16bit_storage : require
+// f16 weights read as pairs of halves (blocks.glsl, chunk()): the 16-bit-storage build, same bits as the word path.
+layout(std430, set = 0, binding = 1) readonly buffer Weights16 { f16vec2 wh2[]; };
+#endif
 
 #include "blocks.glsl"
 

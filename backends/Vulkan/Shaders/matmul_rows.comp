@@ -1,4 +1,5 @@
 #version 450
+// builds: STORAGE16
 // MatMul y[T, N] = x[T, K] · W[N, K]ᵀ, one weight row per invocation: the build for CPU Vulkan drivers (lavapipe).
 // x, y f32; W the GGUF bytes of any weight type (constant_id 3, a ggml type id), read as blocks (blocks.glsl): no
 // dequantized copy, only 32-bit storage.
@@ -40,6 +41,11 @@ layout(push_constant) uniform Args
 layout(std430, set = 0, binding = 0) readonly buffer X { float xs[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Weights { uint wq[]; };
 layout(std430, set = 0, binding = 2) writeonly buffer Y { float ys[]; };
+#ifdef STORAGE16
+#extension GL_EXT_shader_16bit_storage : require
+// f16 weights read as pairs of halves (blocks.glsl, chunk()): the 16-bit-storage build, same bits as the word path.
+layout(std430, set = 0, binding = 1) readonly buffer Weights16 { f16vec2 wh2[]; };
+#endif
 
 #include "blocks.glsl"
 
