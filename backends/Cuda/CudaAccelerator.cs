@@ -327,7 +327,14 @@ internal sealed class CudaAccelerator : IAccelerator
         lock (_gate) streams = [.. _streams];
         foreach (var s in streams)
         {
-            if (!s.IsDisposedStream) s.Drain();
+            try
+            {
+                if (!s.IsDisposedStream) s.Drain();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed meanwhile: its work is finished.
+            }
         }
         Accelerator.DefaultStream.Synchronize();
     }

@@ -255,12 +255,9 @@ internal sealed class CudaStream : ComputeStream
         catch (Exception e) when (CudaAccelerator.IsFault(e)) { throw Owner.Fault("Synchronize", e); }
     }
 
-    /// <summary>Waits for the stream (the device's transfers call this before they touch memory).</summary>
-    internal void Drain()
-    {
-        Handle.Synchronize();
-        Synchronized();
-    }
+    /// <summary>Waits for the stream's queued work (the device-level transfers call this before they touch memory). It
+    /// may run on another thread than the stream's user, so it frees nothing: staging and timestamps stay the user's.</summary>
+    internal void Drain() => Handle.Synchronize();
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
