@@ -14,7 +14,7 @@ namespace Serving.Server;
 /// <param name="WorkPeakBytes">Most bytes charged at once since the last memory compaction (or start).</param>
 /// <param name="RefusedOverBudget">Requests answered <c>overloaded</c> because they did not fit the work budget.</param>
 /// <param name="Compactions">Memory compactions run after a burst (<see cref="RpcServerOptions.CompactAfterWorkBytes"/>).</param>
-/// <param name="Collections">Background full collections started because a quarter of the work budget's worth of work had been released since the last.</param>
+/// <param name="Collections">Background full collections started because an eighth of the work budget's worth of work had been released since the last.</param>
 public readonly record struct RpcServerMetrics(
     int Connections,
     long ConnectionsAccepted,

@@ -19,9 +19,9 @@ internal sealed class WorkBudget(long limitBytes)
     /// Bytes of work released (mostly garbage now: decoded requests, working sets) after which a background collection
     /// of every generation is started, so a burst's garbage — large strings and arrays live on the large-object heap,
     /// which only full collections free — is bounded by this much instead of by the collector's own, growing, budgets.
-    /// A quarter of the budget.
+    /// An eighth of the budget.
     /// </summary>
-    public long CollectAfterBytes => limitBytes / 4;
+    public long CollectAfterBytes => limitBytes / 8;
 
     /// <summary>Background collections started by released work.</summary>
     public long Collections => Interlocked.Read(ref _collections);
