@@ -87,7 +87,7 @@ internal sealed class BenchSuite(SuiteOptions options, DeviceRegistry registry, 
                 TotalMemoryBytes = d.TotalMemoryBytes,
                 Details = d.Details,
                 TunerProfile = null,
-                TunerNote = "none: this build has no autotuner yet (docs/tuning.md); kernels are the backend's defaults",
+                TunerNote = "none: bench runs every op's default kernel variant and does not apply tuner profiles yet (docs/tuner.md)",
                 Meter = meter is null ? null : new MeterFacts(meter.Source, Kind(meter.Kind)),
             };
             try
