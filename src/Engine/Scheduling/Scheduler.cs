@@ -425,6 +425,8 @@ public sealed class Scheduler : IAsyncDisposable
         if (_scheduled.Count == 0)
             throw new InvalidOperationException($"No sequence could be scheduled ({_running.Count} running, {_waiting.Count} waiting, {_kv.FreeBlockCount} free KV blocks).");
 
+        // Admitted sequences and their KV blocks are visible in metrics before the step can stream its first token.
+        PublishGauges();
         int rows = Batch.LogitCount;
         Span<float> logits = _logits.AsSpan(0, (rows - Batch.GreedyCount) * _vocab);
         if (_pipelined is { } pipelined)
