@@ -47,7 +47,18 @@ public abstract partial class ConformanceSuite(string backend)
 
     /// <summary>MatMul: every T × N × K tail shape × every variant, per weight type.</summary>
     [SkippableTheory, MemberData(nameof(WeightTypes))]
-    public void MatMul(DataType type) => ChecksFor(OpKind.MatMul, type).MatMul(type, Coverage.Full).AssertAllPassed();
+    public void MatMul(DataType type)
+    {
+        string? issue = KnownIssue(OpKind.MatMul, type);
+        Skip.If(issue is not null, issue!);
+        ChecksFor(OpKind.MatMul, type).MatMul(type, Coverage.Full).AssertAllPassed();
+    }
+
+    /// <summary>
+    /// A defect of this backend that is known, open and tracked in an issue, for one op and type: the theory row is then
+    /// skipped with this text as its reason (shown in every test run, never counted as passed). Null: none.
+    /// </summary>
+    protected virtual string? KnownIssue(OpKind op, DataType type) => null;
 
     /// <summary>MatMul rows are bit-identical at T = 1 and inside a T = 17 batch, for every variant, and all variants agree bit for bit.</summary>
     [SkippableTheory, MemberData(nameof(WeightTypes))]

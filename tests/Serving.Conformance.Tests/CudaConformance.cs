@@ -1,3 +1,5 @@
+using Serving.Abstractions;
+
 namespace Serving.Conformance.Tests;
 
 /// <summary>
@@ -16,6 +18,13 @@ public sealed class CudaConformance : ConformanceSuite
     public CudaConformance() : base("cuda")
     {
     }
+
+    /// <inheritdoc/>
+    protected override string? KnownIssue(OpKind op, DataType type) =>
+        op == OpKind.MatMul && type == DataType.BF16
+            ? "issue 9, open: on the CPU test device a bf16 MatMul case intermittently changes a guard byte 64 bytes before its " +
+              "output (seen in 2 of ~8 runs, T=33 N=7 K=320, default and tile4 variants); under investigation, so this row is not run"
+            : null;
 }
 
 /// <summary>Turns the Cuda plugin's test device on for this process (SERVING_CUDA_TEST_DEVICE=cpu) unless the variable
