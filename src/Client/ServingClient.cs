@@ -169,6 +169,9 @@ public sealed partial class ServingClient : IAsyncDisposable
         {
             await foreach (var e in call.Events.ReadAllAsync(ct).ConfigureAwait(false))
             {
+                // ReadAllAsync drains what is already buffered without looking at the token again: once the caller
+                // cancels, no further event is handed out, however many arrived before the cancel.
+                ct.ThrowIfCancellationRequested();
                 call.OnConsumed();
                 finished = e.IsFinal;
                 yield return e;
