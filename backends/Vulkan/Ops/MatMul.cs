@@ -87,9 +87,10 @@ internal static class MatMul
         public uint T, N, K, FirstRow, YStride, RowBytes;
     }
 
-    /// <summary>What a variant fixes: the arrangement, the activation format, the builds, and the x rows per
-    /// workgroup (0 = chosen from T). Null builds (auto) are chosen from the device.</summary>
-    private readonly record struct Choice(bool UseRows, bool Int8, bool? Dot, bool? UseSubgroup, uint Tile, bool? Storage16 = null);
+    /// <summary>What a variant fixes: the arrangement, the activation format, the builds, the x rows per workgroup
+    /// (constant_id 4; 0 = chosen from T) and the weight rows per invocation or lane group (constant_id 1; 0 = the
+    /// arrangement's default). Null builds (auto) are chosen from the device. None of these changes a row's additions.</summary>
+    private readonly record struct Choice(bool UseRows, bool Int8, bool? Dot, bool? UseSubgroup, uint Tile, bool? Storage16 = null, uint RowsPer = 0);
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Choice> Choices = new(StringComparer.Ordinal);
 
@@ -119,6 +120,7 @@ internal static class MatMul
             {
                 Add($"matmul_{t}_int8_rows_auto", $"x quantized to int8 once per step, one weight row set per invocation (CPU drivers), {How(AutoDot(device) ? "dot" : "fma")}, 1 x row per workgroup at T = 1, 4 at T < 8, else 8",
                     new(true, true, null, false, 0));
+                Add($"matmul_{t}_int8_rows_t1_r4", $"int8 x, row arrangement, the default build, 1 x row per workgroup, 4 weight rows per invocation (twice the invocations)", new(true, true, null, false, 1, RowsPer: 4));
                 foreach (string b in builds)
                 {
                     Add($"matmul_{t}_int8_rows_{b}_t1", $"int8 x, row arrangement, {How(b)}, 1 x row per workgroup (decode)", new(true, true, b == "dot", false, 1));
@@ -128,6 +130,7 @@ internal static class MatMul
             }
             Add($"matmul_{t}_int8_auto", $"x quantized to int8 once per step, {(device.Facts.SubgroupShuffle ? "subgroup-shuffle" : "shared-memory")} lane tree, {How(AutoDot(device) ? "dot" : "fma")}, 1 x row per workgroup at T = 1, 4 at T < 8, else 8",
                 new(false, true, null, null, 0));
+            Add($"matmul_{t}_int8_t1_r4", "int8 x, the default lane-tree build, 1 x row per workgroup, 4 weight rows per lane group", new(false, true, null, null, 1, RowsPer: 4));
             foreach (bool sub in device.Facts.SubgroupShuffle ? new[] { true, false } : [false])
                 foreach (string b in builds)
                 {
@@ -149,6 +152,7 @@ internal static class MatMul
         {
             Add($"matmul_{t}_rows_auto", $"one weight row per invocation (CPU drivers: x loads broadcast), 1 x row per workgroup at T = 1, 4 at T < 8, else 8{halves}", new(true, false, false, false, 0));
             Add($"matmul_{t}_rows_t1", $"one weight row per invocation, 1 x row per workgroup (decode){halves}", new(true, false, false, false, 1));
+            Add($"matmul_{t}_rows_t1_r4", $"4 weight rows per invocation (twice the invocations), 1 x row per workgroup{halves}", new(true, false, false, false, 1, RowsPer: 4));
             Add($"matmul_{t}_rows_t8", $"one weight row per invocation, 8 x rows per workgroup: each weight byte read once per 8 rows{halves}", new(true, false, false, false, 8));
             Add($"matmul_{t}_rows_t16", $"one weight row per invocation, 16 x rows per workgroup{halves}", new(true, false, false, false, 16));
             if (both)
@@ -157,6 +161,7 @@ internal static class MatMul
         }
         Add($"matmul_{t}_auto", $"{(device.Facts.SubgroupShuffle ? "subgroup-shuffle" : "shared-memory")} lane tree, 1 x row per workgroup at T = 1, 4 at T < 8, else 8{halves}",
             new(false, false, false, null, 0));
+        Add($"matmul_{t}_t1_r4", $"the default lane-tree build, 1 x row per workgroup, 4 weight rows per lane group{halves}", new(false, false, false, null, 1, RowsPer: 4));
         foreach (bool sub in device.Facts.SubgroupShuffle ? new[] { true, false } : [false])
         {
             string build = sub ? "subgroup" : "shared";
@@ -193,8 +198,9 @@ internal static class MatMul
         };
         Elementwise.CheckCount(s, "MatMul", Math.Max((long)t * k, (long)t * weight.Rows));
         BufferRange input = choice.Int8 ? QuantizeQ8.Record(s, x) : BufferRange.Read(x);
-        uint rowsPerGroup = choice.UseRows ? RowWorkgroup * RowRows : Rows * (Workgroup / 32);
-        uint[] constants = choice.UseRows ? [RowWorkgroup, RowRows, 0, (uint)weight.Type, tile] : [Workgroup, Rows, 0, (uint)weight.Type, tile];
+        uint rowsPer = choice.RowsPer != 0 ? choice.RowsPer : choice.UseRows ? RowRows : Rows;
+        uint rowsPerGroup = choice.UseRows ? RowWorkgroup * rowsPer : rowsPer * (Workgroup / 32);
+        uint[] constants = choice.UseRows ? [RowWorkgroup, rowsPer, 0, (uint)weight.Type, tile] : [Workgroup, rowsPer, 0, (uint)weight.Type, tile];
         uint tiles = (uint)((t + tile - 1) / tile);
         foreach (var (first, rows, offset) in weight.RowWindows(device.MaxBindingBytes))
         {
