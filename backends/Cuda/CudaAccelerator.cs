@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -205,7 +204,7 @@ internal sealed class CudaAccelerator : IAccelerator
         var buffer = (CudaBuffer)Allocate(bytes);
         try
         {
-            buffer.Memory.View.CopyFromCPU(Accelerator.DefaultStream, ref MemoryMarshal.GetArrayDataReference(host), bytes);
+            buffer.CopyFromHost(Accelerator.DefaultStream, 0, host);
         }
         catch (Exception e) when (IsFault(e))
         {
@@ -237,7 +236,7 @@ internal sealed class CudaAccelerator : IAccelerator
         try
         {
             DrainStreams();
-            buffer.Bytes(offset, source.Length).CopyFromCPU(Accelerator.DefaultStream, ref MemoryMarshal.GetReference(source), source.Length);
+            buffer.CopyFromHost(Accelerator.DefaultStream, offset, source);
         }
         catch (Exception e) when (IsFault(e)) { throw Fault("Upload", e); }
     }
@@ -249,8 +248,7 @@ internal sealed class CudaAccelerator : IAccelerator
         try
         {
             DrainStreams();
-            if (destination.Length > 0)
-                buffer.Bytes(offset, destination.Length).CopyToCPU(Accelerator.DefaultStream, ref MemoryMarshal.GetReference(destination), destination.Length);
+            buffer.CopyToHost(Accelerator.DefaultStream, offset, destination);
         }
         catch (Exception e) when (IsFault(e)) { throw Fault("Download", e); }
     }

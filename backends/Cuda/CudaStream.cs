@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using Serving.Abstractions;
@@ -175,16 +174,19 @@ internal sealed class CudaStream : ComputeStream
     /// <inheritdoc/>
     protected override void UploadCore(IDeviceBuffer destination, long offset, ReadOnlySpan<byte> source)
     {
-        ArrayView<byte> target = ((CudaBuffer)destination).Bytes(offset, source.Length);
+        var buffer = (CudaBuffer)destination;
         try
         {
             if (Owner.IsCpu)
             {
-                // The CPU accelerator copies at once (ordered after the work already queued on this stream).
-                target.CopyFromCPU(Handle, ref MemoryMarshal.GetReference(source), source.Length);
+                // The CPU accelerator copies at once (ordered after the work already queued on this stream), from the
+                // caller's span pinned for the copy.
+                buffer.CopyFromHost(Handle, offset, source);
                 return;
             }
-            // Pinned staging: copy the caller's bytes now, let the device fetch them when the stream gets there.
+            // Pinned staging: copy the caller's bytes now, let the device fetch them when the stream gets there. The
+            // staging chunk is page-locked native memory (it never moves) and is reused only after the next synchronisation.
+            ArrayView<byte> target = buffer.Bytes(offset, source.Length);
             Span<byte> staged = Stage(source.Length, out PageLockedArray1D<byte> chunk, out long at);
             source.CopyTo(staged);
             target.CopyFromCPUUnsafeAsync(Handle, ref chunk.Span[(int)at], source.Length);
@@ -198,7 +200,7 @@ internal sealed class CudaStream : ComputeStream
         try
         {
             if (destination.Length > 0)
-                ((CudaBuffer)source).Bytes(offset, destination.Length).CopyToCPU(Handle, ref MemoryMarshal.GetReference(destination), destination.Length);
+                ((CudaBuffer)source).CopyToHost(Handle, offset, destination);
             else
                 Handle.Synchronize();
             Synchronized();

@@ -43,6 +43,9 @@ internal sealed class CudaWeight : IDeviceWeight
     /// <inheritdoc/>
     public bool IsDisposed => _buffer is null;
 
+    /// <summary>The device memory holding the weight (tests read it back).</summary>
+    internal CudaBuffer Storage => _buffer ?? throw new ObjectDisposedException(nameof(CudaWeight));
+
     /// <summary>The weight as the kernels read it.</summary>
     internal WeightView View
     {

@@ -1,5 +1,3 @@
-using Serving.Abstractions;
-
 namespace Serving.Conformance.Tests;
 
 /// <summary>
@@ -18,14 +16,6 @@ public sealed class CudaConformance : ConformanceSuite
     public CudaConformance() : base("cuda")
     {
     }
-
-    /// <inheritdoc/>
-    protected override string? KnownIssue(OpKind op, DataType type) =>
-        op == OpKind.MatMul
-            ? "issue 9, open: on the CPU test device MatMul cases intermittently fail (a guard byte written just before or after " +
-              "the output, or an output left zero: bf16, f16, q5_0 seen, 3 of ~9 runs); a race under investigation, so these rows " +
-              "are not run (MatMulIsBatchInvariant and the whole-model tests still exercise MatMul)"
-            : null;
 }
 
 /// <summary>Turns the Cuda plugin's test device on for this process (SERVING_CUDA_TEST_DEVICE=cpu) unless the variable
