@@ -62,7 +62,7 @@ public sealed partial class LlamaModel : IPipelinedStepModel, IDisposable
         KvCacheType = ModelRequirements.Check(config, file, device, ContextLength, options.KvCacheType);
         try
         {
-            var loader = new WeightLoader(this, file, device, options.UseMmap, progress);
+            var loader = new WeightLoader(this, file, device, options.UseMmap, progress, options.WeightType);
             _tokenEmbedding = loader.Matrix(new("token_embd.weight", config.VocabSize, config.Dim));
             _output = file.FindTensor("output.weight") is null ? _tokenEmbedding : loader.Matrix(new("output.weight", config.VocabSize, config.Dim));
             _outputNorm = loader.Vector("output_norm.weight", config.Dim);

@@ -52,6 +52,14 @@ public sealed record ModelOptions
     /// </summary>
     public int LayerLimit { get; init; }
 
+    /// <summary>
+    /// Re-encode every weight matrix to this type on the host at load (dequantized from the file, then quantized), so
+    /// the device holds a lower-precision copy; null (the default) uses the file's types. A lower-precision copy of the
+    /// target is the self-draft of speculative decoding that needs no second file (docs/speculative.md). The copy is the
+    /// backend's own memory (never read in place), and each row length must be a whole number of the type's blocks.
+    /// </summary>
+    public DataType? WeightType { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {

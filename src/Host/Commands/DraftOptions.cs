@@ -9,13 +9,14 @@ namespace Serving.Host.Commands;
 /// <c>--draft</c>, <c>--draft-k</c>, <c>--draft-fixed</c>: speculative decoding for <c>generate</c> and <c>bench decode</c>
 /// (docs/speculative.md). The draft is a model file sharing the target's vocabulary, or <c>self</c> (the target's first
 /// half of layers, read from the same mapped file: no second file, no second copy of the weights on a device that reads
-/// the mapping) or <c>self:N</c> (its first N layers).
+/// the mapping), <c>self:N</c> (its first N layers), <c>self:q4_0</c> (a lower-precision copy of the target, re-encoded
+/// at load) or <c>self:N:q4_0</c>.
 /// </summary>
 internal sealed class DraftOptions
 {
     public Option<string?> Draft { get; } = new("--draft")
     {
-        Description = "Speculative decoding: a draft model file sharing the target's vocabulary, or 'self' (the target's first half of layers) or 'self:N' (its first N layers)",
+        Description = "Speculative decoding: a draft model file sharing the target's vocabulary, or 'self' (the target's first half of layers) or 'self:N' (its first N layers), 'self:q4_0' (a q4_0 copy of it made at load), 'self:N:q4_0'",
     };
 
     public Option<int> MaxTokens { get; } = new("--draft-k")
@@ -40,11 +41,19 @@ internal sealed class DraftOptions
         string path = spec;
         if (spec == "self" || spec.StartsWith("self:", StringComparison.Ordinal))
         {
-            int layers = target.Model.Config.Layers;
-            int keep = spec == "self" ? Math.Max(1, layers / 2)
-                : int.TryParse(spec.AsSpan(5), out int n) && n >= 1 && n < layers ? n
-                : throw new ArgumentException($"--draft {spec}: self:N needs 1 ≤ N < {layers} (the target's layers)");
-            options = options with { LayerLimit = keep };
+            // self: the first half of the layers; self:N: the first N; self:TYPE: all layers re-encoded to TYPE
+            // (a lower-precision copy, e.g. self:q4_0); self:N:TYPE: both.
+            int layers = target.Model.Config.Layers, keep = 0;
+            DataType? type = null;
+            foreach (string part in spec.Split(':').Skip(1))
+            {
+                if (int.TryParse(part, out int n))
+                    keep = n >= 1 && n < layers ? n : throw new ArgumentException($"--draft {spec}: N needs 1 ≤ N < {layers} (the target's layers)");
+                else if (Engine.Quantization.WeightFormats.TryParse(part, out var format)) type = format.Type;
+                else throw new ArgumentException($"--draft {spec}: '{part}' is neither a layer count nor a weight type ({Engine.Quantization.WeightFormats.Names})");
+            }
+            if (keep == 0 && type is null) keep = Math.Max(1, layers / 2);
+            options = options with { LayerLimit = keep, WeightType = type };
             path = targetPath;
         }
         else if (!File.Exists(spec)) throw new ArgumentException($"--draft {spec}: no such file (give a model file, 'self' or 'self:N')");

@@ -56,19 +56,24 @@ public sealed class SpeculativeModelTests(TinyModelFixture fixture)
         }
     }
 
-    private static ModelOptions Options(int layerLimit = 0) =>
-        new() { MaxBatchTokens = 128, MaxBatchSequences = Prompts.Length, KvCacheTokens = 2048, LayerLimit = layerLimit };
+    private static ModelOptions Options(int layerLimit = 0, DataType? weightType = null) =>
+        new() { MaxBatchTokens = 128, MaxBatchSequences = Prompts.Length, KvCacheTokens = 2048, LayerLimit = layerLimit, WeightType = weightType };
 
     [Theory]
     [InlineData("q8_0", "self", 3, 4)]    // the target's first 3 of 6 layers
     [InlineData("q8_0", "self", 1, 2)]    // a poor self-draft: mostly rejected
     [InlineData("f32", "q8_0", 0, 4)]     // a lower-precision copy of the target
     [InlineData("f16", "q4_0", 0, 3)]
+    [InlineData("f32", "self:q4_0", 0, 4)] // a q4_0 copy of the target made at load: no second file
+    [InlineData("f16", "self:q8_0", 2, 2)] // its first 2 layers, re-encoded to q8_0
     public async Task Greedy_output_is_the_targets_alone_in_a_full_batch(string targetType, string draftType, int draftLayers, int k)
     {
         string targetPath = fixture.PathOf(Type(targetType));
         using var target = LoadedModel.Open(targetPath, fixture.Device, Options());
-        using var draft = LoadedModel.Open(draftType == "self" ? targetPath : fixture.PathOf(Type(draftType)), fixture.Device, Options(draftLayers));
+        bool self = draftType.StartsWith("self", StringComparison.Ordinal);
+        DataType? reencode = draftType.StartsWith("self:", StringComparison.Ordinal) ? Type(draftType[5..]) : null;
+        using var draft = LoadedModel.Open(self ? targetPath : fixture.PathOf(Type(draftType)), fixture.Device, Options(draftLayers, reencode));
+        if (reencode is { } t) Assert.True(draft.Model.WeightBytes < target.Model.WeightBytes, $"the {t.Name()} copy is not smaller");
         var decoder = new TokenizerDecoder(target.Tokenizer, ignoreEndOfGeneration: true);
         GenerationRequest Request(int i) => new($"r{i}", target.Tokenizer.Encode(Prompts[i], true), MaxTokens, SamplingParams.Greedy);
 
