@@ -174,6 +174,29 @@ public sealed class KvBlockManager
     }
 
     /// <summary>
+    /// Shrinks <paramref name="table"/> to the blocks <paramref name="tokenCount"/> tokens need, dropping its references
+    /// to the blocks after them (last first, as <see cref="Release"/> does). Speculative decoding rolls back this way:
+    /// the KV of rejected draft tokens is past the sequence's valid length, and whole blocks holding only such KV go
+    /// back to the free list. Throws when it would cut a block already entered in the prefix cache for this table.
+    /// </summary>
+    public void Trim(BlockTable table, int tokenCount)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentOutOfRangeException.ThrowIfNegative(tokenCount);
+        int keep = (int)(((long)tokenCount + BlockSize - 1) / BlockSize);
+        if (keep < table.HashedBlocks)
+            throw new InvalidOperationException($"Trimming to {tokenCount} tokens would cut {table.HashedBlocks - keep} blocks committed to the prefix cache.");
+        while (table.Count > keep)
+        {
+            int block = table.RemoveLast();
+            if (_refCount[block] <= 0) throw new InvalidOperationException($"KV block {block} released more often than referenced.");
+            if (--_refCount[block] > 0) continue;
+            if (_cached[block]) LruAppend(block);
+            else _freeStack[_freeCount++] = block;
+        }
+    }
+
+    /// <summary>
     /// The block the (<paramref name="depth"/> + 1)-th allocation from now would take: a never-cached free block first,
     /// then the least recently released cached block (which it would evict); −1 when none would be left. Changes
     /// nothing: the scheduler plans the next step with it while the current one runs, and makes the real reservations

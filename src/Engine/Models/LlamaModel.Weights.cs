@@ -22,9 +22,11 @@ public sealed partial class LlamaModel
         private readonly long _total;
         private long _done;
         private bool _allInPlace = true;
+        private readonly DataType? _reencode;
 
-        public WeightLoader(LlamaModel model, GgufFile file, IAccelerator device, bool useMmap, IProgress<(long, long)>? progress)
+        public WeightLoader(LlamaModel model, GgufFile file, IAccelerator device, bool useMmap, IProgress<(long, long)>? progress, DataType? reencode = null)
         {
+            _reencode = reencode;
             _model = model;
             _file = file;
             _device = device;
@@ -37,11 +39,38 @@ public sealed partial class LlamaModel
         public IDeviceWeight Matrix(ModelRequirements.MatrixSpec spec)
         {
             GgufTensorInfo t = ModelRequirements.Tensor(_file, spec);
+            if (_reencode is { } type && type != t.Type) return Reencoded(spec, t, type);
             var source = new WeightSource(spec.Name, (nint)(_file.BasePointer + t.Offset), t.ByteSize, t.Type, spec.Rows, spec.Cols, _persistent);
             IDeviceWeight weight = _model.Own(_device.PrepareWeight(source));
             _model.WeightBytes += t.ByteSize;
             _allInPlace &= weight.ReadsSourceInPlace;
             _model.WeightsMapped = _allInPlace;
+            Advance(t.ByteSize);
+            return weight;
+        }
+
+        /// <summary>The matrix re-encoded to <paramref name="type"/> on the host, then copied by the backend (not persistent).</summary>
+        private IDeviceWeight Reencoded(ModelRequirements.MatrixSpec spec, GgufTensorInfo t, DataType type)
+        {
+            if (spec.Cols % type.BlockSize() != 0)
+                throw new ModelLoadException(spec.Name, $"rows of {spec.Cols} elements are not whole {type.Name()} blocks of {type.BlockSize()}");
+            foreach (OpKind op in spec.Name == "token_embd.weight" ? [OpKind.Embed, OpKind.MatMul] : (OpKind[])[OpKind.MatMul])
+                if (!_device.Supports(new OpQuery(op, type, spec.Rows, spec.Cols)).Supported)
+                    throw new ModelLoadException(spec.Name, $"the device cannot run {op} on {type.Name()} weights of [{spec.Rows}, {spec.Cols}]");
+            long srcRow = t.Type.RowBytes(spec.Cols), dstRow = type.RowBytes(spec.Cols);
+            byte[] encoded = GC.AllocateUninitializedArray<byte>(checked((int)(dstRow * spec.Rows)));
+            Parallel.For(0, spec.Rows, () => new float[spec.Cols], (r, _, row) =>
+            {
+                Dequantizer.DequantizeRow(t.Type, _file.GetTensorBytes(t).Slice((int)(r * srcRow), (int)srcRow), row);
+                Quantizer.Quantize(type, row, encoded.AsSpan((int)(r * dstRow), (int)dstRow));
+                return row;
+            }, _ => { });
+            IDeviceWeight weight;
+            fixed (byte* p = encoded)
+                weight = _model.Own(_device.PrepareWeight(new WeightSource(spec.Name, (nint)p, encoded.Length, type, spec.Rows, spec.Cols, Persistent: false)));
+            _model.WeightBytes += encoded.Length;
+            _allInPlace = false;
+            _model.WeightsMapped = false;
             Advance(t.ByteSize);
             return weight;
         }

@@ -62,7 +62,7 @@ public sealed partial class LlamaModel : IPipelinedStepModel, IDisposable
         KvCacheType = ModelRequirements.Check(config, file, device, ContextLength, options.KvCacheType);
         try
         {
-            var loader = new WeightLoader(this, file, device, options.UseMmap, progress);
+            var loader = new WeightLoader(this, file, device, options.UseMmap, progress, options.WeightType);
             _tokenEmbedding = loader.Matrix(new("token_embd.weight", config.VocabSize, config.Dim));
             _output = file.FindTensor("output.weight") is null ? _tokenEmbedding : loader.Matrix(new("output.weight", config.VocabSize, config.Dim));
             _outputNorm = loader.Vector("output_norm.weight", config.Dim);
@@ -155,7 +155,10 @@ public sealed partial class LlamaModel : IPipelinedStepModel, IDisposable
     {
         options ??= new ModelOptions();
         options.Validate();
-        return new LlamaModel(device, LlamaConfig.FromGguf(file), options, file, progress);
+        var config = LlamaConfig.FromGguf(file);
+        // Early exit (a self-draft): only the first blocks are loaded and run; the rest of the file is never read.
+        if (options.LayerLimit > 0 && options.LayerLimit < config.Layers) config = config with { Layers = options.LayerLimit };
+        return new LlamaModel(device, config, options, file, progress);
     }
 
     /// <summary>The hyper-parameters.</summary>

@@ -45,6 +45,21 @@ public sealed record ModelOptions
     /// </summary>
     public bool CheckTensors { get; init; }
 
+    /// <summary>
+    /// Run only the first this-many transformer blocks, then the output norm and head (0 = all of them). A model
+    /// loaded this way is a cheaper approximation of the whole one (early exit): the self-draft of speculative
+    /// decoding (docs/speculative.md). Its KV cache holds only these layers. Capped at the file's block count.
+    /// </summary>
+    public int LayerLimit { get; init; }
+
+    /// <summary>
+    /// Re-encode every weight matrix to this type on the host at load (dequantized from the file, then quantized), so
+    /// the device holds a lower-precision copy; null (the default) uses the file's types. A lower-precision copy of the
+    /// target is the self-draft of speculative decoding that needs no second file (docs/speculative.md). The copy is the
+    /// backend's own memory (never read in place), and each row length must be a whole number of the type's blocks.
+    /// </summary>
+    public DataType? WeightType { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {
@@ -53,6 +68,7 @@ public sealed record ModelOptions
         if (ContextLength is < 0 or > 1 << 20) throw new ArgumentException($"ContextLength {ContextLength} out of range");
         if (KvCacheTokens < 0) throw new ArgumentException($"KvCacheTokens {KvCacheTokens} must be ≥ 0");
         if (KvBlockSize is < 1 or > 1024) throw new ArgumentException($"KvBlockSize {KvBlockSize} out of range [1, 1024]");
+        if (LayerLimit < 0) throw new ArgumentException($"LayerLimit {LayerLimit} must be ≥ 0 (0 = all layers)");
         if (KvCacheType is not (DataType.F16 or DataType.F32)) throw new ArgumentException($"KvCacheType {KvCacheType.Name()} must be f16 or f32");
     }
 }

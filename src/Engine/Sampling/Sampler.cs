@@ -49,6 +49,75 @@ public sealed class Sampler
 
         if (_params.Temperature == 0f || _params.TopK == 1) return ArgMax(source);
 
+        int kept = Weigh(source, out double total);
+        Span<Candidate> cands = _candidates!.AsSpan(0, kept);
+        if (total == 0) return cands[0].Id; // nothing has any mass: behave like greedy
+        double u = _rng.NextDouble() * total, acc = 0;
+        for (int i = 0; i < kept; i++)
+        {
+            acc += cands[i].Weight;
+            if (u < acc) return cands[i].Id;
+        }
+        return cands[kept - 1].Id; // rounding left u at the very end of the range
+    }
+
+    /// <summary>
+    /// Writes into <paramref name="probabilities"/> ([V], cleared first) the distribution <see cref="Sample"/> draws
+    /// from for these <paramref name="logits"/> and <paramref name="recentTokens"/>: the same chain (repeat penalty,
+    /// top-k, top-p, min-p, temperature), normalized; one-hot at the argmax for greedy. Draws nothing from the RNG.
+    /// Speculative decoding's rejection sampling needs the target's and the draft's distributions, not one draw.
+    /// </summary>
+    public void Probabilities(ReadOnlySpan<float> logits, ReadOnlySpan<int> recentTokens, Span<float> probabilities)
+    {
+        if (logits.IsEmpty) throw new ArgumentException("Logits must not be empty.", nameof(logits));
+        if (probabilities.Length < logits.Length) throw new ArgumentException($"probabilities holds {probabilities.Length} entries; needs {logits.Length}", nameof(probabilities));
+        ReadOnlySpan<float> source = ApplyRepeatPenalty(logits, recentTokens);
+        probabilities.Clear();
+        if (_params.Temperature == 0f || _params.TopK == 1)
+        {
+            probabilities[ArgMax(source)] = 1f;
+            return;
+        }
+        int kept = Weigh(source, out double total);
+        Span<Candidate> cands = _candidates!.AsSpan(0, kept);
+        if (total == 0)
+        {
+            probabilities[cands[0].Id] = 1f;
+            return;
+        }
+        for (int i = 0; i < kept; i++) probabilities[cands[i].Id] = (float)(cands[i].Weight / total);
+    }
+
+    /// <summary>A uniform draw in [0, 1) from this request's seeded RNG stream (speculative decoding's acceptance test).</summary>
+    public double NextUniform() => _rng.NextDouble();
+
+    /// <summary>
+    /// Draws an index from <paramref name="weights"/> (non-negative, any positive total; need not be normalized) with
+    /// this request's seeded RNG. All-zero weights give the first index. One RNG draw.
+    /// </summary>
+    public int Draw(ReadOnlySpan<float> weights)
+    {
+        double total = 0;
+        foreach (float w in weights) total += w;
+        double u = _rng.NextDouble() * total, acc = 0;
+        int last = 0;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            if (weights[i] <= 0f) continue;
+            acc += weights[i];
+            last = i;
+            if (u < acc) return i;
+        }
+        return last;
+    }
+
+    /// <summary>
+    /// Fills the candidate buffer with the kept candidates, best first, each weighted by its probability after
+    /// temperature (unnormalized); returns how many are kept and their total weight (0 when nothing has any mass,
+    /// then the first candidate stands alone).
+    /// </summary>
+    private int Weigh(ReadOnlySpan<float> source, out double total)
+    {
         int k = _params.TopK <= 0 || _params.TopK >= source.Length ? source.Length : _params.TopK;
         if (_candidates is null || _candidates.Length < k) _candidates = new Candidate[k];
         Span<Candidate> cands = _candidates.AsSpan(0, k);
@@ -56,7 +125,11 @@ public sealed class Sampler
         cands.Sort(BetterFirst);
 
         float maxLogit = cands[0].Logit;
-        if (float.IsNegativeInfinity(maxLogit)) return cands[0].Id; // nothing has any mass: behave like greedy
+        if (float.IsNegativeInfinity(maxLogit))
+        {
+            total = 0;
+            return 1;
+        }
 
         // Probabilities before temperature, as llama.cpp's top-p and min-p see them (temperature comes last).
         double sum = 0;
@@ -87,20 +160,14 @@ public sealed class Sampler
         }
 
         float invTemperature = 1f / _params.Temperature;
-        double total = 0;
+        total = 0;
         for (int i = 0; i < kept; i++)
         {
             float w = MathF.Exp((cands[i].Logit - maxLogit) * invTemperature);
             cands[i].Weight = w;
             total += w;
         }
-        double u = _rng.NextDouble() * total, acc = 0;
-        for (int i = 0; i < kept; i++)
-        {
-            acc += cands[i].Weight;
-            if (u < acc) return cands[i].Id;
-        }
-        return cands[kept - 1].Id; // rounding left u at the very end of the range
+        return kept;
     }
 
     /// <summary>Index of the largest value, first on ties; NaN never wins (all-NaN gives 0).</summary>

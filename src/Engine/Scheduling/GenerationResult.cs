@@ -33,6 +33,8 @@ public readonly record struct GenerationChunk(int TokenId, string Text)
 /// <param name="TotalTime">From submission to the end.</param>
 /// <param name="QueueTime">From submission to first admission into the running batch; null if never admitted.</param>
 /// <param name="Preemptions">Times the request was preempted (its KV freed and recomputed later).</param>
+/// <param name="DraftTokens">Speculative decoding: draft tokens proposed for this request and verified (0 without a draft).</param>
+/// <param name="DraftAcceptedTokens">Of those, the ones the target accepted.</param>
 public readonly record struct GenerationUsage(
     int PromptTokens,
     int CompletionTokens,
@@ -41,7 +43,13 @@ public readonly record struct GenerationUsage(
     TimeSpan? TimePerOutputToken,
     TimeSpan TotalTime,
     TimeSpan? QueueTime,
-    int Preemptions);
+    int Preemptions,
+    int DraftTokens = 0,
+    int DraftAcceptedTokens = 0)
+{
+    /// <summary>Accepted over proposed draft tokens, or null when none was proposed.</summary>
+    public double? DraftAcceptanceRate => DraftTokens > 0 ? (double)DraftAcceptedTokens / DraftTokens : null;
+}
 
 /// <summary>The end of a generation.</summary>
 /// <param name="RequestId">The request's <see cref="GenerationRequest.Id"/>.</param>

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Serving.Engine.KvCache;
 using Serving.Engine.Models;
 using Serving.Engine.Sampling;
+using Serving.Engine.Speculative;
 
 namespace Serving.Engine.Scheduling;
 
@@ -34,6 +35,13 @@ namespace Serving.Engine.Scheduling;
 /// was made from); its reservations are then made, the tokens step n sampled are filled in, and admissions follow as
 /// usual. Otherwise it is dropped and the step is planned afresh. Either way each step holds exactly the sequences
 /// and tokens the unpipelined loop would give it. A plan that would need a preemption is not made ahead.</para>
+/// <para>Speculative decoding (<see cref="SchedulerOptions.Speculative"/>, docs/speculative.md): before a step is built,
+/// the draft model proposes k tokens for each decoding sequence (k from its acceptance rate, within the step's token
+/// budget), all sequences batched per draft round; the step then carries, for such a sequence, its last token and the
+/// k drafts, every one a logit row, beside the other sequences' decodes and prefill chunks. Verification keeps the
+/// longest prefix the target agrees with (greedy: its argmax; sampled: rejection sampling) and the target's own next
+/// token, so each row yields 1 to k+1 tokens. The KV of rejected drafts is rolled back (whole blocks freed) in both
+/// caches, and only verified tokens' blocks enter the prefix cache. Steps are not planned ahead with a draft.</para>
 /// Legend: V = vocabulary size, R = logit rows in a step.
 /// </summary>
 public sealed class Scheduler : IAsyncDisposable
@@ -45,6 +53,10 @@ public sealed class Scheduler : IAsyncDisposable
     private readonly KvBlockManager _kv;
     private readonly int _vocab, _blockSize, _contextLength, _maxBlocksPerSequence, _maxBatchTokens, _maxSequences;
     private readonly int _maxQueuedRequests;
+    private readonly int _maxRows;             // logit rows per step: one per sequence, k+1 for one that speculates
+    private readonly DraftRunner? _draft;
+    private readonly List<Sequence> _proposing = [];
+    private readonly float[] _targetProbs = [];  // [V] the target's distribution at a verified row (sampled requests)
     private readonly long _maxQueuedPromptTokens;
 
     // Reused every step so the loop allocates nothing per step. Two batches: the step running and the next one,
@@ -91,6 +103,8 @@ public sealed class Scheduler : IAsyncDisposable
     private long _prefixHitTokens, _computedTokens, _steps, _stepSequences;
     private int _runningCount, _waitingCount, _kvUsed, _kvCached;
     private long _kvEvictions;
+    private long _draftTokens, _draftAccepted;
+    private int _draftKvUsed;
 
     /// <summary>
     /// Creates the scheduler and starts its loop thread. The scheduler does not own <paramref name="model"/> or
@@ -112,7 +126,7 @@ public sealed class Scheduler : IAsyncDisposable
                 nameof(model));
 
         _model = model;
-        _pipelined = options.Pipelining ? model as IPipelinedStepModel : null;
+        _pipelined = options.Pipelining && options.Speculative is null ? model as IPipelinedStepModel : null;
         _decoder = decoder;
         _time = timeProvider ?? TimeProvider.System;
         _vocab = model.VocabSize;
@@ -126,9 +140,15 @@ public sealed class Scheduler : IAsyncDisposable
         _maxQueuedPromptTokens = options.MaxQueuedPromptTokens;
         _kv = new KvBlockManager(model.KvBlockCount, model.KvBlockSize, options.EnablePrefixCaching);
         _batches = [new StepBatch(_maxBatchTokens, _maxSequences, _maxBlocksPerSequence), new StepBatch(_maxBatchTokens, _maxSequences, _maxBlocksPerSequence)];
-        _owners = [new Sequence?[_maxSequences], new Sequence?[_maxSequences]];
-        _logits = new float[(long)_maxSequences * _vocab];
-        _greedyTokens = new int[_maxSequences];
+        if (options.Speculative is { } speculative)
+        {
+            _draft = new DraftRunner(speculative, model, _maxSequences);
+            _targetProbs = new float[_vocab];
+        }
+        _maxRows = _draft is null ? _maxSequences : Math.Min(_maxBatchTokens, _maxSequences * (1 + _draft.Options.MaxDraftTokens));
+        _owners = [new Sequence?[_maxRows], new Sequence?[_maxRows]];
+        _logits = new float[(long)_maxRows * _vocab];
+        _greedyTokens = new int[_maxRows];
         _kvUsed = 0;
 
         _thread = new Thread(Loop) { IsBackground = true, Name = "Serving.Scheduler" };
@@ -255,7 +275,11 @@ public sealed class Scheduler : IAsyncDisposable
             KvEvictions: Interlocked.Read(ref _kvEvictions),
             Steps: steps,
             MeanBatchSequences: steps == 0 ? 0 : (double)Interlocked.Read(ref _stepSequences) / steps,
-            MeanBatchTokens: steps == 0 ? 0 : (double)computed / steps);
+            MeanBatchTokens: steps == 0 ? 0 : (double)computed / steps,
+            DraftTokens: Interlocked.Read(ref _draftTokens),
+            DraftAcceptedTokens: Interlocked.Read(ref _draftAccepted),
+            DraftKvBlocksUsed: Volatile.Read(ref _draftKvUsed),
+            DraftKvBlocksTotal: _draft?.TotalBlocks ?? 0);
     }
 
     /// <summary>
@@ -386,14 +410,28 @@ public sealed class Scheduler : IAsyncDisposable
             _scheduled.Clear();
             budget = _maxBatchTokens;
 
-            // (1) Decodes first: they are what users are waiting on, one token each.
+            // (0) With a draft model: each decoding sequence's draft tokens, proposed before the step is built.
+            if (_draft is not null) ProposeDrafts();
+            // (1) Decodes first: they are what users are waiting on, one token each (and a speculating one's drafts).
             for (int i = 0; i < _running.Count && budget > 0; i++)
             {
                 Sequence s = _running[i];
                 if (s.Pending != 1) continue;
+                if (s.Draft is { K: > 0 } d)
+                {
+                    if (1 + d.K <= budget && _kv.TryReserve(s.Table, s.Computed + 1 + d.K))
+                    {
+                        AddToStep(s, 1 + d.K, ref budget);
+                        continue;
+                    }
+                    _draft!.Rollback(s, s.Count); // no room for its drafts: decode plainly
+                }
                 if (Plan(s, 1, isDecode: true) == 0) { i--; continue; } // preempted itself: the list shifted left
                 AddToStep(s, 1, ref budget);
             }
+            // Proposals that did not make it into the step (budget) are dropped.
+            foreach (Sequence s in _proposing)
+                if (!s.InStep && s.Draft is { K: > 0 }) _draft!.Rollback(s, s.Count);
             // (2) Prefill chunks of running sequences (prompts longer than a budget, recomputes after preemption).
             for (int i = 0; i < _running.Count && budget > 0; i++)
             {
@@ -456,6 +494,13 @@ public sealed class Scheduler : IAsyncDisposable
         for (int r = 0, sampled = 0; r < rows; r++)
         {
             Sequence s = LogitOwners[r]!;
+            if (s.Draft is { K: > 0 } draft)
+            {
+                int k = draft.K;
+                Verify(s, r, ref sampled);
+                r += k;
+                continue;
+            }
             LogitOwners[r] = null;
             if (Batch.NonFinite[r])
             {
@@ -505,11 +550,12 @@ public sealed class Scheduler : IAsyncDisposable
         }
     }
 
-    /// <summary>Enters the full blocks the step computes into the prefix cache.</summary>
+    /// <summary>Enters the full blocks the step computes into the prefix cache (a speculating sequence's after verification).</summary>
     private void CommitStepBlocks()
     {
         foreach (Sequence s in _scheduled)
-            _kv.CommitFullBlocks(s.Table, s.Tokens.AsSpan(0, s.Computed + s.StepTokens));
+            if (s.Draft is not { K: > 0 })
+                _kv.CommitFullBlocks(s.Table, s.Tokens.AsSpan(0, s.Computed + s.StepTokens));
     }
 
     // ---- Planning the next step while the current one runs ----
@@ -732,6 +778,7 @@ public sealed class Scheduler : IAsyncDisposable
         // Recompute strategy: its KV is dropped (cached full blocks may still be matched when it returns),
         // its tokens, sampler state and streamed text are kept.
         _kv.Release(s.Table);
+        _draft?.Release(s);
         s.Computed = 0;
         s.Preemptions++;
         _running.Remove(s);
@@ -772,7 +819,8 @@ public sealed class Scheduler : IAsyncDisposable
         {
             int pos = s.Computed + i;
             int slot = blocks[pos / _blockSize] * _blockSize + pos % _blockSize;
-            bool wantLogits = pos == s.Count - 1; // only the sequence's last token yields a new one
+            // Only the sequence's last token yields a new one; each draft token after it (speculation) yields one too.
+            bool wantLogits = pos >= s.Count - 1;
             if (wantLogits) LogitOwners[Batch.LogitCount] = s;
             Batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
         }
@@ -792,6 +840,19 @@ public sealed class Scheduler : IAsyncDisposable
         try
         {
             int token = logits.IsEmpty ? CheckedToken(greedyToken) : s.Sampler.Sample(logits, s.Tokens.AsSpan(0, s.Count));
+            Append(s, token);
+        }
+        catch (Exception ex)
+        {
+            Finish(s, FinishReason.Error, error: ex);
+        }
+    }
+
+    /// <summary>Appends <paramref name="token"/> to <paramref name="s"/> and streams it, or ends it (end of generation, a
+    /// stop string, its length). Throws only what the decoder or stop matcher throws.</summary>
+    private void Append(Sequence s, int token)
+    {
+        {
             if (_decoder.IsEndOfGeneration(token))
             {
                 FinishWithFlush(s, FinishReason.EndOfGeneration);
@@ -808,10 +869,6 @@ public sealed class Scheduler : IAsyncDisposable
             s.Emit(token, stop.Emit);
             if (stop.Stopped) Finish(s, FinishReason.Stop, matchedStop: stop.MatchedStop);
             else if (s.Generated >= s.Request.MaxTokens || s.Count >= _contextLength) FinishWithFlush(s, FinishReason.Length);
-        }
-        catch (Exception ex)
-        {
-            Finish(s, FinishReason.Error, error: ex);
         }
     }
 
@@ -834,6 +891,7 @@ public sealed class Scheduler : IAsyncDisposable
         if (s.Finished) return;
         s.Finished = true;
         _kv.Release(s.Table);
+        _draft?.Release(s);
         if (s.CountsInQueue) LeaveQueue(s);
         s.Registration.Dispose();
 
@@ -847,12 +905,15 @@ public sealed class Scheduler : IAsyncDisposable
             TimePerOutputToken: generated > 1 ? _time.GetElapsedTime(s.FirstTokenAt, s.LastTokenAt) / (generated - 1) : null,
             TotalTime: _time.GetElapsedTime(s.SubmittedAt, now),
             QueueTime: s.Admitted ? _time.GetElapsedTime(s.SubmittedAt, s.AdmittedAt) : null,
-            Preemptions: s.Preemptions);
+            Preemptions: s.Preemptions,
+            DraftTokens: s.Draft?.Proposed ?? 0,
+            DraftAcceptedTokens: s.Draft?.Accepted ?? 0);
         var result = new GenerationResult(s.Request.Id, reason, s.Tokens.AsSpan(s.PromptLength, generated).ToArray(),
             s.Text.ToString(), matchedStop, s.Sampler.Seed, usage, error);
         // Gauges now, so a caller awaiting this result sees the freed blocks.
         Volatile.Write(ref _kvUsed, _kv.UsedBlockCount);
         Volatile.Write(ref _kvCached, _kv.CachedBlockCount);
+        Volatile.Write(ref _draftKvUsed, _draft?.UsedBlocks ?? 0);
         switch (reason)
         {
             case FinishReason.Cancelled: Interlocked.Increment(ref _cancelled); break;
@@ -900,5 +961,113 @@ public sealed class Scheduler : IAsyncDisposable
         Volatile.Write(ref _kvUsed, _kv.UsedBlockCount);
         Volatile.Write(ref _kvCached, _kv.CachedBlockCount);
         Interlocked.Exchange(ref _kvEvictions, _kv.Counters.Evictions);
+        Volatile.Write(ref _draftKvUsed, _draft?.UsedBlocks ?? 0);
+    }
+
+    // ---- Speculative decoding ----
+
+    /// <summary>
+    /// Chooses each decoding sequence's k (its acceptance rate, capped by what is left of its MaxTokens and context and
+    /// by the step's token budget after one token per decode) and has the draft propose them.
+    /// </summary>
+    private void ProposeDrafts()
+    {
+        _proposing.Clear();
+        int decodes = 0;
+        foreach (Sequence s in _running)
+            if (s.Pending == 1) decodes++;
+        int spare = _maxBatchTokens - decodes;
+        foreach (Sequence s in _running)
+        {
+            if (s.Pending != 1) continue;
+            DraftState d = _draft!.For(s);
+            d.K = 0;
+            if (spare <= 0) continue;
+            // The last token must stay the target's own (its bonus or correction), so drafts stop one short of the end.
+            int room = Math.Min(s.Tokens.Length - s.Count - 1, s.Request.MaxTokens - s.Generated - 1);
+            int k = Math.Min(Math.Min(d.Length.Next(), room), spare);
+            if (k <= 0) continue;
+            d.K = k;
+            spare -= k;
+            _proposing.Add(s);
+        }
+        if (_proposing.Count == 0) return;
+        _draft!.Propose(_proposing);
+    }
+
+    /// <summary>
+    /// Verifies the k draft tokens of <paramref name="s"/> at logit rows <paramref name="first"/>..first+k: keeps the
+    /// longest prefix the target accepts and adds the target's token after it; rolls back the KV of the rest in both
+    /// models, enters the verified full blocks in the prefix cache, and streams the tokens (which may end the request).
+    /// </summary>
+    private void Verify(Sequence s, int first, ref int sampled)
+    {
+        DraftState d = s.Draft!;
+        int k = d.K, n = s.Count;
+        bool greedy = Batch.Greedy[first];
+        int sampledFirst = sampled;
+        if (!greedy) sampled += k + 1;
+        for (int j = 0; j <= k; j++) LogitOwners[first + j] = null;
+
+        int accepted = 0, next = -1;
+        Exception? error = null;
+        try
+        {
+            for (int j = 0; j <= k; j++)
+            {
+                int r = first + j;
+                if (Batch.NonFinite[r])
+                {
+                    error = new NonFiniteLogitsException(n - 1 + j, s.PromptLength);
+                    break;
+                }
+                if (greedy)
+                {
+                    int t = CheckedToken(_greedyTokens[r]);
+                    if (j < k && t == s.Tokens[n + j]) { accepted++; continue; }
+                    next = t;
+                    break;
+                }
+                Span<float> p = _targetProbs;
+                s.Sampler.Probabilities(_logits.AsSpan((sampledFirst + j) * _vocab, _vocab), s.Tokens.AsSpan(0, n + j), p);
+                if (j == k)
+                {
+                    next = s.Sampler.Draw(p); // every draft kept: the bonus token, from the target after them
+                    break;
+                }
+                int x = s.Tokens[n + j];
+                ReadOnlySpan<float> q = d.Q.AsSpan(j * _vocab, _vocab);
+                if (RejectionSampler.Accepts(p[x], q[x], s.Sampler.NextUniform())) { accepted++; continue; }
+                next = RejectionSampler.Residual(p, q, s.Sampler.NextUniform());
+                break;
+            }
+        }
+        catch (Exception ex)
+        {
+            error = ex;
+        }
+
+        d.Proposed += k;
+        d.Accepted += accepted;
+        d.Length.Record(k, accepted);
+        Interlocked.Add(ref _draftTokens, k);
+        Interlocked.Add(ref _draftAccepted, accepted);
+        // Valid KV: the tokens before the step's first, that one, and the accepted drafts. Whole blocks past the next
+        // position go back; full verified blocks enter the prefix cache.
+        s.Computed = n + accepted;
+        _kv.Trim(s.Table, s.Computed + 1);
+        _kv.CommitFullBlocks(s.Table, s.Tokens.AsSpan(0, s.Computed));
+        _draft!.Rollback(s, s.Computed);
+        try
+        {
+            for (int j = 0; j < accepted && !s.Finished; j++) Append(s, s.Tokens[n + j]);
+            if (s.Finished) return;
+            if (error is not null) Finish(s, FinishReason.Error, error: error);
+            else Append(s, next);
+        }
+        catch (Exception ex)
+        {
+            Finish(s, FinishReason.Error, error: ex);
+        }
     }
 }

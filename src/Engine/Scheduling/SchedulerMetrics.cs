@@ -19,6 +19,10 @@ namespace Serving.Engine.Scheduling;
 /// <param name="Steps">Forward steps run.</param>
 /// <param name="MeanBatchSequences">Mean sequences per step.</param>
 /// <param name="MeanBatchTokens">Mean tokens per step.</param>
+/// <param name="DraftTokens">Speculative decoding: draft tokens proposed and verified by the target (0 without a draft).</param>
+/// <param name="DraftAcceptedTokens">Draft tokens the target accepted.</param>
+/// <param name="DraftKvBlocksUsed">Blocks of the draft model's KV cache held by sequences now.</param>
+/// <param name="DraftKvBlocksTotal">Blocks in the draft model's KV cache (0 without a draft).</param>
 public sealed record SchedulerMetrics(
     int Running,
     int Waiting,
@@ -37,4 +41,12 @@ public sealed record SchedulerMetrics(
     long KvEvictions,
     long Steps,
     double MeanBatchSequences,
-    double MeanBatchTokens);
+    double MeanBatchTokens,
+    long DraftTokens = 0,
+    long DraftAcceptedTokens = 0,
+    int DraftKvBlocksUsed = 0,
+    int DraftKvBlocksTotal = 0)
+{
+    /// <summary>Accepted over proposed draft tokens, or null when none was proposed.</summary>
+    public double? DraftAcceptanceRate => DraftTokens > 0 ? (double)DraftAcceptedTokens / DraftTokens : null;
+}

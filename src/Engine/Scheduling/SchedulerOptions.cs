@@ -27,6 +27,12 @@ public sealed record SchedulerOptions
     /// Default true (false when <see cref="PipeliningVariable"/> is 0).</summary>
     public bool Pipelining { get; init; } = Environment.GetEnvironmentVariable(PipeliningVariable) != "0";
 
+    /// <summary>
+    /// Speculative decoding with a draft model (docs/speculative.md); null (the default) decodes plainly. With a draft,
+    /// steps are not planned ahead (<see cref="Pipelining"/> is ignored): the draft runs between target steps.
+    /// </summary>
+    public Speculative.SpeculativeOptions? Speculative { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {
@@ -34,6 +40,7 @@ public sealed record SchedulerOptions
         if (MaxBatchSequences < 1) throw new ArgumentException($"MaxBatchSequences must be ≥ 1; got {MaxBatchSequences}.", nameof(MaxBatchSequences));
         // Every request passes through the queue (for a moment at least), so a zero bound would refuse everything.
         if (MaxQueuedRequests < 1) throw new ArgumentException($"MaxQueuedRequests must be ≥ 1; got {MaxQueuedRequests}.", nameof(MaxQueuedRequests));
+        Speculative?.Validate();
         if (MaxQueuedPromptTokens < 1) throw new ArgumentException($"MaxQueuedPromptTokens must be ≥ 1; got {MaxQueuedPromptTokens}.", nameof(MaxQueuedPromptTokens));
     }
 }

@@ -79,6 +79,9 @@ internal sealed class Sequence
 
     public int CachedPromptTokens { get; set; }
 
+    /// <summary>Its state in the draft model (speculative decoding only; created on first proposal).</summary>
+    public Speculative.DraftState? Draft { get; set; }
+
     public int Preemptions { get; set; }
 
     // Timestamps of the scheduler's TimeProvider (GetTimestamp units).

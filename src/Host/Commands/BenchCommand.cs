@@ -63,7 +63,8 @@ internal static class BenchCommand
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { model, tokens, prompt, json, mmap, device, threads, kvType }) command.Options.Add(o);
+        var draft = new DraftOptions();
+        foreach (var o in new Option[] { model, tokens, prompt, json, mmap, device, threads, kvType }.Concat(draft.All)) command.Options.Add(o);
         command.SetAction(async (parse, cancel) =>
         {
             int n = parse.GetValue(tokens);
@@ -72,12 +73,21 @@ internal static class BenchCommand
             using var accelerator = CommonOptions.Registry(parse).Open(parse.GetValue(device), new(parse.GetValue(threads)));
             var bw = BandwidthProbe.Measure(accelerator);
             Console.Error.WriteLine($"bandwidth: {bw.GBps:0.0} GB/s");
+            var modelOptions = new ModelOptions { MaxBatchSequences = 1, UseMmap = parse.GetValue(mmap), KvCacheType = CommonOptions.KvCacheType(parse, kvType) };
             var lm = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes,
-                bar => LoadedModel.Open(path, accelerator, new ModelOptions { MaxBatchSequences = 1, UseMmap = parse.GetValue(mmap), KvCacheType = CommonOptions.KvCacheType(parse, kvType) }, bar));
+                bar => LoadedModel.Open(path, accelerator, modelOptions, bar));
             using (lm)
             {
+                // A self-draft reads the target's file in place (mapped) even when the target's weights are resident.
+                string? draftSpec = parse.GetValue(draft.Draft);
+                using var draftModel = DraftOptions.Load(draftSpec, path, lm, accelerator,
+                    draftSpec?.StartsWith("self", StringComparison.Ordinal) == true ? modelOptions with { UseMmap = true } : modelOptions);
                 int[] promptIds = lm.Tokenizer.Encode(parse.GetValue(prompt)!, lm.Tokenizer.AddBos);
-                await using var scheduler = new Scheduler(lm.Model, new TokenizerDecoder(lm.Tokenizer, ignoreEndOfGeneration: true), new SchedulerOptions { MaxBatchSequences = 1 });
+                await using var scheduler = new Scheduler(lm.Model, new TokenizerDecoder(lm.Tokenizer, ignoreEndOfGeneration: true), new SchedulerOptions
+                {
+                    MaxBatchSequences = 1,
+                    Speculative = draftModel is null ? null : draft.Options(parse, draftModel, lm),
+                });
                 async Task<GenerationResult> Run(int count, int[] ids)
                 {
                     var h = scheduler.Submit(new GenerationRequest("bench", ids, count, SamplingParams.Greedy), cancel);
@@ -117,12 +127,19 @@ internal static class BenchCommand
                     tpotMs = Math.Round(tpot * 1000, 3),
                     energySource = joulesPerToken is null ? null : meter!.Source,
                     joulesPerToken = joulesPerToken is { } j ? Math.Round(j, 4) : (double?)null,
+                    draft = draftSpec,
+                    draftFile = draftModel is null ? null : Path.GetFileName(draftModel.Path),
+                    draftLayers = draftModel?.Model.Config.Layers,
+                    draftTokens = result.Usage.DraftTokens,
+                    draftAcceptedTokens = result.Usage.DraftAcceptedTokens,
+                    acceptanceRate = result.Usage.DraftAcceptanceRate is { } a ? Math.Round(a, 4) : (double?)null,
                 };
                 if (joulesPerToken is { } perToken)
                     Console.Error.WriteLine($"energy: {perToken:0.000} J per generated token ({meter!.Source}; the measured run, prompt included)");
-                var table = Tables.Create(["model", "weights", "bandwidth", "decode", "floor", "of floor", "achieved"], numeric: true);
+                var table = Tables.Create(["model", "weights", "bandwidth", "decode", "floor", "of floor", "achieved", "draft", "accepted"], numeric: true);
                 table.AddCells(report.file, Units.Bytes(bytes), $"{bw.GBps:0.0} GB/s", $"{tokensPerSecond:0.0} tok/s",
-                    $"{1 / floorSeconds:0.0} tok/s", $"{floorSeconds / tpot:P0}", $"{report.achievedGBps:0.0} GB/s");
+                    $"{1 / floorSeconds:0.0} tok/s", $"{floorSeconds / tpot:P0}", $"{report.achievedGBps:0.0} GB/s",
+                    draftSpec ?? "none", report.acceptanceRate is { } ar ? $"{ar:P1} of {report.draftTokens}" : "—");
                 Terminal.Out.WriteTable(table);
                 if (parse.GetValue(json) is { } jsonPath)
                     File.WriteAllText(jsonPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));

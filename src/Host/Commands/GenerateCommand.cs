@@ -33,7 +33,8 @@ internal static class GenerateCommand
         var noMmap = CommonOptions.NoMmap();
         var kvType = CommonOptions.KvType();
         var checkTensors = CommonOptions.CheckTensors();
-        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, noTune, threads, noMmap, kvType, checkTensors })
+        var draft = new DraftOptions();
+        foreach (var o in new Option[] { model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, ignoreEos, ctx, device, noTune, threads, noMmap, kvType, checkTensors }.Concat(draft.All))
             command.Options.Add(o);
         command.SetAction(async (parse, cancel) =>
         {
@@ -47,19 +48,26 @@ internal static class GenerateCommand
             var registry = CommonOptions.Registry(parse);
             var tuned = DeviceTuning.Resolve(registry, parse.GetValue(device)!, path, new Abstractions.DeviceOptions(parse.GetValue(threads)),
                 parse.GetValue(noTune), CommonOptions.KvCacheType(parse, kvType), !parse.GetValue(noMmap));
-            using var session = ModelSession.Open(parse, path, registry, tuned.DeviceId, threads, noMmap, new ModelOptions
+            var modelOptions = new ModelOptions
             {
                 ContextLength = parse.GetValue(ctx),
                 MaxBatchSequences = 1,
                 KvCacheType = CommonOptions.KvCacheType(parse, kvType),
                 Kernels = tuned.Profile is null ? null : Engine.Tuning.KernelPlan.From(tuned.Profile),
                 CheckTensors = parse.GetValue(checkTensors),
-            });
+            };
+            using var session = ModelSession.Open(parse, path, registry, tuned.DeviceId, threads, noMmap, modelOptions);
+            using var draftModel = DraftOptions.Load(parse.GetValue(draft.Draft), path, session.Loaded, session.Device,
+                modelOptions with { UseMmap = !parse.GetValue(noMmap), CheckTensors = false });
             if (tuned.Profile is { } profile) DeviceTuning.Describe(profile, session.Device, 1, 1, "", batching: false);
             var tokenizer = session.Loaded.Tokenizer;
             int[] promptIds = tokenizer.Encode(parse.GetValue(prompt)!, tokenizer.AddBos);
             var decoder = new TokenizerDecoder(tokenizer, parse.GetValue(ignoreEos));
-            await using var scheduler = new Scheduler(session.Loaded.Model, decoder, new SchedulerOptions { MaxBatchSequences = 1 });
+            await using var scheduler = new Scheduler(session.Loaded.Model, decoder, new SchedulerOptions
+            {
+                MaxBatchSequences = 1,
+                Speculative = draftModel is null ? null : draft.Options(parse, draftModel, session.Loaded),
+            });
             var handle = scheduler.Submit(new GenerationRequest("cli", promptIds, n, sampling), cancel);
 
             var stdout = Console.Out;
@@ -78,7 +86,8 @@ internal static class GenerateCommand
             Console.Error.WriteLine(
                 $"prompt tokens: {u.PromptTokens}, generated tokens: {u.CompletionTokens}, " +
                 $"prompt: {u.PromptTokens / ttft:0.0} tokens/s, generated: {genRate:0.0} tokens/s " +
-                $"(finish: {result.FinishReason.ToString().ToLowerInvariant()}, seed {result.Seed})");
+                $"(finish: {result.FinishReason.ToString().ToLowerInvariant()}, seed {result.Seed})" +
+                (u.DraftAcceptanceRate is { } rate ? $", draft tokens: {u.DraftTokens}, accepted: {u.DraftAcceptedTokens} ({rate:P1})" : ""));
             return result.FinishReason == FinishReason.Cancelled ? 130 : 0;
         });
         return command;

@@ -196,6 +196,9 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
             ("kv_blocks_used", m.KvBlocksUsed), ("kv_blocks_total", m.KvBlocksTotal), ("kv_blocks_cached", m.KvBlocksCached),
             ("kv_evictions", m.KvEvictions), ("steps", m.Steps), ("mean_batch_sequences", m.MeanBatchSequences),
             ("mean_batch_tokens", m.MeanBatchTokens), ("streamed_tokens", Interlocked.Read(ref _streamedTokens)),
+            ("draft_tokens", m.DraftTokens), ("draft_accepted_tokens", m.DraftAcceptedTokens),
+            ("draft_acceptance_rate", m.DraftAcceptanceRate ?? 0.0),
+            ("draft_kv_blocks_used", m.DraftKvBlocksUsed), ("draft_kv_blocks_total", m.DraftKvBlocksTotal),
             ("connections", rpc.Connections), ("connections_accepted", rpc.ConnectionsAccepted),
             ("connections_refused", rpc.ConnectionsRefused), ("connections_reclaimed", rpc.ConnectionsReclaimed),
             ("connections_waiting", rpc.ConnectionsWaiting),
@@ -336,6 +339,9 @@ internal sealed class ServingMethods(LoadedModel model, Scheduler scheduler, Dev
                 (RpcFields.TotalMs, u.TotalTime.TotalMilliseconds),
                 (RpcFields.QueueMs, Ms(u.QueueTime)),
                 (RpcFields.Preemptions, u.Preemptions),
+                (RpcFields.DraftTokens, u.DraftTokens),
+                (RpcFields.DraftAcceptedTokens, u.DraftAcceptedTokens),
+                (RpcFields.AcceptanceRate, u.DraftAcceptanceRate is { } rate ? MsgValue.FromFloat64(rate) : MsgValue.Nil),
                 (RpcFields.Joules, MsgValue.Nil))));
     }
 

@@ -125,6 +125,12 @@ public static class RpcFields
     public const string QueueMs = "queue_ms";
     /// <summary>usage: times preempted.</summary>
     public const string Preemptions = "preemptions";
+    /// <summary>usage: speculative decoding's draft tokens proposed and verified (0 without a draft).</summary>
+    public const string DraftTokens = "draft_tokens";
+    /// <summary>usage: draft tokens the target accepted.</summary>
+    public const string DraftAcceptedTokens = "draft_accepted_tokens";
+    /// <summary>usage: accepted ÷ proposed draft tokens (nil when none was proposed).</summary>
+    public const string AcceptanceRate = "acceptance_rate";
     /// <summary>usage: energy, J (nil when not measured).</summary>
     public const string Joules = "joules";
     /// <summary>context_exceeded data: the positions the context holds.</summary>

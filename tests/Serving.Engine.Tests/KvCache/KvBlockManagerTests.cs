@@ -36,6 +36,28 @@ public class KvBlockManagerTests
     }
 
     [Fact]
+    public void Trim_frees_trailing_blocks_and_keeps_committed_ones()
+    {
+        // Speculative decoding's rollback: a sequence reserved room for drafts, then kept fewer tokens.
+        var kv = new KvBlockManager(blockCount: 8, blockSize: 4);
+        var table = new BlockTable(8);
+        Assert.True(kv.TryReserve(table, 17)); // 5 blocks
+        int[] tokens = Tokens(0, 8);
+        kv.CommitFullBlocks(table, tokens);    // blocks 0 and 1 enter the prefix cache
+        kv.Trim(table, 9);                     // 9 tokens need 3 blocks: 2 go back
+        Assert.Equal(3, table.Count);
+        Assert.Equal(5, kv.FreeBlockCount);
+        kv.Trim(table, 12);                    // still 3: nothing changes
+        Assert.Equal(3, table.Count);
+        Assert.Throws<InvalidOperationException>(() => kv.Trim(table, 4)); // would cut a committed block
+        kv.Release(table);
+        Assert.Equal(0, kv.UsedBlockCount);
+        // The committed prefix is still matched afterwards: trimming did not disturb the cache.
+        var again = new BlockTable(8);
+        Assert.Equal(8, kv.MatchPrefix(again, Tokens(0, 9)));
+    }
+
+    [Fact]
     public void Table_capacity_overflow_is_misuse()
     {
         var kv = new KvBlockManager(8, 4);

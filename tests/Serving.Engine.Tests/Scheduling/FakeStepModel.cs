@@ -166,10 +166,34 @@ internal sealed class FakeStepModel : IStepModel
 
     private const ulong HistorySeed = 0xCBF29CE484222325UL;
 
+    /// <summary>
+    /// Noise added to every logit, in [0, Perturbation), from a hash of the history and <see cref="PerturbationSeed"/>:
+    /// a second fake with the same vocabulary and a perturbation is a draft that agrees with the unperturbed target on
+    /// some histories and not others (speculative decoding tests). 0 (the default) adds nothing.
+    /// </summary>
+    public float Perturbation { get; init; }
+
+    /// <summary>Seed of the <see cref="Perturbation"/> noise.</summary>
+    public ulong PerturbationSeed { get; init; } = 0x5EED;
+
+    /// <summary>The logits this fake returns after <paramref name="history"/> (prompt and generated tokens), computed directly.</summary>
+    public float[] ReferenceLogits(IReadOnlyList<int> history)
+    {
+        ulong h = HistorySeed;
+        foreach (int token in history) h = Mix(h ^ (ulong)(token + 1));
+        var row = new float[VocabSize];
+        FillLogits(h, row);
+        return row;
+    }
+
     private void FillLogits(ulong h, Span<float> row)
     {
         for (int v = 0; v < row.Length; v++)
+        {
             row[v] = (Mix(h + (ulong)v * 0x9E3779B97F4A7C15UL) >> 40) / (float)(1 << 24) * 8f;
+            if (Perturbation > 0)
+                row[v] += (Mix((h ^ PerturbationSeed) + (ulong)v * 0xD1B54A32D192ED03UL) >> 40) / (float)(1 << 24) * Perturbation;
+        }
         row[^1] = -100f;
     }
 
