@@ -58,7 +58,7 @@ internal sealed unsafe class CpuStream : ComputeStream
             new Span<float>(py, checked(x.Rows * w.Rows)).Clear();
             return;
         }
-        MatMulEntry entry = w.Format.MatMul;
+        MatMulEntry entry = w.Type == DataType.F16 && w.HalvesFinite ? WeightFormats.F16FiniteMatMul : w.Format.MatMul;
         byte* scratch = Scratch("MatMul", entry.ScratchBytes(x.Rows, x.Cols, Pool.Workers));
         var job = new MatMulJob
         {

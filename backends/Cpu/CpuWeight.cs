@@ -14,6 +14,7 @@ internal sealed unsafe class CpuWeight : IDeviceWeight
     private readonly CpuAccelerator _owner;
     private byte* _pointer;
     private int _disposed;
+    private int _halvesFinite; // 0 not yet known, 1 yes, 2 no
 
     /// <summary>Wraps <paramref name="pointer"/>; <paramref name="owned"/> says whether Dispose frees it.</summary>
     internal CpuWeight(CpuAccelerator owner, in WeightSource source, WeightFormat format, byte* pointer, bool owned)
@@ -70,6 +71,25 @@ internal sealed unsafe class CpuWeight : IDeviceWeight
         {
             ObjectDisposedException.ThrowIf(IsDisposed, this);
             return _pointer;
+        }
+    }
+
+    /// <summary>
+    /// For an F16 weight: true when no element is ∞ or NaN, so MatMul may widen with <c>F16FiniteRow</c>. Found by one
+    /// pass over the rows the first time it is asked (the memory is unchanged for the weight's lifetime, by the
+    /// contract of <see cref="WeightSource"/>) and kept; false for every other type.
+    /// </summary>
+    internal bool HalvesFinite
+    {
+        get
+        {
+            int known = Volatile.Read(ref _halvesFinite);
+            if (known == 0)
+            {
+                known = Type == DataType.F16 && !Kernels.HalfVector.HasSpecial(Pointer, checked((int)RowBytes), Rows, Cols) ? 1 : 2;
+                Volatile.Write(ref _halvesFinite, known);
+            }
+            return known == 1;
         }
     }
 

@@ -60,6 +60,16 @@ public abstract partial class ConformanceSuite(string backend)
     /// </summary>
     protected virtual string? KnownIssue(OpKind op, DataType type) => null;
 
+    /// <summary>The unquantized weight types, one theory row each.</summary>
+    public static TheoryData<DataType> FloatWeightTypes() => new() { DataType.F32, DataType.F16, DataType.BF16 };
+
+    /// <summary>±∞ and NaN in a float weight propagate as IEEE arithmetic says, and leave the other rows' bits alone.</summary>
+    [SkippableTheory, MemberData(nameof(FloatWeightTypes))]
+    public void MatMulWeightSpecials(DataType type)
+    {
+        ChecksFor(OpKind.MatMul, type).MatMulWeightSpecials(type).AssertAllPassed();
+    }
+
     /// <summary>MatMul rows are bit-identical at T = 1 and inside a T = 17 batch, for every variant, and all variants agree bit for bit.</summary>
     [SkippableTheory, MemberData(nameof(WeightTypes))]
     public void MatMulIsBatchInvariant(DataType type) => ChecksFor(OpKind.MatMul, type).MatMulBatchInvariance(type).AssertAllPassed();

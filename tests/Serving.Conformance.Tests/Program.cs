@@ -7,7 +7,7 @@ namespace Serving.Conformance.Tests;
 
 /// <summary>
 /// Entry point of the test assembly when run as a program, which only the SIMD-tier test does:
-/// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt; [ops]</c> runs the kernel subset (MatMul with its batch invariance, RmsNorm, SwiGlu, Add, Argmax, KvWrite and Attention per cache type) on the backend with
+/// <c>dotnet exec Serving.Conformance.Tests.dll tier-check &lt;backend&gt; [ops]</c> runs the kernel subset (MatMul with its batch invariance and, for float weights, ±∞ and NaN, RmsNorm, SwiGlu, Add, Argmax, KvWrite and Attention per cache type) on the backend with
 /// whatever switches the environment sets (hardware intrinsics for the Cpu backend; SERVING_VULKAN_DISABLE and the
 /// MatMul arrangement for Vulkan), prints the tier it ran at, the device's details and each result, and exits
 /// 0 when all passed, 1 when a case failed, 2 on bad usage, 3 when the backend is unavailable. <c>ops</c>, a comma
@@ -49,6 +49,8 @@ public static class Program
             {
                 runs.Add(($"MatMul {type.Name()}", () => checks.MatMul(type, Coverage.Quick)));
                 runs.Add(($"MatMul {type.Name()} batch invariance", () => checks.MatMulBatchInvariance(type)));
+                if (!type.IsQuantized())
+                    runs.Add(($"MatMul {type.Name()} weight ±∞ and NaN", () => checks.MatMulWeightSpecials(type)));
             }
         if (Wanted(OpKind.RmsNorm) && checks.Unsupported(OpKind.RmsNorm, DataType.F32) is null) runs.Add(("RmsNorm", () => checks.RmsNorm(Coverage.Quick)));
         if (Wanted(OpKind.SwiGlu) && checks.Unsupported(OpKind.SwiGlu, DataType.F32) is null) runs.Add(("SwiGlu", () => checks.SwiGlu(Coverage.Quick)));

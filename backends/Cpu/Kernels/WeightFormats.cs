@@ -47,6 +47,12 @@ internal static unsafe class WeightFormats
         new(DataType.Q6_K, &Q6_KBlock.DecodeRow, MatMulDriver.SuperBlocks<Q6_KDot>()),
     ];
 
+    /// <summary>
+    /// F16 MatMul for a weight without ∞ or NaN (<see cref="CpuWeight.HalvesFinite"/>): the same variants and the same
+    /// bits as the F16 row's entry, with the cheaper exact widening of <see cref="F16FiniteRow"/>.
+    /// </summary>
+    public static readonly MatMulEntry F16FiniteMatMul = MatMulDriver.Float<F16FiniteRow>();
+
     private static readonly FrozenDictionary<DataType, WeightFormat> ByType = Table.ToFrozenDictionary(f => f.Type);
 
     /// <summary>The weight types MatMul and Embed accept, in table order.</summary>

@@ -97,4 +97,71 @@ public sealed partial class OpChecks
         }
         return log;
     }
+
+    /// <summary>
+    /// An unquantized weight (f32, f16, bf16) holding +∞, −∞ and NaN in three of its rows: with x all positive, those
+    /// rows give +∞, −∞ and NaN, and every other row is bit for bit its value from the same weight without them (a row's
+    /// result depends only on its own elements). A backend may widen finite-only weights by a cheaper path; this holds
+    /// both paths to the same bits and the special values to IEEE arithmetic. Every variant, T = 1 and 5, K with tails.
+    /// </summary>
+    public CaseLog MatMulWeightSpecials(DataType type)
+    {
+        var log = new CaseLog();
+        const int n = 19, plusRow = 2, minusRow = 9, nanRow = 17;
+        var variants = VariantRuns(OpKind.MatMul, type);
+        using var stream = device.CreateStream();
+        foreach (int t in new[] { 1, 5 })
+            foreach (int k in new[] { 64, 275 })
+            {
+                var data = new TestData(TestData.Seed("matmul-specials", type, t, k));
+                float[] x = data.Normal(t * k);
+                for (int i = 0; i < x.Length; i++) x[i] = MathF.Abs(x[i]) + 0.25f;
+                byte[] finite = data.Weights(type, n, k);
+                byte[] special = (byte[])finite.Clone();
+                long e = type.RowBytes(1); // bytes per element
+                void Put(int row, int col, float value)
+                {
+                    int at = checked((int)(type.RowBytes(k) * row + e * col));
+                    if (type == DataType.F32) BitConverter.TryWriteBytes(special.AsSpan(at, 4), value);
+                    else if (type == DataType.F16) BitConverter.TryWriteBytes(special.AsSpan(at, 2), (Half)value);
+                    else BitConverter.TryWriteBytes(special.AsSpan(at, 2), (ushort)(BitConverter.SingleToUInt32Bits(value) >> 16));
+                }
+                Put(plusRow, k / 3, float.PositiveInfinity);
+                Put(minusRow, k - 1, float.NegativeInfinity);
+                Put(nanRow, 0, float.NaN);
+                using var scratch = new DeviceScratch(device);
+                var xv = scratch.Input(x, t, k);
+                var wFinite = scratch.Weight(type, n, k, finite);
+                var wSpecial = scratch.Weight(type, n, k, special, persistent: true);
+                foreach (var variant in variants)
+                {
+                    if (!Applies(variant, t, k)) continue;
+                    string context = Context(OpKind.MatMul, type, variant, $"T={t} N={n} K={k}, weight with ±∞ and NaN");
+                    Run(log, context, () =>
+                    {
+                        var y0 = scratch.Output(DataType.F32, t, n);
+                        var y1 = scratch.Output(DataType.F32, t, n);
+                        stream.MatMul(xv, wFinite, y0, variant);
+                        stream.MatMul(xv, wSpecial, y1, variant);
+                        stream.Synchronize();
+                        float[] a = scratch.ReadF32(y0), b = scratch.ReadF32(y1);
+                        for (int r = 0; r < t; r++)
+                            for (int c = 0; c < n; c++)
+                            {
+                                float got = b[r * n + c];
+                                string? bad = c switch
+                                {
+                                    plusRow => float.IsPositiveInfinity(got) ? null : "+∞",
+                                    minusRow => float.IsNegativeInfinity(got) ? null : "−∞",
+                                    nanRow => float.IsNaN(got) ? null : "NaN",
+                                    _ => BitConverter.SingleToInt32Bits(got) == BitConverter.SingleToInt32Bits(a[r * n + c]) ? null : $"{a[r * n + c]:R} (bits of the finite weight's result)",
+                                };
+                                if (bad is not null) return $"{context}: y[{r}, {c}] = {got:R}, expected {bad}";
+                            }
+                        return CaseLog.Guards(context, scratch.CheckGuards());
+                    });
+                }
+            }
+        return log;
+    }
 }

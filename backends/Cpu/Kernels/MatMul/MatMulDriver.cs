@@ -277,6 +277,22 @@ internal static unsafe class MatMulDriver
         int k = job->K, blocks = k / 32, nAll = job->N;
         long rowBytes = job->RowBytes;
         float* ws = job->Scales + worker * (ScaleTileBytes(k) / sizeof(float));
+        if (t1 - t0 == 1 && job->Kernel != MatMulKernel.Rows1)
+        {
+            // One x row (decode): each weight block is read once, so its scale is converted where it is used.
+            float* y1 = job->Y + (long)t0 * nAll;
+            sbyte* xq1 = job->Xq + (long)t0 * k;
+            float* xd1 = job->Xd + (long)t0 * blocks;
+            int n = n0;
+            for (; n <= n1 - 4; n += 4)
+                QuantDot.Dot4Streaming<TB>(job->W + n * rowBytes, rowBytes, ws, xq1, xd1, blocks, y1 + n);
+            for (; n < n1; n++)
+            {
+                QuantDot.ConvertScales<TB>(job->W + n * rowBytes, blocks, ws);
+                y1[n] = QuantDot.Dot1<TB>(job->W + n * rowBytes, ws, xq1, xd1, blocks);
+            }
+            return;
+        }
         for (int n = n0; n < n1; n++)
             QuantDot.ConvertScales<TB>(job->W + n * rowBytes, blocks, ws + (n - n0) * blocks);
         int t = t0;

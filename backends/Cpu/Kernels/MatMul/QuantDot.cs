@@ -116,6 +116,79 @@ internal static unsafe class QuantDot
     }
 
     /// <summary>
+    /// <see cref="Dot4"/> for one x row, reading the four rows' f16 scales where it uses them (8 blocks at a time, the
+    /// same exact conversion as <see cref="ConvertScales"/>, so the same products and bits) instead of from a converted
+    /// tile: decode reads each weight block once, and a separate pass over the rows' scales first (which touches every
+    /// cache line of the rows) left the core waiting on memory in that pass and computing from cache in the next, never
+    /// both at once. Here the prefetches ahead of each row run while the blocks behind them are being multiplied.
+    /// Falls back to converting into <paramref name="ws"/> [4 · blocks] and <see cref="Dot4"/> below the 256-bit tier.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot4Streaming<TB>(byte* w, long rowBytes, float* ws, sbyte* xq, float* xd, int blocks, float* y) where TB : struct, IQuantBlock
+    {
+        if (Simd.Tier < SimdTier.V256)
+        {
+            for (int r = 0; r < 4; r++)
+                ConvertScales<TB>(w + r * rowBytes, blocks, ws + r * blocks);
+            Dot4<TB>(w, rowBytes, ws, xq, xd, blocks, y);
+            return;
+        }
+        int bb = TB.BlockBytes;
+        byte* w0 = w, w1 = w + rowBytes, w2 = w + 2 * rowBytes, w3 = w + 3 * rowBytes;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        float* sc = stackalloc float[32];
+        int b = 0;
+        for (; b <= blocks - 8; b += 8)
+        {
+            Vector256<float> dx8 = Vector256.Load(xd + b);
+            long o8 = (long)b * bb;
+            (Scales8<TB>(w0 + o8) * dx8).Store(sc);
+            (Scales8<TB>(w1 + o8) * dx8).Store(sc + 8);
+            (Scales8<TB>(w2 + o8) * dx8).Store(sc + 16);
+            (Scales8<TB>(w3 + o8) * dx8).Store(sc + 24);
+            for (int j = 0; j < 8; j++)
+            {
+                Vector256<sbyte> xv = Vector256.Load(xq + (b + j) * 32);
+                Vector256<short> xb = TB.XBias256(xv);
+                long o = o8 + (long)j * bb;
+                a0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w0 + o, xv, xb)), Vector256.Create(sc[j]), a0);
+                a1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w1 + o, xv, xb)), Vector256.Create(sc[8 + j]), a1);
+                a2 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w2 + o, xv, xb)), Vector256.Create(sc[16 + j]), a2);
+                a3 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w3 + o, xv, xb)), Vector256.Create(sc[24 + j]), a3);
+            }
+        }
+        for (; b < blocks; b++)
+        {
+            Vector256<sbyte> xv = Vector256.Load(xq + b * 32);
+            Vector256<short> xb = TB.XBias256(xv);
+            float dx = xd[b];
+            long o = (long)b * bb;
+            a0 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w0 + o, xv, xb)), Vector256.Create(TB.Scale(w0 + o) * dx), a0);
+            a1 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w1 + o, xv, xb)), Vector256.Create(TB.Scale(w1 + o) * dx), a1);
+            a2 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w2 + o, xv, xb)), Vector256.Create(TB.Scale(w2 + o) * dx), a2);
+            a3 = Vector256.MultiplyAddEstimate(Vector256.ConvertToSingle(TB.Dot256(w3 + o, xv, xb)), Vector256.Create(TB.Scale(w3 + o) * dx), a3);
+        }
+        y[0] = Vector256.Sum(a0);
+        y[1] = Vector256.Sum(a1);
+        y[2] = Vector256.Sum(a2);
+        y[3] = Vector256.Sum(a3);
+    }
+
+    // The f16 scales of 8 consecutive blocks at p as f32 (exact), asking for the cache lines ahead of them.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales8<TB>(byte* p) where TB : struct, IQuantBlock
+    {
+        int bb = TB.BlockBytes;
+        Simd.PrefetchAhead(p, 8 * bb);
+        Vector256<uint> h = Vector256.Create(
+            (uint)Unsafe.ReadUnaligned<ushort>(p), Unsafe.ReadUnaligned<ushort>(p + bb),
+            Unsafe.ReadUnaligned<ushort>(p + 2 * bb), Unsafe.ReadUnaligned<ushort>(p + 3 * bb),
+            Unsafe.ReadUnaligned<ushort>(p + 4 * bb), Unsafe.ReadUnaligned<ushort>(p + 5 * bb),
+            Unsafe.ReadUnaligned<ushort>(p + 6 * bb), Unsafe.ReadUnaligned<ushort>(p + 7 * bb));
+        return Simd.HalfToFloat(h);
+    }
+
+    /// <summary>
     /// Converts the f16 scales of <paramref name="blocks"/> consecutive blocks to f32 (exact) into ws: once per tile
     /// row instead of once per (x row, block), and 8 at a time where vectors allow.
     /// </summary>
