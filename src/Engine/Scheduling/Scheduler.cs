@@ -88,7 +88,7 @@ public sealed class Scheduler : IAsyncDisposable
 
     // Metrics: written by the loop thread (Refused by submitters), read by any thread.
     private long _completed, _failed, _cancelled, _preemptions, _refused, _promptTokens, _generatedTokens;
-    private long _prefixHitTokens, _computedTokens, _steps, _stepSequences;
+    private long _prefixHitTokens, _computedTokens, _steps, _stepSequences, _stepTicks;
     private int _runningCount, _waitingCount, _kvUsed, _kvCached;
     private long _kvEvictions;
 
@@ -255,7 +255,8 @@ public sealed class Scheduler : IAsyncDisposable
             KvEvictions: Interlocked.Read(ref _kvEvictions),
             Steps: steps,
             MeanBatchSequences: steps == 0 ? 0 : (double)Interlocked.Read(ref _stepSequences) / steps,
-            MeanBatchTokens: steps == 0 ? 0 : (double)computed / steps);
+            MeanBatchTokens: steps == 0 ? 0 : (double)computed / steps,
+            StepSeconds: (double)Interlocked.Read(ref _stepTicks) / System.Diagnostics.Stopwatch.Frequency);
     }
 
     /// <summary>
@@ -429,6 +430,7 @@ public sealed class Scheduler : IAsyncDisposable
         PublishGauges();
         int rows = Batch.LogitCount;
         Span<float> logits = _logits.AsSpan(0, (rows - Batch.GreedyCount) * _vocab);
+        long stepStart = System.Diagnostics.Stopwatch.GetTimestamp();
         if (_pipelined is { } pipelined)
         {
             StepBegin(pipelined);
@@ -444,6 +446,7 @@ public sealed class Scheduler : IAsyncDisposable
             StepForward(logits);
             CommitStepBlocks();
         }
+        Interlocked.Add(ref _stepTicks, System.Diagnostics.Stopwatch.GetTimestamp() - stepStart);
         Interlocked.Increment(ref _steps);
         Interlocked.Add(ref _stepSequences, Batch.SequenceCount);
         Interlocked.Add(ref _computedTokens, Batch.TokenCount);
@@ -608,7 +611,7 @@ public sealed class Scheduler : IAsyncDisposable
             bool wantLogits = pos == count - 1;
             if (wantLogits) owners[batch.LogitCount] = s;
             bool known = pos < s.Count; // else the token the running step samples: filled in once it is accepted
-            int t = batch.AddToken(known ? s.Tokens[pos] : 0, pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
+            int t = batch.AddToken(known ? s.Tokens[pos] : 0, pos, row, slot, wantLogits, greedy: wantLogits && s.GreedyRow);
             if (!known) _specLateTokens.Add((t, s, pos));
         }
         _specPlan.Add((s, tokens, computed, count));
@@ -774,7 +777,7 @@ public sealed class Scheduler : IAsyncDisposable
             int slot = blocks[pos / _blockSize] * _blockSize + pos % _blockSize;
             bool wantLogits = pos == s.Count - 1; // only the sequence's last token yields a new one
             if (wantLogits) LogitOwners[Batch.LogitCount] = s;
-            Batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
+            Batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.GreedyRow);
         }
         s.InStep = true;
         s.StepTokens = tokens;
@@ -792,6 +795,7 @@ public sealed class Scheduler : IAsyncDisposable
         try
         {
             int token = logits.IsEmpty ? CheckedToken(greedyToken) : s.Sampler.Sample(logits, s.Tokens.AsSpan(0, s.Count));
+            var (logProb, entropy) = s.Request.ScoreTokens && !logits.IsEmpty ? TokenScore.Of(logits, token) : (float.NaN, float.NaN);
             if (_decoder.IsEndOfGeneration(token))
             {
                 FinishWithFlush(s, FinishReason.EndOfGeneration);
@@ -805,7 +809,7 @@ public sealed class Scheduler : IAsyncDisposable
 
             string piece = s.Detokenizer.Next(s.Tokens.AsSpan(0, s.Count));
             StopResult stop = s.Stop.Push(piece);
-            s.Emit(token, stop.Emit);
+            s.Emit(token, stop.Emit, logProb, entropy);
             if (stop.Stopped) Finish(s, FinishReason.Stop, matchedStop: stop.MatchedStop);
             else if (s.Generated >= s.Request.MaxTokens || s.Count >= _contextLength) FinishWithFlush(s, FinishReason.Length);
         }
