@@ -256,7 +256,7 @@ public sealed class Scheduler : IAsyncDisposable
             Steps: steps,
             MeanBatchSequences: steps == 0 ? 0 : (double)Interlocked.Read(ref _stepSequences) / steps,
             MeanBatchTokens: steps == 0 ? 0 : (double)computed / steps,
-            StepSeconds: (double)Interlocked.Read(ref _stepTicks) / System.Diagnostics.Stopwatch.Frequency);
+            StepSeconds: (double)Interlocked.Read(ref _stepTicks) / _time.TimestampFrequency);
     }
 
     /// <summary>
@@ -430,7 +430,7 @@ public sealed class Scheduler : IAsyncDisposable
         PublishGauges();
         int rows = Batch.LogitCount;
         Span<float> logits = _logits.AsSpan(0, (rows - Batch.GreedyCount) * _vocab);
-        long stepStart = System.Diagnostics.Stopwatch.GetTimestamp();
+        long stepStart = _time.GetTimestamp();
         if (_pipelined is { } pipelined)
         {
             StepBegin(pipelined);
@@ -446,7 +446,7 @@ public sealed class Scheduler : IAsyncDisposable
             StepForward(logits);
             CommitStepBlocks();
         }
-        Interlocked.Add(ref _stepTicks, System.Diagnostics.Stopwatch.GetTimestamp() - stepStart);
+        Interlocked.Add(ref _stepTicks, _time.GetTimestamp() - stepStart);
         Interlocked.Increment(ref _steps);
         Interlocked.Add(ref _stepSequences, Batch.SequenceCount);
         Interlocked.Add(ref _computedTokens, Batch.TokenCount);

@@ -19,8 +19,8 @@ namespace Serving.Engine.Scheduling;
 /// <param name="Steps">Forward steps run.</param>
 /// <param name="MeanBatchSequences">Mean sequences per step.</param>
 /// <param name="MeanBatchTokens">Mean tokens per step.</param>
-/// <param name="StepSeconds">Wall-clock seconds spent in forward steps (from submitting a step to its logits back, on the
-/// system clock whatever the scheduler's <see cref="TimeProvider"/>): the time the model held its device.</param>
+/// <param name="StepSeconds">Seconds spent in forward steps (from submitting a step to its logits back, on the scheduler's
+/// <see cref="TimeProvider"/>): the time the model held its device.</param>
 public sealed record SchedulerMetrics(
     int Running,
     int Waiting,
