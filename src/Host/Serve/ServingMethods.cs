@@ -49,8 +49,7 @@ internal sealed class ServingMethods(IReadOnlyList<ServedTier> tiers, TierRouter
     private readonly Dictionary<IAccelerator, EnergyTotal> _energy = tiers.Select(t => t.Device).Distinct()
         .Where(d => d.EnergyMeter is not null).ToDictionary(d => d, d => new EnergyTotal(d.EnergyMeter!, TimeSpan.FromSeconds(1)));
 
-    /// <summary>What a request without 'model' gets: its only tier, or auto with several.</summary>
-    private string DefaultModel => tiers.Count == 1 ? _first.Name : Auto;
+
     private long _requests, _streamedTokens;
 
     /// <summary>Registers every method on the server; server.info and health are public (no token needed).</summary>
@@ -73,7 +72,7 @@ internal sealed class ServingMethods(IReadOnlyList<ServedTier> tiers, TierRouter
         (RpcFields.Model, tiers.Count == 1 ? _first.Model.Name : Auto),
         (RpcFields.Device, _first.Device.Descriptor.Id),
         (RpcFields.Tiers, MsgValue.FromArray([.. tiers.Select(t => (MsgValue)t.Name)])),
-        (RpcFields.DefaultModel, DefaultModel),
+        (RpcFields.DefaultModel, Auto),
         (RpcFields.AuthRequired, server.Options.AuthToken is not null),
         (RpcFields.Methods, MsgValue.FromArray([RpcMethods.ServerInfo, RpcMethods.Health, RpcMethods.Auth, RpcMethods.DevicesList, RpcMethods.ModelsList,
             RpcMethods.Tokenize, RpcMethods.Detokenize, RpcMethods.Generate, RpcMethods.Cancel, RpcMethods.Metrics])));
@@ -321,11 +320,11 @@ internal sealed class ServingMethods(IReadOnlyList<ServedTier> tiers, TierRouter
             RpcFields.RepeatPenalty, RpcFields.RepeatLastN, RpcFields.Seed, RpcFields.Stop, RpcFields.Stream, RpcFields.AddBos, RpcFields.Model,
             RpcFields.MinTier, RpcFields.AllowShed];
 
-    /// <summary>The route of a generate: the named tier or auto (the default: docs/rpc.md), min_tier and allow_shed.</summary>
+    /// <summary>The route of a generate: the named tier or auto (the default; docs/rpc.md), min_tier and allow_shed.</summary>
     private (TierRoute Route, int Context) Route(RpcArgs a)
     {
-        string id = a.GetOptionalString(RpcFields.Model) ?? DefaultModel;
-        var named = FindTier(id);
+        // Without 'model', auto: with one tier that is the tier, unprobed.
+        var named = a.GetOptionalString(RpcFields.Model) is { } id ? FindTier(id) : null;
         int min = 0;
         if (a.GetOptionalString(RpcFields.MinTier) is { } minName)
         {
