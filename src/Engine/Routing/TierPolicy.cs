@@ -25,7 +25,7 @@ public readonly record struct TierVerdict(bool Escalate, int Next, TierReason Re
 /// <item>Judge: mean ln p ≥ <see cref="TierPolicyOptions.MinMeanLogProb"/> and mean entropy ≤
 /// <see cref="TierPolicyOptions.MaxMeanEntropy"/> keep the tier (<c>confident</c>). Otherwise the request escalates to the
 /// next tier that fits (<c>low_confidence</c>), restarting from its prompt, unless the request allows shedding and that tier
-/// is <see cref="TierState.Overloaded"/>: then it stays (<c>shed</c>).</item>
+/// is <see cref="TierState.Overloaded"/> (busy, and its predicted time per token past its target): then it stays (<c>shed</c>).</item>
 /// <item>A request naming a tier runs there (<c>requested</c>), unless it allows shedding and that tier is overloaded:
 /// then the cheapest tier at or above its min_tier that fits and is not overloaded answers (<c>shed</c>).</item>
 /// </list>

@@ -19,6 +19,10 @@ public readonly record struct TierState(string Name, int ContextLength, int Runn
     /// </summary>
     public double PredictedTpotMs => TpotMs * Math.Max(1.0, (Running + Waiting + 1.0) / Math.Max(1, MaxBatchSequences));
 
-    /// <summary>Its queue would push a new request's time per token past its target (never when either is unknown).</summary>
-    public bool Overloaded => TpotTargetMs > 0 && TpotMs > 0 && PredictedTpotMs > TpotTargetMs;
+    /// <summary>
+    /// Its load would push a new request's time per token past its target: never when either is unknown, and never when
+    /// the tier is idle (nothing running or waiting): shedding is about load, and an idle tier's last measurement may be
+    /// stale (it is only refreshed by requests that run there).
+    /// </summary>
+    public bool Overloaded => TpotTargetMs > 0 && TpotMs > 0 && Running + Waiting > 0 && PredictedTpotMs > TpotTargetMs;
 }

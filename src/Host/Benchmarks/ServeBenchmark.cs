@@ -108,7 +108,8 @@ internal sealed record ServeBenchReport(
     LatencySummary Itl,
     LatencySummary E2el,
     ServerRunMetrics? Server,
-    IReadOnlyDictionary<string, int>? AnsweredByTier = null)
+    IReadOnlyDictionary<string, int>? AnsweredByTier = null,
+    IReadOnlyDictionary<string, int>? TierReasons = null)
 {
     /// <summary>Share of completed requests each tier answered ("small 62 %, large 38 %"), or "" from a server without tiers.</summary>
     public string TierShares => AnsweredByTier is { Count: > 0 } by && Completed > 0
@@ -134,6 +135,7 @@ internal sealed record ServeBenchReport(
         Line("Model / device:", $"{Model} on {Device}");
         if (Options.Model is { } requested) Line("Requests name model:", requested);
         if (TierShares.Length > 0) Line("Answered by tier:", TierShares);
+        if (TierReasons is { Count: > 0 } reasons) Line("Tier reasons:", string.Join(", ", reasons.Select(kv => $"{kv.Key}: {kv.Value}")));
         Line("Clients (max concurrency):", Options.Clients.ToString());
         Line("Request rate (req/s):", Options.Rate is { } r ? F(r) : "inf");
         Line("Successful requests:", Completed.ToString());
@@ -182,6 +184,12 @@ internal sealed record ServeBenchReport(
         {
             j.WriteStartObject("answered_by_tier");
             foreach (var (tier, count) in by) j.WriteNumber(tier, count);
+            j.WriteEndObject();
+        }
+        if (TierReasons is { Count: > 0 } reasons)
+        {
+            j.WriteStartObject("tier_reasons");
+            foreach (var (why, count) in reasons) j.WriteNumber(why, count);
             j.WriteEndObject();
         }
         j.WriteNumber("max_concurrency", Options.Clients);
@@ -237,7 +245,7 @@ internal sealed record ServeBenchReport(
 internal static class ServeBenchmark
 {
     private sealed record Sample(bool Ok, string? Failure, string? FinishReason, int OutputTokens, double TtftMs, double E2eMs, List<double> ItlMs,
-        string? Tier = null);
+        string? Tier = null, string? TierReason = null);
 
     /// <summary>Runs the benchmark and returns its report. Refused or failed requests are counted with their reason, never thrown.</summary>
     /// <exception cref="ArgumentException">Bad options.</exception>
@@ -374,7 +382,7 @@ internal static class ServeBenchmark
                     double ttft = first == 0 ? double.NaN : Stopwatch.GetElapsedTime(sent, first).TotalMilliseconds;
                     return result.FinishReason == FinishReasons.Cancelled
                         ? new Sample(false, RpcErrorCodes.Cancelled, null, 0, double.NaN, e2e, itl)
-                        : new Sample(true, null, result.FinishReason, result.Usage.CompletionTokens, ttft, e2e, itl, result.Tier);
+                        : new Sample(true, null, result.FinishReason, result.Usage.CompletionTokens, ttft, e2e, itl, result.Tier, result.TierReason);
                 }
                 if (e.TokenId < 0) continue; // text released at the end, not a token
                 if (first == 0) first = e.Timestamp;
@@ -417,6 +425,7 @@ internal static class ServeBenchmark
         var failures = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var finishes = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var byTier = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        var byReason = new SortedDictionary<string, int>(StringComparer.Ordinal);
         int completed = 0;
         long output = 0;
         foreach (var s in samples)
@@ -431,6 +440,7 @@ internal static class ServeBenchmark
             output += s.OutputTokens;
             finishes[s.FinishReason!] = finishes.GetValueOrDefault(s.FinishReason!) + 1;
             if (s.Tier is { } tier) byTier[tier] = byTier.GetValueOrDefault(tier) + 1;
+            if (s.TierReason is { } why) byReason[why] = byReason.GetValueOrDefault(why) + 1;
             e2el.Add(s.E2eMs);
             if (!double.IsNaN(s.TtftMs)) ttft.Add(s.TtftMs);
             // vLLM's TPOT: the mean gap after the first token, per request with at least two tokens.
@@ -439,6 +449,6 @@ internal static class ServeBenchmark
         }
         return new ServeBenchReport(options, model, device, duration, completed, samples.Length - completed, failures, finishes,
             (long)completed * options.PromptTokens, output, LatencySummary.Of(ttft), LatencySummary.Of(tpot),
-            LatencySummary.Of(itl), LatencySummary.Of(e2el), server, byTier);
+            LatencySummary.Of(itl), LatencySummary.Of(e2el), server, byTier, byReason);
     }
 }

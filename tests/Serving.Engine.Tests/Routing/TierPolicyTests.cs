@@ -84,7 +84,8 @@ public sealed class TierPolicyTests
     [Theory]
     [InlineData(4, 4, 10, 25, false)]  // 22.5 ms predicted
     [InlineData(4, 6, 10, 25, true)]   // 27.5 ms
-    [InlineData(0, 0, 30, 25, true)]   // already slower than the target alone
+    [InlineData(1, 0, 30, 25, true)]   // busy, and already slower than the target
+    [InlineData(0, 0, 30, 25, false)]  // idle: its measurement may be stale, and no queue slows it
     [InlineData(40, 40, 0, 25, false)] // nothing measured yet: never shed
     [InlineData(40, 40, 10, 0, false)] // no target: never shed
     public void Overloaded_FollowsThePredictedTpot(int running, int waiting, double tpot, double target, bool overloaded)

@@ -119,9 +119,15 @@ public sealed class TierRouterTests
     [Fact]
     public async Task UnsureSmall_LargeOverloaded_IsShed_ToSmall()
     {
-        // The large tier is known to take 100 ms a token against a 10 ms target: every escalation would break it.
+        // The large tier is known to take 100 ms a token against a 10 ms target, and it is busy (a request of its own
+        // held inside a step): every escalation would break its target.
         await using var c = new Cascade(smallPeak: 0.5f, largeTpotMs: 100, largeTargetMs: 10);
+        c.LargeModel.Pause();
+        var busy = c.LargeScheduler.Submit(Request());
+        Assert.True(await c.LargeModel.StepStarted.WaitAsync(Guard), "the large tier never ran");
         var (r, _) = await CollectAsync(c.Router.Submit(Request(), TierRoute.Auto));
+        c.LargeModel.Resume();
+        await busy.Completion.WaitAsync(Guard);
         Assert.Equal("small", r.Tier.Name);
         Assert.Equal(TierReason.Shed, r.Reason);
         Assert.Equal(Expected(c.SmallModel, 6, 10), r.Result.TokenIds);

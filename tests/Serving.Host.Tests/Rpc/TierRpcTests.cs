@@ -2,6 +2,7 @@ using Serving.Abstractions;
 using Serving.Engine.Models;
 using Serving.Engine.Routing;
 using Serving.Engine.Synthetic;
+using Serving.Host.Benchmarks;
 using Serving.Host.Serve;
 using Serving.Protocol.MessagePack;
 
@@ -142,6 +143,23 @@ public sealed class TierRpcTests(RpcHostFixture fixture, TierRpcTests.LargeModel
         var info = (await c.CallAsync("server.info")).Result;
         Assert.Equal("auto", Args.Str(info, "default_model"));
         Assert.Equal(2, Args.Field(info, "tiers").Count);
+    }
+
+    [Fact]
+    public async Task BenchServe_ReportsTheShareEachTierAnswered()
+    {
+        await using var host = Start(AlwaysEscalate);
+        foreach (var (model, tier, reason) in new[] { ("auto", "large", "low_confidence"), ("small", "small", "requested") })
+        {
+            var report = await ServeBenchmark.RunAsync(new ServeBenchOptions
+            {
+                Host = "127.0.0.1", Port = host.EndPoint.Port, Clients = 2, Requests = 4, PromptTokens = 12, MaxTokens = 6, WarmupRequests = 0, Model = model,
+            });
+            Assert.Equal((4, 0), (report.Completed, report.Failed));
+            Assert.Equal(new Dictionary<string, int> { [tier] = 4 }, report.AnsweredByTier);
+            Assert.Equal(new Dictionary<string, int> { [reason] = 4 }, report.TierReasons);
+            Assert.Equal($"{tier} 100 %", report.TierShares);
+        }
     }
 
     [Fact]
