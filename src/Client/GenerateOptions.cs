@@ -47,8 +47,15 @@ public sealed record GenerateOptions
     /// <summary>Whether to prepend BOS when tokenizing <see cref="Prompt"/> (server default: the model's setting).</summary>
     public bool? AddBos { get; init; }
 
-    /// <summary>Model id to check against the loaded one (not_found on mismatch); null = whatever is loaded.</summary>
+    /// <summary>A model tier's name (or the loaded model's id), or "auto" for the server's routing policy (not_found when no such
+    /// tier is loaded); null = auto (with one tier, that tier).</summary>
     public string? Model { get; init; }
+
+    /// <summary>The cheapest tier the request accepts (auto routing); null = any.</summary>
+    public string? MinTier { get; init; }
+
+    /// <summary>Whether a cheaper tier may answer when the chosen one is overloaded; null = the server's default (auto: yes, a named tier: no).</summary>
+    public bool? AllowShed { get; init; }
 
     /// <summary>The argument map sent on the wire: only the set properties, plus <c>stream</c>.</summary>
     internal MsgValue ToArgs(bool stream)
@@ -77,6 +84,8 @@ public sealed record GenerateOptions
         }
         if (AddBos is { } addBos) entries.Add((RpcFields.AddBos, addBos));
         if (Model is not null) entries.Add((RpcFields.Model, Model));
+        if (MinTier is not null) entries.Add((RpcFields.MinTier, MinTier));
+        if (AllowShed is { } shed) entries.Add((RpcFields.AllowShed, shed));
         if (stream) entries.Add((RpcFields.Stream, true));
         return MsgValue.Map([.. entries]);
     }

@@ -41,13 +41,17 @@ public sealed record GenerateUsage(
 /// <param name="MatchedStop">The stop string that ended it, when <see cref="FinishReason"/> is stop.</param>
 /// <param name="Seed">The sampling seed used (to reproduce the run).</param>
 /// <param name="Usage">Counts and timings.</param>
+/// <param name="Tier">The model tier that answered (null from a server without tiers).</param>
+/// <param name="TierReason">Why that tier answered (docs/rpc.md: requested, confident, low_confidence, context, min_tier, shed, …).</param>
 public sealed record GenerateResult(
     string Text,
     IReadOnlyList<int> TokenIds,
     string FinishReason,
     string? MatchedStop,
     ulong Seed,
-    GenerateUsage Usage);
+    GenerateUsage Usage,
+    string? Tier = null,
+    string? TierReason = null);
 
 /// <summary>
 /// One item of <see cref="ServingClient.GenerateStreamAsync"/>: a streamed token (<see cref="Result"/> null), or

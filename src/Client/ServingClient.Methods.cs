@@ -86,7 +86,7 @@ public sealed partial class ServingClient
             u.OptionalDouble(RpcFields.TtftMs), u.OptionalDouble(RpcFields.TpotMs), u.Double(RpcFields.TotalMs), u.OptionalDouble(RpcFields.QueueMs),
             u.Int32(RpcFields.Preemptions), u.OptionalDouble(RpcFields.Joules));
         return new GenerateResult(r.String(RpcFields.Text), r.Int32Array(RpcFields.Tokens), r.String(RpcFields.FinishReason),
-            r.OptionalString(RpcFields.Stop), r.UInt64(RpcFields.Seed), usage);
+            r.OptionalString(RpcFields.Stop), r.UInt64(RpcFields.Seed), usage, r.OptionalString(RpcFields.Tier), r.OptionalString(RpcFields.TierReason));
     }
 
     private static T[] ReadList<T>(MsgValue list, string method, Func<ReplyReader, T> read)

@@ -18,7 +18,9 @@ public enum FinishReason
 /// <summary>One piece of streamed output.</summary>
 /// <param name="TokenId">The generated token, or <see cref="NoToken"/> for a last piece that only releases held-back text.</param>
 /// <param name="Text">Text now safe to show; may be empty (an incomplete character, or a possible stop string held back).</param>
-public readonly record struct GenerationChunk(int TokenId, string Text)
+/// <param name="LogProb">With <see cref="GenerationRequest.ScoreTokens"/>: ln p(token) under the model's raw distribution; else NaN.</param>
+/// <param name="Entropy">With <see cref="GenerationRequest.ScoreTokens"/>: the entropy of that distribution in nats; else NaN.</param>
+public readonly record struct GenerationChunk(int TokenId, string Text, float LogProb = float.NaN, float Entropy = float.NaN)
 {
     /// <summary><see cref="TokenId"/> of a text-only piece.</summary>
     public const int NoToken = -1;

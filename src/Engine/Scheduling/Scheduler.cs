@@ -100,7 +100,7 @@ public sealed class Scheduler : IAsyncDisposable
 
     // Metrics: written by the loop thread (Refused by submitters), read by any thread.
     private long _completed, _failed, _cancelled, _preemptions, _refused, _promptTokens, _generatedTokens;
-    private long _prefixHitTokens, _computedTokens, _steps, _stepSequences;
+    private long _prefixHitTokens, _computedTokens, _steps, _stepSequences, _stepTicks;
     private int _runningCount, _waitingCount, _kvUsed, _kvCached;
     private long _kvEvictions;
     private long _draftTokens, _draftAccepted;
@@ -279,7 +279,8 @@ public sealed class Scheduler : IAsyncDisposable
             DraftTokens: Interlocked.Read(ref _draftTokens),
             DraftAcceptedTokens: Interlocked.Read(ref _draftAccepted),
             DraftKvBlocksUsed: Volatile.Read(ref _draftKvUsed),
-            DraftKvBlocksTotal: _draft?.TotalBlocks ?? 0);
+            DraftKvBlocksTotal: _draft?.TotalBlocks ?? 0,
+            StepSeconds: (double)Interlocked.Read(ref _stepTicks) / _time.TimestampFrequency);
     }
 
     /// <summary>
@@ -467,6 +468,7 @@ public sealed class Scheduler : IAsyncDisposable
         PublishGauges();
         int rows = Batch.LogitCount;
         Span<float> logits = _logits.AsSpan(0, (rows - Batch.GreedyCount) * _vocab);
+        long stepStart = _time.GetTimestamp();
         if (_pipelined is { } pipelined)
         {
             StepBegin(pipelined);
@@ -482,6 +484,7 @@ public sealed class Scheduler : IAsyncDisposable
             StepForward(logits);
             CommitStepBlocks();
         }
+        Interlocked.Add(ref _stepTicks, _time.GetTimestamp() - stepStart);
         Interlocked.Increment(ref _steps);
         Interlocked.Add(ref _stepSequences, Batch.SequenceCount);
         Interlocked.Add(ref _computedTokens, Batch.TokenCount);
@@ -654,7 +657,7 @@ public sealed class Scheduler : IAsyncDisposable
             bool wantLogits = pos == count - 1;
             if (wantLogits) owners[batch.LogitCount] = s;
             bool known = pos < s.Count; // else the token the running step samples: filled in once it is accepted
-            int t = batch.AddToken(known ? s.Tokens[pos] : 0, pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
+            int t = batch.AddToken(known ? s.Tokens[pos] : 0, pos, row, slot, wantLogits, greedy: wantLogits && s.GreedyRow);
             if (!known) _specLateTokens.Add((t, s, pos));
         }
         _specPlan.Add((s, tokens, computed, count));
@@ -822,7 +825,7 @@ public sealed class Scheduler : IAsyncDisposable
             // Only the sequence's last token yields a new one; each draft token after it (speculation) yields one too.
             bool wantLogits = pos >= s.Count - 1;
             if (wantLogits) LogitOwners[Batch.LogitCount] = s;
-            Batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.Sampler.IsArgmax);
+            Batch.AddToken(s.Tokens[pos], pos, row, slot, wantLogits, greedy: wantLogits && s.GreedyRow);
         }
         s.InStep = true;
         s.StepTokens = tokens;
@@ -840,7 +843,8 @@ public sealed class Scheduler : IAsyncDisposable
         try
         {
             int token = logits.IsEmpty ? CheckedToken(greedyToken) : s.Sampler.Sample(logits, s.Tokens.AsSpan(0, s.Count));
-            Append(s, token);
+            var (logProb, entropy) = s.Request.ScoreTokens && !logits.IsEmpty ? TokenScore.Of(logits, token) : (float.NaN, float.NaN);
+            Append(s, token, logProb, entropy);
         }
         catch (Exception ex)
         {
@@ -848,9 +852,10 @@ public sealed class Scheduler : IAsyncDisposable
         }
     }
 
-    /// <summary>Appends <paramref name="token"/> to <paramref name="s"/> and streams it, or ends it (end of generation, a
-    /// stop string, its length). Throws only what the decoder or stop matcher throws.</summary>
-    private void Append(Sequence s, int token)
+    /// <summary>Appends <paramref name="token"/> to <paramref name="s"/> and streams it (with its score when the request
+    /// asked for one: ln p and entropy, NaN when not scored), or ends it (end of generation, a stop string, its length).
+    /// Throws only what the decoder or stop matcher throws.</summary>
+    private void Append(Sequence s, int token, float logProb = float.NaN, float entropy = float.NaN)
     {
         {
             if (_decoder.IsEndOfGeneration(token))
@@ -866,7 +871,7 @@ public sealed class Scheduler : IAsyncDisposable
 
             string piece = s.Detokenizer.Next(s.Tokens.AsSpan(0, s.Count));
             StopResult stop = s.Stop.Push(piece);
-            s.Emit(token, stop.Emit);
+            s.Emit(token, stop.Emit, logProb, entropy);
             if (stop.Stopped) Finish(s, FinishReason.Stop, matchedStop: stop.MatchedStop);
             else if (s.Generated >= s.Request.MaxTokens || s.Count >= _contextLength) FinishWithFlush(s, FinishReason.Length);
         }

@@ -23,6 +23,8 @@ namespace Serving.Engine.Scheduling;
 /// <param name="DraftAcceptedTokens">Draft tokens the target accepted.</param>
 /// <param name="DraftKvBlocksUsed">Blocks of the draft model's KV cache held by sequences now.</param>
 /// <param name="DraftKvBlocksTotal">Blocks in the draft model's KV cache (0 without a draft).</param>
+/// <param name="StepSeconds">Seconds spent in forward steps (from submitting a step to its logits back, on the scheduler's
+/// <see cref="TimeProvider"/>): the time the model held its device.</param>
 public sealed record SchedulerMetrics(
     int Running,
     int Waiting,
@@ -45,7 +47,8 @@ public sealed record SchedulerMetrics(
     long DraftTokens = 0,
     long DraftAcceptedTokens = 0,
     int DraftKvBlocksUsed = 0,
-    int DraftKvBlocksTotal = 0)
+    int DraftKvBlocksTotal = 0,
+    double StepSeconds = 0)
 {
     /// <summary>Accepted over proposed draft tokens, or null when none was proposed.</summary>
     public double? DraftAcceptanceRate => DraftTokens > 0 ? (double)DraftAcceptedTokens / DraftTokens : null;

@@ -100,10 +100,14 @@ internal sealed class Sequence
         _owner.NotifyCancel();
     }
 
-    public void Emit(int tokenId, string text)
+    /// <summary>Whether its logit rows return the device's argmax instead of logits: a greedy sampler, unless the
+    /// request wants each token scored (<see cref="GenerationRequest.ScoreTokens"/>), which needs the logits.</summary>
+    public bool GreedyRow => Sampler.IsArgmax && !Request.ScoreTokens;
+
+    public void Emit(int tokenId, string text, float logProb = float.NaN, float entropy = float.NaN)
     {
         Text.Append(text);
-        _channel.Writer.TryWrite(new GenerationChunk(tokenId, text));
+        _channel.Writer.TryWrite(new GenerationChunk(tokenId, text, logProb, entropy));
     }
 
     public void Complete(GenerationResult result)

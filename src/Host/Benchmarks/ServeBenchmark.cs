@@ -40,6 +40,9 @@ internal sealed record ServeBenchOptions
     /// <summary>Requests run (one per client, concurrently) before measuring, not counted: JIT, page faults, thread pools.</summary>
     public int WarmupRequests { get; init; } = 16;
 
+    /// <summary>The <c>model</c> every request names (a tier, or "auto"); null = the server's default.</summary>
+    public string? Model { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field.</summary>
     public void Validate()
     {
@@ -104,8 +107,15 @@ internal sealed record ServeBenchReport(
     LatencySummary Tpot,
     LatencySummary Itl,
     LatencySummary E2el,
-    ServerRunMetrics? Server)
+    ServerRunMetrics? Server,
+    IReadOnlyDictionary<string, int>? AnsweredByTier = null,
+    IReadOnlyDictionary<string, int>? TierReasons = null)
 {
+    /// <summary>Share of completed requests each tier answered ("small 62 %, large 38 %"), or "" from a server without tiers.</summary>
+    public string TierShares => AnsweredByTier is { Count: > 0 } by && Completed > 0
+        ? string.Join(", ", by.Select(kv => $"{kv.Key} {100.0 * kv.Value / Completed:0} %"))
+        : "";
+
     /// <summary>Completed requests per second of benchmark duration.</summary>
     public double RequestThroughput => Completed / DurationSeconds;
 
@@ -123,6 +133,9 @@ internal sealed record ServeBenchReport(
         void Line(string label, string value) => w.WriteLine($"{label,-40} {value}");
         w.WriteLine("============ Serving Benchmark Result ============");
         Line("Model / device:", $"{Model} on {Device}");
+        if (Options.Model is { } requested) Line("Requests name model:", requested);
+        if (TierShares.Length > 0) Line("Answered by tier:", TierShares);
+        if (TierReasons is { Count: > 0 } reasons) Line("Tier reasons:", string.Join(", ", reasons.Select(kv => $"{kv.Key}: {kv.Value}")));
         Line("Clients (max concurrency):", Options.Clients.ToString());
         Line("Request rate (req/s):", Options.Rate is { } r ? F(r) : "inf");
         Line("Successful requests:", Completed.ToString());
@@ -166,6 +179,19 @@ internal sealed record ServeBenchReport(
         j.WriteString("backend", "serving");
         j.WriteString("model_id", Model);
         j.WriteString("device", Device);
+        if (Options.Model is { } requested) j.WriteString("requested_model", requested);
+        if (AnsweredByTier is { Count: > 0 } by)
+        {
+            j.WriteStartObject("answered_by_tier");
+            foreach (var (tier, count) in by) j.WriteNumber(tier, count);
+            j.WriteEndObject();
+        }
+        if (TierReasons is { Count: > 0 } reasons)
+        {
+            j.WriteStartObject("tier_reasons");
+            foreach (var (why, count) in reasons) j.WriteNumber(why, count);
+            j.WriteEndObject();
+        }
         j.WriteNumber("max_concurrency", Options.Clients);
         if (Options.Rate is { } rate) j.WriteNumber("request_rate", rate); else j.WriteString("request_rate", "inf");
         j.WriteNumber("num_prompts", Options.Requests);
@@ -218,7 +244,8 @@ internal sealed record ServeBenchReport(
 /// </summary>
 internal static class ServeBenchmark
 {
-    private sealed record Sample(bool Ok, string? Failure, string? FinishReason, int OutputTokens, double TtftMs, double E2eMs, List<double> ItlMs);
+    private sealed record Sample(bool Ok, string? Failure, string? FinishReason, int OutputTokens, double TtftMs, double E2eMs, List<double> ItlMs,
+        string? Tier = null, string? TierReason = null);
 
     /// <summary>Runs the benchmark and returns its report. Refused or failed requests are counted with their reason, never thrown.</summary>
     /// <exception cref="ArgumentException">Bad options.</exception>
@@ -251,7 +278,7 @@ internal static class ServeBenchmark
                 await Task.WhenAll(clients.Select(async (c, ci) =>
                 {
                     for (int i = ci; i < warm.Length; i += clients.Count)
-                        await RunOneAsync(c, warm[i], Math.Min(8, options.MaxTokens), ct).ConfigureAwait(false);
+                        await RunOneAsync(c, warm[i], Math.Min(8, options.MaxTokens), options.Model, ct).ConfigureAwait(false);
                 })).ConfigureAwait(false);
             }
 
@@ -282,7 +309,7 @@ internal static class ServeBenchmark
                 {
                     try
                     {
-                        var s = await RunOneAsync(client, prompts[index], options.MaxTokens, ct).ConfigureAwait(false);
+                        var s = await RunOneAsync(client, prompts[index], options.MaxTokens, options.Model, ct).ConfigureAwait(false);
                         samples[index] = s;
                         if (s.Ok) Interlocked.Add(ref outputTokens, s.OutputTokens);
                         else Interlocked.Increment(ref failed);
@@ -338,7 +365,7 @@ internal static class ServeBenchmark
         return times;
     }
 
-    private static async Task<Sample> RunOneAsync(ServingClient client, int[] prompt, int maxTokens, CancellationToken ct)
+    private static async Task<Sample> RunOneAsync(ServingClient client, int[] prompt, int maxTokens, string? model, CancellationToken ct)
     {
         var itl = new List<double>(maxTokens);
         long sent = Stopwatch.GetTimestamp();
@@ -346,7 +373,7 @@ internal static class ServeBenchmark
         try
         {
             // Greedy: the cheapest sampler, so the benchmark measures the model and the scheduler.
-            var options = new GenerateOptions { Tokens = prompt, MaxTokens = maxTokens, Temperature = 0 };
+            var options = new GenerateOptions { Tokens = prompt, MaxTokens = maxTokens, Temperature = 0, Model = model };
             await foreach (var e in client.GenerateStreamAsync(options, ct).ConfigureAwait(false))
             {
                 if (e.Result is { } result)
@@ -355,7 +382,7 @@ internal static class ServeBenchmark
                     double ttft = first == 0 ? double.NaN : Stopwatch.GetElapsedTime(sent, first).TotalMilliseconds;
                     return result.FinishReason == FinishReasons.Cancelled
                         ? new Sample(false, RpcErrorCodes.Cancelled, null, 0, double.NaN, e2e, itl)
-                        : new Sample(true, null, result.FinishReason, result.Usage.CompletionTokens, ttft, e2e, itl);
+                        : new Sample(true, null, result.FinishReason, result.Usage.CompletionTokens, ttft, e2e, itl, result.Tier, result.TierReason);
                 }
                 if (e.TokenId < 0) continue; // text released at the end, not a token
                 if (first == 0) first = e.Timestamp;
@@ -397,6 +424,8 @@ internal static class ServeBenchmark
         List<double> ttft = [], tpot = [], itl = [], e2el = [];
         var failures = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var finishes = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        var byTier = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        var byReason = new SortedDictionary<string, int>(StringComparer.Ordinal);
         int completed = 0;
         long output = 0;
         foreach (var s in samples)
@@ -410,6 +439,8 @@ internal static class ServeBenchmark
             completed++;
             output += s.OutputTokens;
             finishes[s.FinishReason!] = finishes.GetValueOrDefault(s.FinishReason!) + 1;
+            if (s.Tier is { } tier) byTier[tier] = byTier.GetValueOrDefault(tier) + 1;
+            if (s.TierReason is { } why) byReason[why] = byReason.GetValueOrDefault(why) + 1;
             e2el.Add(s.E2eMs);
             if (!double.IsNaN(s.TtftMs)) ttft.Add(s.TtftMs);
             // vLLM's TPOT: the mean gap after the first token, per request with at least two tokens.
@@ -418,6 +449,6 @@ internal static class ServeBenchmark
         }
         return new ServeBenchReport(options, model, device, duration, completed, samples.Length - completed, failures, finishes,
             (long)completed * options.PromptTokens, output, LatencySummary.Of(ttft), LatencySummary.Of(tpot),
-            LatencySummary.Of(itl), LatencySummary.Of(e2el), server);
+            LatencySummary.Of(itl), LatencySummary.Of(e2el), server, byTier, byReason);
     }
 }

@@ -30,13 +30,23 @@ internal static class BenchServeCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed of prompts and arrival times", DefaultValueFactory = _ => 1 };
         var warmup = new Option<int?>("--warmup") { Description = "Unmeasured warm-up requests (default: one per client, at least 4)" };
         var json = new Option<string?>("--json") { Description = "Also write the results as JSON (vLLM's key names) to this file" };
-        var model = ModelOption.Create();
+        var model = TierOptions.Models();
+        var tiers = new Option<string?>("--tiers")
+        {
+            Description = "Comma-separated models to run the same workload against, one after another (e.g. small,large,auto): per tier and for auto, " +
+                          "throughput, TTFT/TPOT percentiles and the share each tier answered, then a comparison table",
+        };
+        var tpot = new Option<double>("--tpot-ms") { Description = "In-process server with tiers: each tier's TPOT target for shedding, ms (0 = none)", DefaultValueFactory = _ => 0 };
+        var probe = TierOptions.ProbeTokens();
+        var minLogProb = TierOptions.MinLogProb();
+        var maxEntropy = TierOptions.MaxEntropy();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var maxBatch = new Option<int>("--max-batch") { Description = "In-process server: most sequences per step", DefaultValueFactory = _ => 16 };
         var mmap = new Option<bool>("--mmap") { Description = "In-process server: serve weights from the mapped file instead of resident memory" };
         var kvType = CommonOptions.KvType();
-        foreach (var o in new Option[] { clients, requests, promptTokens, maxTokens, rate, host, port, tokenFile, seed, warmup, json, model, device, threads, maxBatch, mmap, kvType })
+        foreach (var o in new Option[] { clients, requests, promptTokens, maxTokens, rate, host, port, tokenFile, seed, warmup, json, model, device, threads, maxBatch, mmap, kvType,
+                     tiers, tpot, probe, minLogProb, maxEntropy })
             command.Options.Add(o);
 
         command.SetAction(async (parse, cancel) =>
@@ -61,56 +71,92 @@ internal static class BenchServeCommand
             }
             else
             {
-                string path = ModelOption.Resolve(parse.GetValue(model));
-                server = ProgressBar.Run($"loading {Path.GetFileName(path)}", ProgressUnit.Bytes, bar => ServingHost.Start(new ServingHostOptions
+                List<(string? Name, string? Path)> models;
+                var policy = new Engine.Routing.TierPolicyOptions
                 {
-                    ModelPath = path,
+                    ProbeTokens = parse.GetValue(probe), MinMeanLogProb = parse.GetValue(minLogProb), MaxMeanEntropy = parse.GetValue(maxEntropy),
+                };
+                try
+                {
+                    models = TierOptions.ParseModels(parse.GetValue(model));
+                    policy.Validate();
+                }
+                catch (ArgumentException e)
+                {
+                    return CliErrors.Fail(e.Message);
+                }
+                var modelOptions = new ModelOptions { MaxBatchSequences = batch, UseMmap = parse.GetValue(mmap), KvCacheType = CommonOptions.KvCacheType(parse, kvType) };
+                var schedulerOptions = new SchedulerOptions { MaxBatchSequences = batch, MaxQueuedRequests = Math.Max(64, n) };
+                var specs = models.Select(m => new TierSpec(m.Name, ModelOption.Resolve(m.Path), parse.GetValue(device), modelOptions, schedulerOptions,
+                    TpotTargetMs: parse.GetValue(tpot))).ToList();
+                string label = string.Join(", ", specs.Select(t => Path.GetFileName(t.ModelPath)));
+                server = ProgressBar.Run($"loading {label}", ProgressUnit.Bytes, bar => ServingHost.Start(new ServingHostOptions
+                {
+                    ModelPath = specs[0].ModelPath,
+                    Tiers = specs.Count == 1 && specs[0].Name is null ? null : specs,
+                    Policy = policy,
                     EndPoint = new IPEndPoint(IPAddress.Loopback, 0),
                     AuthToken = token,
                     DeviceId = parse.GetValue(device),
                     Threads = parse.GetValue(threads),
                     PluginsFolder = parse.GetValue(CommonOptions.Plugins),
-                    Model = new ModelOptions { MaxBatchSequences = batch, UseMmap = parse.GetValue(mmap), KvCacheType = CommonOptions.KvCacheType(parse, kvType) },
-                    Scheduler = new SchedulerOptions { MaxBatchSequences = batch, MaxQueuedRequests = Math.Max(64, n) },
+                    Model = modelOptions,
+                    Scheduler = schedulerOptions,
                 }, logs: null, loadProgress: bar));
                 address = "127.0.0.1";
                 serverPort = server.EndPoint.Port;
-                Console.Error.WriteLine($"in-process server on {server.EndPoint}: {server.Model.Name} on {server.Device.Descriptor.Id} ({server.Device.Descriptor.Name})");
+                Console.Error.WriteLine($"in-process server on {server.EndPoint}: " +
+                                        string.Join(", ", server.Tiers.Select(t => $"{t.Name} = {t.Model.Name} on {t.Device.Descriptor.Id} ({t.Device.Descriptor.Name})")));
             }
 
             try
             {
-                var options = new ServeBenchOptions
+                // One run per named model (tier or auto), in order, each on the same prompts (same seed); or one run.
+                string?[] modes = parse.GetValue(tiers) is { } list
+                    ? [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)]
+                    : [null];
+                if (modes.Length == 0) return CliErrors.Fail("--tiers names no model");
+                var reports = new List<ServeBenchReport>();
+                for (int run = 0; run < modes.Length; run++)
                 {
-                    Host = address,
-                    Port = serverPort,
-                    Token = token,
-                    Clients = n,
-                    Requests = parse.GetValue(requests),
-                    PromptTokens = parse.GetValue(promptTokens),
-                    MaxTokens = parse.GetValue(maxTokens),
-                    Rate = parse.GetValue(rate),
-                    Seed = parse.GetValue(seed),
-                    WarmupRequests = parse.GetValue(warmup) ?? Math.Max(n, 4),
-                };
-                ServeBenchReport report;
-                try
-                {
-                    report = await ProgressBar.RunAsync("requests", ProgressUnit.Items,
-                        bar => ServeBenchmark.RunAsync(options, new RequestProgress(bar), cancel));
+                    string? mode = modes[run];
+                    var options = new ServeBenchOptions
+                    {
+                        Host = address,
+                        Port = serverPort,
+                        Token = token,
+                        Clients = n,
+                        Requests = parse.GetValue(requests),
+                        PromptTokens = parse.GetValue(promptTokens),
+                        MaxTokens = parse.GetValue(maxTokens),
+                        Rate = parse.GetValue(rate),
+                        // Each run draws its own prompts (seed + run): the same workload, none of it in the prefix cache of an earlier run.
+                        Seed = parse.GetValue(seed) + (ulong)run,
+                        WarmupRequests = parse.GetValue(warmup) ?? Math.Max(n, 4),
+                        Model = mode,
+                    };
+                    ServeBenchReport report;
+                    try
+                    {
+                        report = await ProgressBar.RunAsync(mode is null ? "requests" : $"requests ({mode})", ProgressUnit.Items,
+                            bar => ServeBenchmark.RunAsync(options, new RequestProgress(bar), cancel));
+                    }
+                    catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Protocol.Rpc.RpcException)
+                    {
+                        // Reaching the server (or authenticating) failed before any request: one line, no stack trace.
+                        return CliErrors.Fail($"cannot benchmark the server at {address}:{serverPort}: {e.Message}");
+                    }
+                    report.WriteText(Console.Out);
+                    reports.Add(report);
                 }
-                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Protocol.Rpc.RpcException)
-                {
-                    // Reaching the server (or authenticating) failed before any request: one line, no stack trace.
-                    return CliErrors.Fail($"cannot benchmark the server at {address}:{serverPort}: {e.Message}");
-                }
-                report.WriteText(Console.Out);
+                if (reports.Count > 1) WriteComparison(Console.Out, reports);
                 if (parse.GetValue(json) is { } jsonPath)
                 {
                     using var file = File.Create(jsonPath);
-                    report.WriteJson(file);
+                    if (reports.Count == 1) reports[0].WriteJson(file);
+                    else WriteJson(file, reports);
                 }
-                return report.Completed > 0 ? 0 : CliErrors.Fail("every request failed");
+                return reports.All(r => r.Completed > 0) ? 0 : CliErrors.Fail("every request of a run failed");
             }
             finally
             {
@@ -118,6 +164,35 @@ internal static class BenchServeCommand
             }
         });
         return command;
+    }
+
+    /// <summary>The runs side by side: throughput, TTFT and TPOT percentiles, and the share each tier answered.</summary>
+    private static void WriteComparison(TextWriter w, List<ServeBenchReport> reports)
+    {
+        static string F(double v) => double.IsNaN(v) ? "n/a" : v.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture);
+        w.WriteLine("================ Tiers compared ================");
+        var table = Tables.Create(["model", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "answered by"], numeric: true);
+        foreach (var r in reports)
+            table.AddCells(r.Options.Model ?? "(default)", F(r.RequestThroughput), F(r.OutputThroughput), F(r.Ttft.P50), F(r.Ttft.P99),
+                F(r.Tpot.P50), F(r.Tpot.P99), r.TierShares);
+        Terminal.For(w).WriteTable(table);
+    }
+
+    /// <summary>Several runs as one JSON document: {"runs": [each run's own document]}.</summary>
+    private static void WriteJson(Stream output, List<ServeBenchReport> reports)
+    {
+        using var j = new System.Text.Json.Utf8JsonWriter(output, new System.Text.Json.JsonWriterOptions { Indented = true });
+        j.WriteStartObject();
+        j.WriteStartArray("runs");
+        foreach (var r in reports)
+        {
+            using var one = new MemoryStream();
+            r.WriteJson(one);
+            using var doc = System.Text.Json.JsonDocument.Parse(one.ToArray());
+            doc.RootElement.WriteTo(j);
+        }
+        j.WriteEndArray();
+        j.WriteEndObject();
     }
 
     /// <summary>The run's progress on the bar: requests done of all, with running, failed and output tokens/s beside the label.</summary>

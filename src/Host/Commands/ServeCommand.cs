@@ -22,7 +22,7 @@ internal static class ServeCommand
     public static Command Create()
     {
         var command = new Command("serve", "Serve a model over MessagePack-RPC (see docs/rpc.md)");
-        var model = ModelOption.Create();
+        var model = TierOptions.Models();
         var bind = new Option<string>("--host") { Description = "Address to bind (loopback by default; anything else exposes the server)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port; the chosen one is printed)", DefaultValueFactory = _ => 7411 };
         var tokenFile = new Option<string?>("--token-file") { Description = "File holding a shared secret; clients must call auth {token} first" };
@@ -50,7 +50,10 @@ internal static class ServeCommand
         {
             Description = "Most tokens one tokenize result or detokenize argument may hold (0 = the context length)", DefaultValueFactory = _ => 0,
         };
-        var device = DeviceTuning.Device();
+        var device = TierOptions.Devices();
+        var probe = TierOptions.ProbeTokens();
+        var minLogProb = TierOptions.MinLogProb();
+        var maxEntropy = TierOptions.MaxEntropy();
         var noTune = DeviceTuning.NoTune();
         var tpot = DeviceTuning.TpotMs("Per-token latency target in ms for the tuned batch limits (0 = the profile's)");
         var threads = CommonOptions.Threads();
@@ -58,7 +61,7 @@ internal static class ServeCommand
         var kvType = CommonOptions.KvType();
         var checkTensors = CommonOptions.CheckTensors();
         foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, maxConnections, perAddress, workMb,
-                     requestTokens, device, noTune, tpot, threads, noMmap, kvType, checkTensors })
+                     requestTokens, device, noTune, tpot, threads, noMmap, kvType, checkTensors, probe, minLogProb, maxEntropy })
             command.Options.Add(o);
         command.SetAction(async (parse, _) =>
         {
@@ -115,53 +118,102 @@ internal static class ServeCommand
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Information));
             ServingHost.CheckEndPoint(new IPEndPoint(address, p)); // a taken port fails before minutes of loading
-            string modelPath = ModelOption.Resolve(parse.GetValue(model));
-            // The device and its tuning profile (docs/tuner.md); explicit --max-batch / --max-batch-tokens win over it.
-            var tuned = DeviceTuning.Resolve(CommonOptions.Registry(parse), parse.GetValue(device)!, modelPath,
-                new Abstractions.DeviceOptions(parse.GetValue(threads)), parse.GetValue(noTune), CommonOptions.KvCacheType(parse, kvType), !parse.GetValue(noMmap));
-            int tokens = parse.GetValue(batchTokens);
-            string limitsReason = "";
-            if (tuned.Profile is { } profile)
+            List<(string? Name, string? Path)> models;
+            Dictionary<string, string> perTierDevice;
+            string fallbackDevice;
+            var policy = new Engine.Routing.TierPolicyOptions
             {
-                var (tunedBatch, tunedTokens, why) = DeviceTuning.Limits(profile, parse.GetValue(tpot));
-                if (parse.GetResult(batchSequences) is not { Implicit: false }) sequences = tunedBatch;
-                if (parse.GetResult(batchTokens) is not { Implicit: false }) tokens = Math.Max(tunedTokens, sequences);
-                limitsReason = why;
+                ProbeTokens = parse.GetValue(probe), MinMeanLogProb = parse.GetValue(minLogProb), MaxMeanEntropy = parse.GetValue(maxEntropy),
+            };
+            try
+            {
+                models = TierOptions.ParseModels(parse.GetValue(model));
+                perTierDevice = TierOptions.ParseDevices(parse.GetValue(device), [.. models.Select(m => m.Name ?? "")], out fallbackDevice);
+                policy.Validate();
             }
-            var host = ProgressBar.Run($"loading {Path.GetFileName(modelPath)}", ProgressUnit.Bytes, bar => ServingHost.Load(new ServingHostOptions
+            catch (ArgumentException e)
             {
-                ModelPath = modelPath,
+                return CliErrors.Fail(e.Message);
+            }
+            var registry = CommonOptions.Registry(parse);
+            var kvCacheType = CommonOptions.KvCacheType(parse, kvType);
+            var tiers = new List<TierSpec>();
+            var described = new List<(string? Name, Engine.Tuning.TuningProfile Profile, int Batch, int Tokens, string Reason)>();
+            foreach (var (name, path) in models)
+            {
+                string modelPath = ModelOption.Resolve(path);
+                // Each tier's device and tuning profile (docs/tuner.md); explicit --max-batch / --max-batch-tokens win over it.
+                string deviceArg = name is not null && perTierDevice.TryGetValue(name, out var d) ? d : fallbackDevice;
+                if (name is not null) Console.Error.WriteLine($"tier {name}: {Path.GetFileName(modelPath)}");
+                var tuned = DeviceTuning.Resolve(registry, deviceArg, modelPath,
+                    new Abstractions.DeviceOptions(parse.GetValue(threads)), parse.GetValue(noTune), kvCacheType, !parse.GetValue(noMmap));
+                int tierSequences = sequences, tokens = parse.GetValue(batchTokens);
+                string limitsReason = "";
+                double target = parse.GetValue(tpot);
+                if (tuned.Profile is { } profile)
+                {
+                    var (tunedBatch, tunedTokens, why) = DeviceTuning.Limits(profile, parse.GetValue(tpot));
+                    if (parse.GetResult(batchSequences) is not { Implicit: false }) tierSequences = tunedBatch;
+                    if (parse.GetResult(batchTokens) is not { Implicit: false }) tokens = Math.Max(tunedTokens, tierSequences);
+                    limitsReason = why;
+                    if (target <= 0) target = profile.Limits.TpotTargetMs;
+                    described.Add((name, profile, tierSequences, tokens, limitsReason));
+                }
+                tiers.Add(new TierSpec(name, modelPath, tuned.DeviceId,
+                    new ModelOptions
+                    {
+                        CheckTensors = parse.GetValue(checkTensors),
+                        ContextLength = parse.GetValue(ctx),
+                        MaxBatchSequences = tierSequences,
+                        MaxBatchTokens = tokens,
+                        KvCacheTokens = parse.GetValue(kvTokens),
+                        UseMmap = !parse.GetValue(noMmap),
+                        KvCacheType = kvCacheType,
+                        Kernels = tuned.Profile is null ? null : Engine.Tuning.KernelPlan.From(tuned.Profile),
+                    },
+                    new SchedulerOptions
+                    {
+                        MaxBatchSequences = tierSequences,
+                        MaxBatchTokens = tokens,
+                        MaxQueuedRequests = parse.GetValue(queue),
+                    },
+                    TpotTargetMs: target, ExpectedTpotMs: TierOptions.ExpectedTpotMs(tuned.Profile, tierSequences)));
+            }
+            var first = tiers[0];
+            string label = tiers.Count == 1 ? Path.GetFileName(first.ModelPath) : string.Join(", ", tiers.Select(t => $"{t.Name}={Path.GetFileName(t.ModelPath)}"));
+            // TODO(spec): `--draft large=small` (a draft model for a tier's speculative decoding) is wired here once the
+            // engine's speculative API is merged; routing needs nothing more from it.
+            var host = ProgressBar.Run($"loading {label}", ProgressUnit.Bytes, bar => ServingHost.Load(new ServingHostOptions
+            {
+                ModelPath = first.ModelPath,
+                Tiers = tiers.Count == 1 && first.Name is null ? null : tiers,
+                Policy = policy,
                 EndPoint = new IPEndPoint(address, p),
                 AuthToken = token,
-                DeviceId = tuned.DeviceId,
+                DeviceId = first.DeviceId,
                 Threads = parse.GetValue(threads),
                 PluginsFolder = parse.GetValue(CommonOptions.Plugins),
                 MaxRequestTokens = parse.GetValue(requestTokens),
                 Rpc = defaults with { MaxConnections = connections, MaxConnectionsPerAddress = fromOne, MaxWorkBytes = (long)work << 20 },
-                Model = new ModelOptions
-                {
-                    CheckTensors = parse.GetValue(checkTensors),
-                    ContextLength = parse.GetValue(ctx),
-                    MaxBatchSequences = sequences,
-                    MaxBatchTokens = tokens,
-                    KvCacheTokens = parse.GetValue(kvTokens),
-                    UseMmap = !parse.GetValue(noMmap),
-                    KvCacheType = CommonOptions.KvCacheType(parse, kvType),
-                    Kernels = tuned.Profile is null ? null : Engine.Tuning.KernelPlan.From(tuned.Profile),
-                },
-                Scheduler = new SchedulerOptions
-                {
-                    MaxBatchSequences = sequences,
-                    MaxBatchTokens = tokens,
-                    MaxQueuedRequests = parse.GetValue(queue),
-                },
+                Model = first.Model!,
+                Scheduler = first.Scheduler!,
             }, loggerFactory, bar));
-            if (tuned.Profile is { } used) DeviceTuning.Describe(used, host.Device, sequences, tokens, limitsReason, batching: true);
+            foreach (var (name, used, batch, tokenBudget, reason) in described)
+                DeviceTuning.Describe(used, host.Tiers.First(t => name is null || t.Name == name).Device, batch, tokenBudget, reason, batching: true);
             host.Listen();
-            ModelSession.WarnIfContextBeyondTraining(host.Model.Model);
+            foreach (var t in host.Tiers) ModelSession.WarnIfContextBeyondTraining(t.Model.Model);
             Interlocked.CompareExchange(ref phase, Serving, Loading); // from here a signal drains
-            Console.WriteLine($"listening on {host.EndPoint} — model {host.Model.Name} on {host.Device.Descriptor.Id} ({host.Device.Descriptor.Name})" +
-                              (token is null ? "" : " (token required)"));
+            if (host.Tiers.Count == 1)
+                Console.WriteLine($"listening on {host.EndPoint} — model {host.Model.Name} on {host.Device.Descriptor.Id} ({host.Device.Descriptor.Name})" +
+                                  (token is null ? "" : " (token required)"));
+            else
+            {
+                Console.WriteLine($"listening on {host.EndPoint} — tiers (cheapest first): " +
+                                  string.Join(", ", host.Tiers.Select(t => $"{t.Name} = {t.Model.Name} on {t.Device.Descriptor.Id}" +
+                                      (t.Tier.TpotTargetMs > 0 ? $" (TPOT target {TierOptions.F(t.Tier.TpotTargetMs)} ms)" : ""))) +
+                                  $"; default model 'auto' (probe {policy.ProbeTokens} tokens, min mean ln p {TierOptions.F(policy.MinMeanLogProb)}, max mean entropy {TierOptions.F(policy.MaxMeanEntropy)})" +
+                                  (token is null ? "" : " (token required)"));
+            }
             Console.Out.Flush();
 
             try { await Task.Delay(Timeout.Infinite, stop.Token); }
@@ -171,8 +223,8 @@ internal static class ServeCommand
             Console.Error.WriteLine($"shutting down: no new connections, draining in-flight requests (grace {graceTime.TotalSeconds:0} s; " +
                                     "interrupt again to exit now)");
             await host.StopAsync(graceTime);
-            var m = host.Scheduler.GetMetrics();
-            Console.Error.WriteLine($"stopped: {m.Completed} completed, {m.Cancelled} cancelled, {m.Failed} failed");
+            var all = host.Tiers.Select(t => t.Scheduler.GetMetrics()).ToList();
+            Console.Error.WriteLine($"stopped: {all.Sum(m => m.Completed)} completed, {all.Sum(m => m.Cancelled)} cancelled, {all.Sum(m => m.Failed)} failed");
             return 0;
         });
         return command;

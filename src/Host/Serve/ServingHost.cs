@@ -3,6 +3,7 @@ using System.Net;
 using Microsoft.Extensions.Logging;
 using Serving.Abstractions;
 using Serving.Engine.Models;
+using Serving.Engine.Routing;
 using Serving.Engine.Scheduling;
 using Serving.Host.Plugins;
 using Serving.Server;
@@ -12,7 +13,12 @@ namespace Serving.Host.Serve;
 /// <summary>What a server is built from (the serve command's options).</summary>
 internal sealed record ServingHostOptions
 {
-    public required string ModelPath { get; init; }
+    /// <summary>The model of a one-tier server (<c>--model FILE</c>); ignored when <see cref="Tiers"/> is given.</summary>
+    public string ModelPath { get; init; } = "";
+    /// <summary>Several tiers at once (<c>--model NAME=FILE</c> …); null or empty = one tier from <see cref="ModelPath"/>.</summary>
+    public IReadOnlyList<TierSpec>? Tiers { get; init; }
+    /// <summary>The policy of <c>model: "auto"</c>.</summary>
+    public Engine.Routing.TierPolicyOptions Policy { get; init; } = new();
     public IPEndPoint EndPoint { get; init; } = new(IPAddress.Loopback, 7411);
     public string? AuthToken { get; init; }
     public string? DeviceId { get; init; }
@@ -27,35 +33,43 @@ internal sealed record ServingHostOptions
 }
 
 /// <summary>
-/// A running server: device, model, scheduler and RPC endpoint, started together and stopped in order
-/// (stop accepting → drain within the grace period → free the model → close the device). Used by the serve
-/// command and, in process, by the tests.
+/// A running server: devices, model tiers (each with its own scheduler and KV cache), the tier router and the RPC
+/// endpoint, started together and stopped in order (stop accepting → drain within the grace period → free the models →
+/// close the devices). Used by the serve command and, in process, by the tests.
 /// </summary>
 internal sealed class ServingHost : IAsyncDisposable
 {
     private bool _stopped;
 
-    private ServingHost(IAccelerator device, LoadedModel model, Scheduler scheduler, RpcServer server)
+    private ServingHost(IReadOnlyList<ServedTier> tiers, IReadOnlyList<IAccelerator> devices, TierRouter router, RpcServer server)
     {
-        Device = device;
-        Model = model;
-        Scheduler = scheduler;
+        Tiers = tiers;
+        Devices = devices;
+        Router = router;
         Server = server;
     }
 
-    public IAccelerator Device { get; }
-    public LoadedModel Model { get; }
-    public Scheduler Scheduler { get; }
+    /// <summary>The tiers, cheapest first (by weight bytes).</summary>
+    public IReadOnlyList<ServedTier> Tiers { get; }
+    /// <summary>Every device opened, once each.</summary>
+    public IReadOnlyList<IAccelerator> Devices { get; }
+    public TierRouter Router { get; }
+    /// <summary>The cheapest tier's device (a one-tier server's only device).</summary>
+    public IAccelerator Device => Tiers[0].Device;
+    /// <summary>The cheapest tier's model (a one-tier server's only model).</summary>
+    public LoadedModel Model => Tiers[0].Model;
+    /// <summary>The cheapest tier's scheduler (a one-tier server's only scheduler).</summary>
+    public Scheduler Scheduler => Tiers[0].Scheduler;
     public RpcServer Server { get; }
     public IPEndPoint EndPoint => Server.LocalEndPoint;
 
-    /// <summary>Opens the device, loads the model and starts listening. Nothing stays open if any step fails.</summary>
+    /// <summary>Opens the devices, loads the models and starts listening. Nothing stays open if any step fails.</summary>
     public static ServingHost Start(ServingHostOptions options, ILoggerFactory? logs = null, IProgress<(long, long)>? loadProgress = null) =>
         Start(options, logs, loadProgress, wrapModel: null, wrapDecoder: null);
 
     /// <summary>
     /// Test seam: as <see cref="Start(ServingHostOptions, ILoggerFactory?, IProgress{ValueTuple{long, long}}?)"/>,
-    /// but the scheduler drives <paramref name="wrapModel"/>(model) and streams through
+    /// but each scheduler drives <paramref name="wrapModel"/>(model) and streams through
     /// <paramref name="wrapDecoder"/>(decoder), so tests can inject engine and device faults behind the real RPC path.
     /// </summary>
     internal static ServingHost Start(ServingHostOptions options, ILoggerFactory? logs, IProgress<(long, long)>? loadProgress,
@@ -67,7 +81,7 @@ internal sealed class ServingHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Opens the device, loads the model and registers the RPC methods, but does not listen yet (<see cref="Listen"/>
+    /// Opens the devices, loads the models and registers the RPC methods, but does not listen yet (<see cref="Listen"/>
     /// does): the serve command closes its loading bar in between, so the server's first log line cannot tear it.
     /// Nothing stays open if any step fails.
     /// </summary>
@@ -79,24 +93,74 @@ internal sealed class ServingHost : IAsyncDisposable
     {
         logs ??= Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
         var registry = DeviceRegistry.Discover(options.PluginsFolder);
-        var device = registry.Open(options.DeviceId, new DeviceOptions(options.Threads));
-        LoadedModel? model = null;
-        Scheduler? scheduler = null;
+        var specs = options.Tiers is { Count: > 0 } given ? given : [new TierSpec(null, options.ModelPath, options.DeviceId)];
+        var devices = new Dictionary<string, IAccelerator>(StringComparer.Ordinal);
+        var tiers = new List<ServedTier>();
+        var loaded = new List<(LoadedModel Model, Scheduler? Scheduler)>();
         RpcServer? server = null;
         try
         {
-            model = LoadedModel.Open(options.ModelPath, device, options.Model, loadProgress);
-            IStepModel stepModel = wrapModel?.Invoke(model.Model) ?? model.Model;
-            ITokenDecoder decoder = new TokenizerDecoder(model.Tokenizer);
-            scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, options.Scheduler);
+            // Each device once, however many tiers run on it.
+            var placed = new List<(TierSpec Spec, IAccelerator Device)>();
+            foreach (var spec in specs)
+            {
+                string? id = spec.DeviceId ?? options.DeviceId;
+                string key = id is null ? "" : registry.Find(id).Device.Id;
+                if (!devices.TryGetValue(key, out var device))
+                    devices[key] = device = registry.Open(id, new DeviceOptions(options.Threads));
+                placed.Add((spec, device));
+            }
+            var modelOptions = placed.Select(p => p.Spec.Model ?? options.Model).ToList();
+            if (specs.Count > 1)
+            {
+                // Weights and KV caches of every tier accounted for per device before anything is loaded.
+                var plan = TierMemoryPlan.Plan([.. placed.Select((p, i) => (p.Spec.Name ?? Path.GetFileNameWithoutExtension(p.Spec.ModelPath), p.Spec.ModelPath, p.Device.Descriptor.Id, modelOptions[i]))],
+                    id => devices.Values.First(d => d.Descriptor.Id == id).FreeMemoryBytes);
+                for (int i = 0; i < plan.Count; i++)
+                    modelOptions[i] = modelOptions[i] with { KvCacheTokens = (int)Math.Min(int.MaxValue, plan[i].KvTokens) };
+            }
+            for (int i = 0; i < placed.Count; i++)
+            {
+                var (spec, device) = placed[i];
+                var model = LoadedModel.Open(spec.ModelPath, device, modelOptions[i], loadProgress);
+                loaded.Add((model, null));
+                IStepModel stepModel = wrapModel?.Invoke(model.Model) ?? model.Model;
+                ITokenDecoder decoder = new TokenizerDecoder(model.Tokenizer);
+                var scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, spec.Scheduler ?? options.Scheduler);
+                loaded[^1] = (model, scheduler);
+                string name = spec.Name ?? model.Name;
+                tiers.Add(new ServedTier(name, device, model, scheduler, new Tier(name, scheduler, spec.TpotTargetMs, spec.ExpectedTpotMs)));
+            }
+            // Cheapest first: what one decode step moves through memory (stable for equal sizes: command-line order).
+            tiers = [.. tiers.OrderBy(t => t.Model.Model.WeightBytes)];
+            CheckSameVocabulary(tiers);
+            var router = new TierRouter([.. tiers.Select(t => t.Tier)], new TierPolicy(options.Policy));
             server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
-            new ServingMethods(model, scheduler, registry, device, server, logs.CreateLogger("serving.methods"), options.MaxRequestTokens).Register();
-            return new ServingHost(device, model, scheduler, server);
+            new ServingMethods(tiers, router, registry, server, logs.CreateLogger("serving.methods"), options.MaxRequestTokens).Register();
+            return new ServingHost(tiers, [.. devices.Values], router, server);
         }
         catch
         {
-            Free(server, scheduler, model, device);
+            Free(server, loaded, devices.Values);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Tiers answer the same requests (a prompt given as token ids, a request restarted on another tier), so they must
+    /// share one vocabulary: same size, same special ids, same token texts (checked on a sample of ids).
+    /// </summary>
+    private static void CheckSameVocabulary(IReadOnlyList<ServedTier> tiers)
+    {
+        var a = tiers[0];
+        foreach (var b in tiers.Skip(1))
+        {
+            var (x, y) = (a.Model.Tokenizer, b.Model.Tokenizer);
+            bool same = x.VocabSize == y.VocabSize && a.Model.Model.VocabSize == b.Model.Model.VocabSize && x.BosId == y.BosId && x.EosId == y.EosId;
+            for (int id = 0; same && id < x.VocabSize; id += 61)
+                same = x.Decode([id]) == y.Decode([id]);
+            if (!same)
+                throw new ModelLoadException("tiers", $"{a.Name} and {b.Name} have different vocabularies ({x.VocabSize} and {y.VocabSize} tokens); tiers must share one (a request may move between them)");
         }
     }
 
@@ -113,18 +177,18 @@ internal sealed class ServingHost : IAsyncDisposable
         catch (SocketException e)
         {
             _stopped = true;
-            Free(Server, Scheduler, Model, Device);
+            Free(Server, [.. Tiers.Select(t => (t.Model, (Scheduler?)t.Scheduler))], Devices);
             throw new EndPointUnavailableException(Server.Options.EndPoint, e);
         }
     }
 
     /// <summary>Frees what a failed start had opened, in reverse order of opening.</summary>
-    private static void Free(RpcServer? server, Scheduler? scheduler, LoadedModel? model, IAccelerator device)
+    private static void Free(RpcServer? server, IReadOnlyList<(LoadedModel Model, Scheduler? Scheduler)> loaded, IEnumerable<IAccelerator> devices)
     {
         server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        scheduler?.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        model?.Dispose();
-        device.Dispose();
+        foreach (var (_, scheduler) in loaded) scheduler?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        foreach (var (model, _) in loaded) model.Dispose();
+        foreach (var device in devices) device.Dispose();
     }
 
     /// <summary>Stops accepting, lets in-flight requests finish within <paramref name="grace"/>, then cancels the rest and frees everything.</summary>
@@ -133,14 +197,21 @@ internal sealed class ServingHost : IAsyncDisposable
         if (_stopped) return;
         _stopped = true;
         await Server.StopAsync(grace).ConfigureAwait(false);
-        await Scheduler.DrainAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
-        await Scheduler.DisposeAsync().ConfigureAwait(false);
+        foreach (var t in Tiers) await t.Scheduler.DrainAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        foreach (var t in Tiers) await t.Scheduler.DisposeAsync().ConfigureAwait(false);
         // A lost device may refuse even to free its memory; the host is stopping, so that is not worth failing over.
-        bool lost = Scheduler.FaultCause is ModelStepException { InnerException: AcceleratorException { DeviceLost: true } };
-        try { Model.Dispose(); }
-        catch (AcceleratorException) when (lost) { }
-        try { Device.Dispose(); }
-        catch (AcceleratorException) when (lost) { }
+        bool Lost(IAccelerator d) => Tiers.Any(t => t.Device == d
+            && t.Scheduler.FaultCause is ModelStepException { InnerException: AcceleratorException { DeviceLost: true } });
+        foreach (var t in Tiers)
+        {
+            try { t.Model.Dispose(); }
+            catch (AcceleratorException) when (Lost(t.Device)) { }
+        }
+        foreach (var d in Devices)
+        {
+            try { d.Dispose(); }
+            catch (AcceleratorException) when (Lost(d)) { }
+        }
     }
 
     public async ValueTask DisposeAsync() => await StopAsync(TimeSpan.Zero).ConfigureAwait(false);

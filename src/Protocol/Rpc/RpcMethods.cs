@@ -194,4 +194,24 @@ public static class RpcFields
     public const string MemoryBytes = "memory_bytes";
     /// <summary>devices.list: driver version.</summary>
     public const string Driver = "driver";
+    /// <summary>generate: the cheapest tier the request accepts (auto routing).</summary>
+    public const string MinTier = "min_tier";
+    /// <summary>generate: whether a cheaper tier may answer when the chosen one is overloaded.</summary>
+    public const string AllowShed = "allow_shed";
+    /// <summary>generate result, models.list, health: the tier's name.</summary>
+    public const string Tier = "tier";
+    /// <summary>generate result: why that tier answered.</summary>
+    public const string TierReason = "tier_reason";
+    /// <summary>generate result: every tier the request ran on, in order.</summary>
+    public const string TiersTried = "tiers_tried";
+    /// <summary>generate result: the probed tier's confidence (tokens, mean_logprob, mean_entropy), or nil.</summary>
+    public const string Confidence = "confidence";
+    /// <summary>confidence: mean ln p(token) over the probe.</summary>
+    public const string MeanLogProb = "mean_logprob";
+    /// <summary>confidence: mean entropy over the probe, nats.</summary>
+    public const string MeanEntropy = "mean_entropy";
+    /// <summary>server.info, health, metrics: the tiers (cheapest first).</summary>
+    public const string Tiers = "tiers";
+    /// <summary>server.info: the model a request without 'model' gets ("auto" with several tiers).</summary>
+    public const string DefaultModel = "default_model";
 }
