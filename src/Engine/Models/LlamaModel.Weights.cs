@@ -40,6 +40,10 @@ public sealed partial class LlamaModel
             var source = new WeightSource(spec.Name, (nint)(_file.BasePointer + t.Offset), t.ByteSize, t.Type, spec.Rows, spec.Cols, _persistent);
             IDeviceWeight weight = _model.Own(_device.PrepareWeight(source));
             _model.WeightBytes += t.ByteSize;
+            // One copy of the weights: the device holds its own, so the file's pages (in this process's mapping and
+            // in the page cache) are given back now, not kept beside it until the file is closed.
+            if (!weight.ReadsSourceInPlace)
+                _file.ReleasePages(t.Offset, t.ByteSize);
             _allInPlace &= weight.ReadsSourceInPlace;
             _model.WeightsMapped = _allInPlace;
             Advance(t.ByteSize);
