@@ -173,8 +173,10 @@ public sealed unsafe partial class GgufFile : IDisposable
     /// pages leave this process's mapping (<c>madvise MADV_DONTNEED</c>: a later read faults them in from the file
     /// again, so nothing is lost) and the page cache (<c>posix_fadvise POSIX_FADV_DONTNEED</c>: clean pages that no
     /// other process maps are dropped), so that resident memory and page cache together hold one copy of the weights.
-    /// The range grows to whole pages. Linux only; elsewhere, and for a file from <see cref="Parse"/>, nothing
-    /// happens. Returns whether the advice was given.
+    /// Only whole pages inside the range are given back (a page it shares with a neighbouring tensor is left, so that
+    /// tensor's reader does not fault it in again and read around it), except that a range reaching the end of the file
+    /// takes the last page. Linux only; elsewhere, and for a file from <see cref="Parse"/>, nothing happens. Returns
+    /// whether the advice was given.
     /// </summary>
     public bool ReleasePages(long offset, long length)
     {
@@ -186,8 +188,10 @@ public sealed unsafe partial class GgufFile : IDisposable
             return false;
         byte* basePointer = BasePointer; // throws after Dispose
         long page = Environment.SystemPageSize;
-        long start = offset & ~(page - 1);
-        long end = Math.Min(FileLength, (offset + length + page - 1) & ~(page - 1));
+        long start = (offset + page - 1) & ~(page - 1);
+        long end = offset + length == FileLength ? FileLength : (offset + length) & ~(page - 1);
+        if (end <= start)
+            return false;
         // The mapping starts at file offset 0 on a page boundary, so file offsets and mapping offsets agree.
         if (Madvise(basePointer + start, (nuint)(end - start), MadvDontNeed) != 0)
             return false;

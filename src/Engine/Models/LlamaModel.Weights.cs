@@ -22,6 +22,7 @@ public sealed partial class LlamaModel
         private readonly long _total;
         private long _done;
         private bool _allInPlace = true;
+        private bool _anyInPlace;
 
         public WeightLoader(LlamaModel model, GgufFile file, IAccelerator device, bool useMmap, IProgress<(long, long)>? progress)
         {
@@ -45,6 +46,7 @@ public sealed partial class LlamaModel
             if (!weight.ReadsSourceInPlace)
                 _file.ReleasePages(t.Offset, t.ByteSize);
             _allInPlace &= weight.ReadsSourceInPlace;
+            _anyInPlace |= weight.ReadsSourceInPlace;
             _model.WeightsMapped = _allInPlace;
             Advance(t.ByteSize);
             return weight;
@@ -85,6 +87,10 @@ public sealed partial class LlamaModel
 
         public void Finish()
         {
+            // Nothing reads the tensor data in place: the whole region goes back, including the pages tensors share at
+            // their edges and any the kernel read around a fault after their tensor was given back.
+            if (!_anyInPlace)
+                _file.ReleasePages(_file.DataOffset, _file.FileLength - _file.DataOffset);
             _progress?.Report((_total, _total));
         }
     }

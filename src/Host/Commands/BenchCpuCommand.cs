@@ -154,7 +154,9 @@ internal static class BenchCpuCommand
             var bw = BandwidthProbe.Measure(accelerator, bandwidthBytes);
             // The roof is the best sample (as in the suite): on a busy machine a median would sit below what runs reach.
             bandwidth = bw.Samples.Max();
-            deviceName = accelerator.Descriptor.Name;
+            // The name, the runtime and SIMD tier in use, and the ISA flags (the fingerprint's last part on the Cpu backend).
+            var d = accelerator.Descriptor;
+            deviceName = $"{d.Name} ({d.DriverVersion}; {d.Fingerprint.Split('|')[^1]})";
         }
         Console.Error.WriteLine($"{deviceId}: {deviceName}; {threads} threads; bandwidth {bandwidth / 1e9:0.0} GB/s (best Copy sample of {bandwidthBytes >> 20} MiB buffers)");
 

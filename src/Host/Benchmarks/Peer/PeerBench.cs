@@ -25,8 +25,9 @@ internal static class ChildProcess
         long peak = 0;
         string status = $"/proc/{process.Id}/status";
         var clock = Stopwatch.StartNew();
-        while (!process.WaitForExit(20))
+        do
         {
+            // Read first, then wait: a child that lives only a moment is still read once.
             peak = Math.Max(peak, ReadStatusKiB(status, "VmHWM:") * 1024);
             if (clock.Elapsed > timeout)
             {
@@ -35,6 +36,7 @@ internal static class ChildProcess
                 throw new TimeoutException($"{Path.GetFileName(file)} ran longer than {timeout.TotalMinutes:0} min and was stopped");
             }
         }
+        while (!process.WaitForExit(20));
         process.WaitForExit(); // drains the redirected streams
         return (process.ExitCode, stdout.Result, stderr.Result, peak);
     }
