@@ -110,7 +110,7 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
         }
         catch
         {
-            NativeMemory.AlignedFree(k);
+            PageMemory.Free(k);
             throw;
         }
         var cache = new CpuKvCache(this, layout, k, v);
@@ -255,18 +255,16 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
             if (bytes > free)
                 throw new CpuException(Id, operation, CpuException.OutOfMemory, $"only {free} bytes of memory are available");
         }
-        byte* memory;
         try
         {
-            memory = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
+            // Large blocks are fresh mappings: zero without a write, so a cleared KV cache or scratch buffer becomes
+            // resident only where a run writes it.
+            return PageMemory.Allocate(bytes, clear);
         }
         catch (OutOfMemoryException e)
         {
             throw new CpuException(Id, operation, CpuException.OutOfMemory, "native allocation failed", e);
         }
-        if (clear)
-            NativeMemory.Clear(memory, (nuint)bytes);
-        return memory;
     }
 
     /// <summary>Registers a new object (so Dispose frees it); frees its memory and throws when the device was disposed meanwhile.</summary>
@@ -282,9 +280,9 @@ internal sealed unsafe class CpuAccelerator : IAccelerator
             }
         }
         if (memory != null)
-            NativeMemory.AlignedFree(memory);
+            PageMemory.Free(memory);
         if (memory2 != null)
-            NativeMemory.AlignedFree(memory2);
+            PageMemory.Free(memory2);
         throw new ObjectDisposedException(nameof(CpuAccelerator));
     }
 

@@ -4,7 +4,7 @@ using Serving.Abstractions;
 namespace Serving.Backends.Cpu;
 
 /// <summary>
-/// CPU memory from <see cref="CpuAccelerator.Allocate"/>: 64-byte aligned native memory, zero-filled, freed on Dispose.
+/// CPU memory from <see cref="CpuAccelerator.Allocate"/>: 64-byte aligned native memory, zero-filled (large buffers are mapped pages, resident once written), freed on Dispose.
 /// </summary>
 internal sealed unsafe class CpuBuffer : IDeviceBuffer
 {
@@ -12,7 +12,7 @@ internal sealed unsafe class CpuBuffer : IDeviceBuffer
     private byte* _pointer;
     private int _disposed;
 
-    /// <summary>Takes ownership of <paramref name="pointer"/> (from NativeMemory.AlignedAlloc).</summary>
+    /// <summary>Takes ownership of <paramref name="pointer"/> (from Interop.PageMemory.Allocate).</summary>
     internal CpuBuffer(CpuAccelerator owner, byte* pointer, long length)
     {
         _owner = owner;
@@ -47,7 +47,7 @@ internal sealed unsafe class CpuBuffer : IDeviceBuffer
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        NativeMemory.AlignedFree(_pointer);
+        Interop.PageMemory.Free(_pointer);
         _pointer = null;
         _owner.OnBufferDisposed(this);
     }

@@ -63,8 +63,8 @@ internal sealed unsafe class CpuKvCache : IKvCache
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        NativeMemory.AlignedFree(_k);
-        NativeMemory.AlignedFree(_v);
+        Interop.PageMemory.Free(_k);
+        Interop.PageMemory.Free(_v);
         _k = _v = null;
         _owner.OnKvCacheDisposed(this);
     }

@@ -99,7 +99,7 @@ internal sealed unsafe class CpuWeight : IDeviceWeight
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         if (Owned)
-            NativeMemory.AlignedFree(_pointer);
+            Interop.PageMemory.Free(_pointer);
         _pointer = null;
         _owner.OnWeightDisposed(this);
     }

@@ -1,4 +1,5 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace Serving.Engine.Gguf;
 
@@ -15,16 +16,17 @@ namespace Serving.Engine.Gguf;
 /// Errors are <see cref="GgufFormatException"/>s naming the field and offset. Thread-safe for reading;
 /// disposing invalidates <see cref="BasePointer"/> and every span handed out.
 /// </summary>
-public sealed unsafe class GgufFile : IDisposable
+public sealed unsafe partial class GgufFile : IDisposable
 {
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
     private readonly byte[]? _pinned;   // Parse: a pinned-heap copy, which never moves
+    private readonly FileStream? _stream; // Open: the file (owned by _map), for page-cache advice
     private readonly Dictionary<string, GgufTensorInfo> _byName;
     private byte* _base;
 
     private GgufFile(GgufParser.Result r, long fileLength, byte* basePointer,
-        MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte[]? pinned)
+        MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte[]? pinned, FileStream? stream = null)
     {
         Version = r.Version;
         Alignment = r.Alignment;
@@ -39,6 +41,7 @@ public sealed unsafe class GgufFile : IDisposable
         _map = map;
         _view = view;
         _pinned = pinned;
+        _stream = stream;
     }
 
     /// <summary>GGUF version (2 or 3).</summary>
@@ -149,7 +152,7 @@ public sealed unsafe class GgufFile : IDisposable
             p += view.PointerOffset;
             var header = new ReadOnlySpan<byte>(p, (int)Math.Min(length, int.MaxValue));
             var result = GgufParser.Parse(header, length);
-            return new GgufFile(result, length, p, map, view, null);
+            return new GgufFile(result, length, p, map, view, null, stream);
         }
         catch (Exception e)
         {
@@ -163,6 +166,55 @@ public sealed unsafe class GgufFile : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Gives back the memory behind bytes [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>)
+    /// of the mapped file once a copy of them lives elsewhere (a device copied or repacked a weight): the range's
+    /// pages leave this process's mapping (<c>madvise MADV_DONTNEED</c>: a later read faults them in from the file
+    /// again, so nothing is lost) and the page cache (<c>posix_fadvise POSIX_FADV_DONTNEED</c>: clean pages that no
+    /// other process maps are dropped), so that resident memory and page cache together hold one copy of the weights.
+    /// Only whole pages inside the range are given back (a page it shares with a neighbouring tensor is left, so that
+    /// tensor's reader does not fault it in again and read around it), except that a range reaching the end of the file
+    /// takes the last page. Linux only; elsewhere, and for a file from <see cref="Parse"/>, nothing happens. Returns
+    /// whether the advice was given.
+    /// </summary>
+    public bool ReleasePages(long offset, long length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (offset > FileLength - length)
+            throw new ArgumentOutOfRangeException(nameof(length), $"[{offset}, {offset + length}) is outside the {FileLength}-byte file");
+        if (_stream is null || length == 0 || !OperatingSystem.IsLinux())
+            return false;
+        byte* basePointer = BasePointer; // throws after Dispose
+        long page = Environment.SystemPageSize;
+        long start = (offset + page - 1) & ~(page - 1);
+        long end = offset + length == FileLength ? FileLength : (offset + length) & ~(page - 1);
+        if (end <= start)
+            return false;
+        // The mapping starts at file offset 0 on a page boundary, so file offsets and mapping offsets agree.
+        if (Madvise(basePointer + start, (nuint)(end - start), MadvDontNeed) != 0)
+            return false;
+        bool added = false;
+        _stream.SafeFileHandle.DangerousAddRef(ref added);
+        try
+        {
+            return PosixFadvise((int)_stream.SafeFileHandle.DangerousGetHandle(), start, end - start, PosixFadvDontNeed) == 0;
+        }
+        finally
+        {
+            if (added)
+                _stream.SafeFileHandle.DangerousRelease();
+        }
+    }
+
+    private const int MadvDontNeed = 4, PosixFadvDontNeed = 4; // Linux values
+
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    private static partial int Madvise(void* address, nuint length, int advice);
+
+    [LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int PosixFadvise(int fd, long offset, long length, int advice);
 
     /// <summary>Validates a GGUF image held in memory (tests, embedded resources). The bytes are copied once.</summary>
     public static GgufFile Parse(byte[] bytes)

@@ -23,6 +23,7 @@ public sealed partial class LlamaModel
         private long _done;
         private bool _allInPlace = true;
         private readonly DataType? _reencode;
+        private bool _anyInPlace;
 
         public WeightLoader(LlamaModel model, GgufFile file, IAccelerator device, bool useMmap, IProgress<(long, long)>? progress, DataType? reencode = null)
         {
@@ -43,7 +44,12 @@ public sealed partial class LlamaModel
             var source = new WeightSource(spec.Name, (nint)(_file.BasePointer + t.Offset), t.ByteSize, t.Type, spec.Rows, spec.Cols, _persistent);
             IDeviceWeight weight = _model.Own(_device.PrepareWeight(source));
             _model.WeightBytes += t.ByteSize;
+            // One copy of the weights: the device holds its own, so the file's pages (in this process's mapping and
+            // in the page cache) are given back now, not kept beside it until the file is closed.
+            if (!weight.ReadsSourceInPlace)
+                _file.ReleasePages(t.Offset, t.ByteSize);
             _allInPlace &= weight.ReadsSourceInPlace;
+            _anyInPlace |= weight.ReadsSourceInPlace;
             _model.WeightsMapped = _allInPlace;
             Advance(t.ByteSize);
             return weight;
@@ -110,6 +116,10 @@ public sealed partial class LlamaModel
 
         public void Finish()
         {
+            // Nothing reads the tensor data in place: the whole region goes back, including the pages tensors share at
+            // their edges and any the kernel read around a fault after their tensor was given back.
+            if (!_anyInPlace)
+                _file.ReleasePages(_file.DataOffset, _file.FileLength - _file.DataOffset);
             _progress?.Report((_total, _total));
         }
     }

@@ -93,7 +93,7 @@ public sealed partial class LlamaModel : IPipelinedStepModel, IDisposable
 
             long kvTokens = options.KvCacheTokens > 0
                 ? options.KvCacheTokens
-                : Math.Min(4L * ContextLength, Math.Max(ContextLength, device.FreeMemoryBytes / 4 / config.KvBytesPerToken(KvCacheType)));
+                : Math.Min((long)Math.Clamp(MaxBatchSequences, 1, 4) * ContextLength, Math.Max(ContextLength, device.FreeMemoryBytes / 4 / config.KvBytesPerToken(KvCacheType)));
             KvBlockCount = (int)Math.Min(int.MaxValue / KvBlockSize, (kvTokens + KvBlockSize - 1) / KvBlockSize);
             KvCacheSpec KvSpec() => new(config.Layers, KvBlockCount, KvBlockSize, config.KvHeads, config.HeadDim, KvCacheType);
             try
@@ -102,7 +102,7 @@ public sealed partial class LlamaModel : IPipelinedStepModel, IDisposable
             }
             catch (ArgumentException) when (options.KvCacheTokens == 0 && KvBlockCount > MaxBlocksPerSequence)
             {
-                // The default asks for up to four contexts; a device that cannot shape a cache that large (a GPU whose
+                // The default asks for a context per sequence, up to four; a device that cannot shape a cache that large (a GPU whose
                 // per-layer KV plane must fit one storage-buffer binding) still runs with one context's worth.
                 KvBlockCount = MaxBlocksPerSequence;
                 _kv = Own(device.CreateKvCache(KvSpec()));

@@ -14,7 +14,7 @@ public sealed record ModelOptions
     /// <summary>Context length per sequence; 0 = the model's, capped at 4096 to keep the KV cache small.</summary>
     public int ContextLength { get; init; }
 
-    /// <summary>Token slots in the KV cache over all sequences; 0 = 4 full contexts, capped by a quarter of free device memory.</summary>
+    /// <summary>Token slots in the KV cache over all sequences; 0 = one full context per sequence of <see cref="MaxBatchSequences"/>, at most 4 (a single-sequence run such as <c>generate</c> gets one), capped by a quarter of free device memory.</summary>
     public int KvCacheTokens { get; init; }
 
     /// <summary>Token slots per KV block. Default 16.</summary>

@@ -19,7 +19,7 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var bench = new Command("bench", "Benchmark suite over devices (plain 'bench' = 'bench run'), and single measurements: bandwidth, decode, step, serve, tuned");
+        var bench = new Command("bench", "Benchmark suite over devices (plain 'bench' = 'bench run'), single measurements: bandwidth, decode, step, serve, tuned, and cpu (against llama-bench)");
         new BenchRunCommand().Attach(bench);
         bench.Subcommands.Add(BenchRunCommand.CreateRun());
         bench.Subcommands.Add(BenchCompareCommand.Create());
@@ -28,6 +28,8 @@ internal static class BenchCommand
         bench.Subcommands.Add(BenchServeCommand.Create());
         bench.Subcommands.Add(BenchStepCommand.Create());
         bench.Subcommands.Add(BenchTunedCommand.Create());
+        bench.Subcommands.Add(BenchCpuCommand.Create());
+        bench.Subcommands.Add(BenchCpuCommand.CreateChild());
         return bench;
     }
 

@@ -262,7 +262,7 @@ internal sealed class BenchSuite(SuiteOptions options, DeviceRegistry registry, 
     }
 
     /// <summary>Drives the model: prompt chunks of one sequence, and decode steps of B sequences in their own blocks.</summary>
-    private sealed class Runner(LlamaModel model, int chunk, int blocksPerSeq)
+    internal sealed class Runner(LlamaModel model, int chunk, int blocksPerSeq)
     {
         private readonly StepBatch _batch = new(model.MaxBatchTokens, model.MaxBatchSequences, model.MaxBlocksPerSequence);
         private readonly int[] _greedy = new int[Math.Max(model.MaxBatchTokens, model.MaxBatchSequences)];
