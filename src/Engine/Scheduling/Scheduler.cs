@@ -988,6 +988,9 @@ public sealed class Scheduler : IAsyncDisposable
             DraftState d = _draft!.For(s);
             d.K = 0;
             if (spare <= 0) continue;
+            // A request that asked for each token's score (a tier probe) decodes one token a step: accepted draft tokens
+            // are verified, not scored.
+            if (s.Request.ScoreTokens) continue;
             // The last token must stay the target's own (its bonus or correction), so drafts stop one short of the end.
             int room = Math.Min(s.Tokens.Length - s.Count - 1, s.Request.MaxTokens - s.Generated - 1);
             int k = Math.Min(Math.Min(d.Length.Next(), room), spare);

@@ -91,6 +91,6 @@ internal sealed class DraftOptions
     }
 
     /// <summary>Decode is memory bound: a step costs about the weight bytes it reads.</summary>
-    private static double CostRatio(LoadedModel draft, LoadedModel target) =>
+    internal static double CostRatio(LoadedModel draft, LoadedModel target) =>
         Math.Clamp((double)draft.Model.WeightBytes / Math.Max(1, target.Model.WeightBytes), 0.01, 1.0);
 }

@@ -51,6 +51,9 @@ internal static class ServeCommand
             Description = "Most tokens one tokenize result or detokenize argument may hold (0 = the context length)", DefaultValueFactory = _ => 0,
         };
         var device = TierOptions.Devices();
+        var drafts = TierOptions.Drafts();
+        var draftK = new Option<int>("--draft-k") { Description = "Most draft tokens per step (k), adapted per sequence from the acceptance rate unless --draft-fixed", DefaultValueFactory = _ => 4 };
+        var draftFixed = new Option<bool>("--draft-fixed") { Description = "Always propose --draft-k tokens (no adaptation)" };
         var probe = TierOptions.ProbeTokens();
         var minLogProb = TierOptions.MinLogProb();
         var maxEntropy = TierOptions.MaxEntropy();
@@ -61,7 +64,7 @@ internal static class ServeCommand
         var kvType = CommonOptions.KvType();
         var checkTensors = CommonOptions.CheckTensors();
         foreach (var o in new Option[] { model, bind, port, tokenFile, ctx, batchSequences, batchTokens, queue, kvTokens, grace, maxConnections, perAddress, workMb,
-                     requestTokens, device, noTune, tpot, threads, noMmap, kvType, checkTensors, probe, minLogProb, maxEntropy })
+                     requestTokens, device, noTune, tpot, threads, noMmap, kvType, checkTensors, probe, minLogProb, maxEntropy, drafts, draftK, draftFixed })
             command.Options.Add(o);
         command.SetAction(async (parse, _) =>
         {
@@ -120,6 +123,7 @@ internal static class ServeCommand
             ServingHost.CheckEndPoint(new IPEndPoint(address, p)); // a taken port fails before minutes of loading
             List<(string? Name, string? Path)> models;
             Dictionary<string, string> perTierDevice;
+            Dictionary<string, string> draftOf;
             string fallbackDevice;
             var policy = new Engine.Routing.TierPolicyOptions
             {
@@ -129,6 +133,8 @@ internal static class ServeCommand
             {
                 models = TierOptions.ParseModels(parse.GetValue(model));
                 perTierDevice = TierOptions.ParseDevices(parse.GetValue(device), [.. models.Select(m => m.Name ?? "")], out fallbackDevice);
+                draftOf = TierOptions.ParseDrafts(parse.GetValue(drafts), [.. models.Select(m => (m.Name, ModelOption.Resolve(m.Path)))]);
+                if (parse.GetValue(draftK) is < 1 or > 32) throw new ArgumentException($"--draft-k {parse.GetValue(draftK)} out of range [1, 32]");
                 policy.Validate();
             }
             catch (ArgumentException e)
@@ -177,12 +183,11 @@ internal static class ServeCommand
                         MaxBatchTokens = tokens,
                         MaxQueuedRequests = parse.GetValue(queue),
                     },
-                    TpotTargetMs: target, ExpectedTpotMs: TierOptions.ExpectedTpotMs(tuned.Profile, tierSequences)));
+                    TpotTargetMs: target, ExpectedTpotMs: TierOptions.ExpectedTpotMs(tuned.Profile, tierSequences),
+                    Draft: draftOf.TryGetValue(name ?? "", out var draftSpec) ? new TierDraft(draftSpec, parse.GetValue(draftK), !parse.GetValue(draftFixed)) : null));
             }
             var first = tiers[0];
             string label = tiers.Count == 1 ? Path.GetFileName(first.ModelPath) : string.Join(", ", tiers.Select(t => $"{t.Name}={Path.GetFileName(t.ModelPath)}"));
-            // TODO(spec): `--draft large=small` (a draft model for a tier's speculative decoding) is wired here once the
-            // engine's speculative API is merged; routing needs nothing more from it.
             var host = ProgressBar.Run($"loading {label}", ProgressUnit.Bytes, bar => ServingHost.Load(new ServingHostOptions
             {
                 ModelPath = first.ModelPath,

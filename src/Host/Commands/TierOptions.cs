@@ -18,6 +18,13 @@ internal static partial class TierOptions
                       "(e.g. --model small=a.gguf --model large=b.gguf); requests pick one by name or 'auto'",
     };
 
+    /// <summary>--draft, repeatable: speculative decoding per tier.</summary>
+    public static Option<string[]> Drafts() => new("--draft")
+    {
+        Description = "Speculative decoding: TIER=DRAFT gives a tier a draft model (another tier's name, a model file sharing the vocabulary, " +
+                      "or self / self:N / self:q4_0: the tier's own first layers or a q4_0 copy of it); a one-model server takes --draft DRAFT",
+    };
+
     /// <summary>--device, repeatable.</summary>
     public static Option<string[]> Devices() => new("--device", "-d")
     {
@@ -75,6 +82,43 @@ internal static partial class TierOptions
     }
 
     /// <summary>The device of each tier from <c>--device</c> values: NAME=ID for that tier, a plain value for the rest (default auto).</summary>
+    /// <summary>
+    /// Resolves <c>serve --draft</c> values to a draft spec per tier: <c>TIER=SPEC</c> attaches a draft to a tier, where
+    /// SPEC is another tier's name (its file, loaded once more as the draft), a model file, or <c>self</c>/<c>self:N</c>/
+    /// <c>self:q4_0</c> (<see cref="DraftOptions"/>); a bare <c>SPEC</c> applies to a one-model server. Throws
+    /// <see cref="ArgumentException"/> naming the bad value.
+    /// </summary>
+    public static Dictionary<string, string> ParseDrafts(string[]? values, IReadOnlyList<(string? Name, string Path)> tiers)
+    {
+        var drafts = new Dictionary<string, string>(StringComparer.Ordinal);
+        var names = tiers.Where(t => t.Name is not null).Select(t => t.Name!).ToList();
+        foreach (string v in values ?? [])
+        {
+            int eq = v.IndexOf('=', StringComparison.Ordinal);
+            string tier, spec;
+            if (eq < 0 || names.Count == 0)
+            {
+                if (tiers.Count != 1)
+                    throw new ArgumentException($"--draft {v}: with several tiers, name the tier the draft serves (--draft TIER=DRAFT; tiers: {string.Join(", ", names)})");
+                (tier, spec) = (tiers[0].Name ?? "", v);
+            }
+            else
+            {
+                (tier, spec) = (v[..eq], v[(eq + 1)..]);
+                if (!names.Contains(tier)) throw new ArgumentException($"--draft {v}: no tier is named '{tier}' (tiers: {string.Join(", ", names)})");
+            }
+            if (spec.Length == 0) throw new ArgumentException($"--draft {v}: no draft given");
+            if (spec == tier) throw new ArgumentException($"--draft {v}: a tier cannot draft for itself (use self or self:N for an early-exit draft)");
+            // Another tier's name means its file: the draft is a second load of it, with its own KV cache, because a
+            // scheduler must be its draft's only user (SpeculativeOptions.Draft).
+            if (tiers.FirstOrDefault(t => t.Name == spec) is { Path: { } other }) spec = other;
+            else if (spec != "self" && !spec.StartsWith("self:", StringComparison.Ordinal) && !File.Exists(spec))
+                throw new ArgumentException($"--draft {v}: '{spec}' is neither a tier ({string.Join(", ", names)}), a model file nor self / self:N / self:TYPE");
+            if (!drafts.TryAdd(tier, spec)) throw new ArgumentException($"--draft {v}: tier '{tier}' already has a draft");
+        }
+        return drafts;
+    }
+
     public static Dictionary<string, string> ParseDevices(string[]? values, IReadOnlyCollection<string> tierNames, out string fallback)
     {
         fallback = DeviceTuning.Auto;

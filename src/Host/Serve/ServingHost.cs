@@ -41,9 +41,12 @@ internal sealed class ServingHost : IAsyncDisposable
 {
     private bool _stopped;
 
-    private ServingHost(IReadOnlyList<ServedTier> tiers, IReadOnlyList<IAccelerator> devices, TierRouter router, RpcServer server)
+    private readonly IReadOnlyList<LoadedModel> _drafts;
+
+    private ServingHost(IReadOnlyList<ServedTier> tiers, IReadOnlyList<LoadedModel> drafts, IReadOnlyList<IAccelerator> devices, TierRouter router, RpcServer server)
     {
         Tiers = tiers;
+        _drafts = drafts;
         Devices = devices;
         Router = router;
         Server = server;
@@ -97,6 +100,7 @@ internal sealed class ServingHost : IAsyncDisposable
         var devices = new Dictionary<string, IAccelerator>(StringComparer.Ordinal);
         var tiers = new List<ServedTier>();
         var loaded = new List<(LoadedModel Model, Scheduler? Scheduler)>();
+        var drafts = new List<LoadedModel>();
         RpcServer? server = null;
         try
         {
@@ -111,12 +115,20 @@ internal sealed class ServingHost : IAsyncDisposable
                 placed.Add((spec, device));
             }
             var modelOptions = placed.Select(p => p.Spec.Model ?? options.Model).ToList();
-            if (specs.Count > 1)
+            if (specs.Count > 1 || specs.Any(s => s.Draft is not null))
             {
-                // Weights and KV caches of every tier accounted for per device before anything is loaded.
-                var plan = TierMemoryPlan.Plan([.. placed.Select((p, i) => (p.Spec.Name ?? Path.GetFileNameWithoutExtension(p.Spec.ModelPath), p.Spec.ModelPath, p.Device.Descriptor.Id, modelOptions[i]))],
-                    id => devices.Values.First(d => d.Descriptor.Id == id).FreeMemoryBytes);
-                for (int i = 0; i < plan.Count; i++)
+                // Weights and KV caches of every tier, and of every tier's draft, accounted for per device before
+                // anything is loaded (a self draft is counted as the whole file: never less than it needs). A draft's KV
+                // cache holds as many tokens as its tier's, so only the tiers' plans are kept.
+                var entries = placed.Select((p, i) => (p.Spec.Name ?? Path.GetFileNameWithoutExtension(p.Spec.ModelPath), p.Spec.ModelPath, p.Device.Descriptor.Id, modelOptions[i])).ToList();
+                foreach (var (p, i) in placed.Select((p, i) => (p, i)).Where(x => x.p.Spec.Draft is not null))
+                {
+                    string draftSpec = p.Spec.Draft!.Spec;
+                    string draftPath = draftSpec == "self" || draftSpec.StartsWith("self:", StringComparison.Ordinal) ? p.Spec.ModelPath : draftSpec;
+                    entries.Add(($"{entries[i].Item1}'s draft", draftPath, p.Device.Descriptor.Id, modelOptions[i]));
+                }
+                var plan = TierMemoryPlan.Plan(entries, id => devices.Values.First(d => d.Descriptor.Id == id).FreeMemoryBytes);
+                for (int i = 0; i < placed.Count; i++)
                     modelOptions[i] = modelOptions[i] with { KvCacheTokens = (int)Math.Min(int.MaxValue, plan[i].KvTokens) };
             }
             for (int i = 0; i < placed.Count; i++)
@@ -124,10 +136,30 @@ internal sealed class ServingHost : IAsyncDisposable
                 var (spec, device) = placed[i];
                 var model = LoadedModel.Open(spec.ModelPath, device, modelOptions[i], loadProgress);
                 loaded.Add((model, null));
+                int at = loaded.Count - 1;
                 IStepModel stepModel = wrapModel?.Invoke(model.Model) ?? model.Model;
                 ITokenDecoder decoder = new TokenizerDecoder(model.Tokenizer);
-                var scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, spec.Scheduler ?? options.Scheduler);
-                loaded[^1] = (model, scheduler);
+                var schedulerOptions = spec.Scheduler ?? options.Scheduler;
+                if (spec.Draft is { } d)
+                {
+                    // The tier's own draft (a second load when it names another tier's file): one scheduler per draft.
+                    var draft = Commands.DraftOptions.Load(d.Spec, spec.ModelPath, model, device, modelOptions[i])
+                                ?? throw new ArgumentException("--draft: no draft given");
+                    loaded.Add((draft, null));
+                    drafts.Add(draft);
+                    schedulerOptions = schedulerOptions with
+                    {
+                        Speculative = new Engine.Speculative.SpeculativeOptions
+                        {
+                            Draft = draft.Model,
+                            MaxDraftTokens = d.MaxTokens,
+                            Adaptive = d.Adaptive,
+                            DraftCostRatio = Commands.DraftOptions.CostRatio(draft, model),
+                        },
+                    };
+                }
+                var scheduler = new Scheduler(stepModel, wrapDecoder?.Invoke(decoder) ?? decoder, schedulerOptions);
+                loaded[at] = (model, scheduler);
                 string name = spec.Name ?? model.Name;
                 tiers.Add(new ServedTier(name, device, model, scheduler, new Tier(name, scheduler, spec.TpotTargetMs, spec.ExpectedTpotMs)));
             }
@@ -137,7 +169,7 @@ internal sealed class ServingHost : IAsyncDisposable
             var router = new TierRouter([.. tiers.Select(t => t.Tier)], new TierPolicy(options.Policy));
             server = new RpcServer(options.Rpc with { EndPoint = options.EndPoint, AuthToken = options.AuthToken }, logs.CreateLogger("serving.rpc"));
             new ServingMethods(tiers, router, registry, server, logs.CreateLogger("serving.methods"), options.MaxRequestTokens).Register();
-            return new ServingHost(tiers, [.. devices.Values], router, server);
+            return new ServingHost(tiers, drafts, [.. devices.Values], router, server);
         }
         catch
         {
@@ -206,6 +238,11 @@ internal sealed class ServingHost : IAsyncDisposable
         {
             try { t.Model.Dispose(); }
             catch (AcceleratorException) when (Lost(t.Device)) { }
+        }
+        foreach (var draft in _drafts)
+        {
+            try { draft.Dispose(); }
+            catch (AcceleratorException) when (Tiers.Any(t => Lost(t.Device))) { }
         }
         foreach (var d in Devices)
         {

@@ -391,8 +391,7 @@ internal sealed class ServingMethods(IReadOnlyList<ServedTier> tiers, TierRouter
         bool stream = a.GetBool(RpcFields.Stream, false);
         if (stream && call.MessageId is null) throw Bad("'stream' needs a request (a notification has no id to stream to)");
 
-        // TODO(spec): `serve --draft large=small` attaches a draft model to a tier; the router then submits to that
-        // tier's speculative scheduler. Routing is unchanged by it (a tier is a tier, drafted or not).
+        // A tier served with a draft (serve --draft) speculates inside its own scheduler; routing does not change.
         RoutedGeneration routed;
         try
         {

@@ -163,6 +163,60 @@ public sealed class TierRpcTests(RpcHostFixture fixture, TierRpcTests.LargeModel
     }
 
     [Fact]
+    public async Task LargeTierDraftedBySmall_GivesTheLargeTiersOwnGreedyTokens()
+    {
+        // serve --model small=… --model large=… --draft large=small: the large tier speculates with a second load of the
+        // small file (fixed k, so drafts are proposed whatever the two random models' agreement); greedy output must be
+        // the large tier's own, token for token, and no block stays held in either cache.
+        var prompts = new[] { "Once upon a time", "The little dog", "She said" };
+        var expected = new List<long[]>();
+        await using (var plain = Start(NeverEscalate))
+        {
+            await using var c = await RawRpcClient.ConnectAsync(plain.EndPoint);
+            foreach (var p in prompts)
+                expected.Add(Ids(Args.Field((await c.CallAsync("generate", Args.Generate(p, 12, extra: ("model", "large")))).Result, "tokens")));
+        }
+        var model = new ModelOptions { ContextLength = RpcHostFixture.ContextLength, KvCacheTokens = 512, MaxBatchTokens = 128, MaxBatchSequences = 8 };
+        await using var host = fixture.Start(o => o with
+        {
+            Tiers = [new TierSpec("large", _large.Path, "cpu:0", model, Draft: new TierDraft(fixture.ModelPath, MaxTokens: 3, Adaptive: false)),
+                     new TierSpec("small", fixture.ModelPath, "cpu:0", model)],
+            Policy = NeverEscalate,
+        });
+        // One connection per prompt, all at once, so the drafted rows share the large tier's steps.
+        var clients = new List<RawRpcClient>();
+        foreach (var _ in prompts) clients.Add(await RawRpcClient.ConnectAsync(host.EndPoint));
+        var calls = prompts.Select((p, i) => clients[i].CallAsync("generate", Args.Generate(p, 12, extra: ("model", "large")))).ToList();
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var r = await calls[i];
+            Assert.False(r.IsError, r.ToString());
+            Assert.Equal("large", Args.Str(r.Result, "tier"));
+            Assert.Equal(expected[i], Ids(Args.Field(r.Result, "tokens")));
+            Assert.True(Args.Int(Args.Field(r.Result, "usage"), "draft_tokens") > 0);
+        }
+        var metrics = (await clients[0].CallAsync("metrics")).Result;
+        foreach (var c in clients) await c.DisposeAsync();
+        Assert.True(Args.Int(metrics, "draft_tokens") > 0);
+        Assert.Equal(0, Args.Int(metrics, "kv_blocks_used"));
+        Assert.Equal(0, Args.Int(metrics, "draft_kv_blocks_used"));
+    }
+
+    [Fact]
+    public void DraftArguments_NameTheTierAndTheDraft()
+    {
+        (string?, string)[] tiers = [("small", fixture.ModelPath), ("large", _large.Path)];
+        Assert.Equal(fixture.ModelPath, Commands.TierOptions.ParseDrafts(["large=small"], tiers)["large"]);
+        Assert.Equal("self:q4_0", Commands.TierOptions.ParseDrafts(["large=self:q4_0"], tiers)["large"]);
+        Assert.Contains("no tier is named 'huge'", Assert.Throws<ArgumentException>(() => Commands.TierOptions.ParseDrafts(["huge=small"], tiers)).Message);
+        Assert.Contains("name the tier", Assert.Throws<ArgumentException>(() => Commands.TierOptions.ParseDrafts(["self"], tiers)).Message);
+        Assert.Contains("neither a tier", Assert.Throws<ArgumentException>(() => Commands.TierOptions.ParseDrafts(["large=/no/such.gguf"], tiers)).Message);
+        Assert.Contains("cannot draft for itself", Assert.Throws<ArgumentException>(() => Commands.TierOptions.ParseDrafts(["large=large"], tiers)).Message);
+        // A one-model server takes a bare draft.
+        Assert.Equal("self", Commands.TierOptions.ParseDrafts(["self"], [(null, fixture.ModelPath)])[""]);
+    }
+
+    [Fact]
     public void TiersThatDoNotFit_AreRefusedBeforeLoading_NamingEachNeed()
     {
         var options = new ModelOptions { ContextLength = 128 };
