@@ -63,14 +63,23 @@ public sealed partial class ServeProcessTests : IDisposable
         var stream = client.GenerateStreamAsync(new GenerateOptions { Prompt = "Once upon a time", MaxTokens = 2000, Temperature = 0 })
             .GetAsyncEnumerator();
         Assert.True(await stream.MoveNextAsync());
+        // Keep reading, so the client never gives the request up for an overflowing buffer (which would cancel it on
+        // the server and let the drain end by itself).
+        var reader = Task.Run(async () =>
+        {
+            try { while (await stream.MoveNextAsync()) { } }
+            catch (Exception e) when (e is not OutOfMemoryException) { } // the server is gone
+        });
         server.Signal("TERM");
         await server.WaitForStderrAsync("shutting down", TimeSpan.FromSeconds(30));
         server.Signal("INT");
 
-        Assert.Equal(128 + 2, await server.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(exit == 128 + 2, $"exit {exit}; the server's stderr:\n{server.Stderr}");
         Assert.Contains("second interrupt", server.Stderr);
         Assert.DoesNotContain("stopped:", server.Stderr); // it did not wait for the drain
-        try { await stream.DisposeAsync(); } catch (Exception e) when (e is not OutOfMemoryException) { } // the server is gone
+        await reader;
+        try { await stream.DisposeAsync(); } catch (Exception e) when (e is not OutOfMemoryException) { }
     }
 
     /// <summary>The host run as <c>dotnet Serving.Host.dll serve</c> with stdout/stderr captured.</summary>
