@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Serving.Backends.Cpu.Kernels.MatMul;
 
@@ -180,6 +181,16 @@ internal static unsafe class QuantDot
     {
         int bb = TB.BlockBytes;
         Simd.PrefetchAhead(p, 8 * bb);
+        if (Avx2.IsSupported)
+        {
+            // The 8 halves packed 4 to a 64-bit integer in general registers, moved over in 2 inserts (not 8) and
+            // widened to 32 bits in one instruction: the vector pipes are this kernel's bound, the scalar ones are not.
+            ulong lo = Unsafe.ReadUnaligned<ushort>(p) | (ulong)Unsafe.ReadUnaligned<ushort>(p + bb) << 16
+                | (ulong)Unsafe.ReadUnaligned<ushort>(p + 2 * bb) << 32 | (ulong)Unsafe.ReadUnaligned<ushort>(p + 3 * bb) << 48;
+            ulong hi = Unsafe.ReadUnaligned<ushort>(p + 4 * bb) | (ulong)Unsafe.ReadUnaligned<ushort>(p + 5 * bb) << 16
+                | (ulong)Unsafe.ReadUnaligned<ushort>(p + 6 * bb) << 32 | (ulong)Unsafe.ReadUnaligned<ushort>(p + 7 * bb) << 48;
+            return Simd.HalfToFloat(Avx2.ConvertToVector256Int32(Vector128.Create(lo, hi).AsUInt16()).AsUInt32());
+        }
         Vector256<uint> h = Vector256.Create(
             (uint)Unsafe.ReadUnaligned<ushort>(p), Unsafe.ReadUnaligned<ushort>(p + bb),
             Unsafe.ReadUnaligned<ushort>(p + 2 * bb), Unsafe.ReadUnaligned<ushort>(p + 3 * bb),
