@@ -55,12 +55,13 @@ public sealed partial class ServeProcessTests : IDisposable
     [Fact]
     public async Task A_second_signal_during_the_drain_exits_at_once_with_128_plus_the_signal()
     {
-        await using var server = await ServerProcess.StartAsync(_model, "--grace", "600");
+        // A context 8× the model's training length, so that one request can run long: 16 000 greedy steps (no early end
+        // on this seeded model) are tens of seconds even on a fast, quiet machine (2000 took ~4 s at 470 tokens/s), so it
+        // is still draining when the second signal comes a few milliseconds after the first.
+        await using var server = await ServerProcess.StartAsync(_model, "--grace", "600", "--ctx", "16384", "--kv-tokens", "16384");
         await using var client = await ServingClient.ConnectAsync("127.0.0.1", server.Port);
 
-        // A request long enough (2000 steps, greedy on this seeded model: no early end) to still be draining when the
-        // second signal comes a few milliseconds later.
-        var stream = client.GenerateStreamAsync(new GenerateOptions { Prompt = "Once upon a time", MaxTokens = 2000, Temperature = 0 })
+        var stream = client.GenerateStreamAsync(new GenerateOptions { Prompt = "Once upon a time", MaxTokens = 16_000, Temperature = 0 })
             .GetAsyncEnumerator();
         Assert.True(await stream.MoveNextAsync());
         // Keep reading, so the client never gives the request up for an overflowing buffer (which would cancel it on
