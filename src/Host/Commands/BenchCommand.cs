@@ -54,6 +54,15 @@ internal static class BenchCommand
         return command;
     }
 
+    /// <summary>One greedy request of <paramref name="count"/> tokens through <paramref name="scheduler"/>, its stream
+    /// drained; the result with its usage (TTFT, TPOT).</summary>
+    internal static async Task<GenerationResult> GreedyRunAsync(Scheduler scheduler, int[] promptIds, int count, CancellationToken cancel)
+    {
+        var h = scheduler.Submit(new GenerationRequest("bench", promptIds, count, SamplingParams.Greedy), cancel);
+        await foreach (var _ in h.Chunks.ReadAllAsync(CancellationToken.None)) { }
+        return await h.Completion;
+    }
+
     private static Command Decode()
     {
         var command = new Command("decode", "Single-stream decode speed against the bandwidth floor (weights resident)");
@@ -90,12 +99,7 @@ internal static class BenchCommand
                     MaxBatchSequences = 1,
                     Speculative = draftModel is null ? null : draft.Options(parse, draftModel, lm),
                 });
-                async Task<GenerationResult> Run(int count, int[] ids)
-                {
-                    var h = scheduler.Submit(new GenerationRequest("bench", ids, count, SamplingParams.Greedy), cancel);
-                    await foreach (var _ in h.Chunks.ReadAllAsync(CancellationToken.None)) { }
-                    return await h.Completion;
-                }
+                Task<GenerationResult> Run(int count, int[] ids) => GreedyRunAsync(scheduler, ids, count, cancel);
                 // Warm-up (JIT tiers up, pages fault in) on the prompt reversed, so that the measured run finds no cached
                 // prefix blocks and its time to first token is a real prefill.
                 await Run(Math.Min(16, n), promptIds.Reverse().ToArray());

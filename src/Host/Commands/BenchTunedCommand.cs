@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using Serving.Abstractions;
 using Serving.Engine.Models;
-using Serving.Engine.Sampling;
 using Serving.Engine.Scheduling;
 using Serving.Engine.Tuning;
 using Serving.Host.Cli;
@@ -101,14 +100,8 @@ internal static class BenchTunedCommand
         using var lm = LoadedModel.Open(path, accelerator, options);
         int[] ids = lm.Tokenizer.Encode(prompt, lm.Tokenizer.AddBos);
         await using var scheduler = new Scheduler(lm.Model, new TokenizerDecoder(lm.Tokenizer, ignoreEndOfGeneration: true), new SchedulerOptions { MaxBatchSequences = 1 });
-        async Task<GenerationResult> Run(int count, int[] promptIds)
-        {
-            var h = scheduler.Submit(new GenerationRequest("bench", promptIds, count, SamplingParams.Greedy), cancel);
-            await foreach (var _ in h.Chunks.ReadAllAsync(CancellationToken.None)) { }
-            return await h.Completion;
-        }
-        await Run(Math.Min(8, n), ids.Reverse().ToArray()); // warm-up: JIT, page faults
-        var result = await Run(n, ids);
+        await BenchCommand.GreedyRunAsync(scheduler, [.. ids.Reverse()], Math.Min(8, n), cancel); // warm-up: JIT, page faults
+        var result = await BenchCommand.GreedyRunAsync(scheduler, ids, n, cancel);
         if (result.FinishReason == FinishReason.Error) throw new InvalidOperationException(result.Error?.Message ?? "decode failed");
         return 1 / (result.Usage.TimePerOutputToken?.TotalSeconds ?? double.NaN);
     }
