@@ -22,8 +22,9 @@ public sealed record ClimbResult(IReadOnlyList<StepPoint> Curve, int Chosen, str
 /// <summary>
 /// Batch selection (design §5 step 3, docs/tuner.md): a hill-climb over whole-step times, doubling the size from
 /// <see cref="ClimbPolicy.First"/>. It keeps doubling while the larger size still raises tokens/s by at least the
-/// minimum gain (a meaningful step) and its step stays within the per-token latency target; it stops on a plateau, on
-/// the target, on the memory cap, or on the time limit, and chooses the last size it kept. Pure logic over a
+/// minimum gain (a meaningful step) and its step stays within the per-token latency target; it stops on a plateau
+/// (confirmed by one more doubling, so that a single noisy measurement does not end it), on the target, on the memory
+/// cap, or on the time limit, and chooses the last size it kept. Pure logic over a
 /// measurement function, so tests drive it with synthetic rooflines.
 /// </summary>
 public static class BatchSelector
@@ -60,10 +61,32 @@ public static class BatchSelector
                     F($"{u} {next} takes {point.Ms:0.0} ms per step, over the {policy.TpotTargetMs:0.#} ms TPOT target"));
             double gain = point.TokensPerSecond / current.TokensPerSecond - 1;
             if (gain < policy.MinGain)
-                return new ClimbResult(curve, current.Batch,
-                    F($"plateau: {u} {next} gives {gain * 100:+0.0;-0.0} % tokens/s over {current.Batch} (< {policy.MinGain * 100:0} %)"));
+            {
+                // One slow measurement on a shared machine must not end the climb: a plateau is confirmed by the next
+                // doubling too. If that one, over both doublings, pays what two meaningful steps would, the dip was
+                // noise and the climb goes on from there.
+                string plateau = F($"plateau: {u} {next} gives {gain * 100:+0.0;-0.0} % tokens/s over {current.Batch} (< {policy.MinGain * 100:0} %)");
+                StepPoint? confirm = MeasureWithin(measure, policy, clock, next * 2);
+                if (confirm is null)
+                    return new ClimbResult(curve, current.Batch, plateau);
+                curve.Add(confirm);
+                double gain2 = confirm.TokensPerSecond / current.TokensPerSecond - 1;
+                bool withinTarget = policy.TpotTargetMs <= 0 || confirm.Ms <= policy.TpotTargetMs;
+                if (!withinTarget || gain2 < (1 + policy.MinGain) * (1 + policy.MinGain) - 1)
+                    return new ClimbResult(curve, current.Batch, plateau + F($", confirmed by {u} {confirm.Batch} ({gain2 * 100:+0.0;-0.0} % over {current.Batch})"));
+                current = confirm;
+                continue;
+            }
             current = point;
         }
+    }
+
+    // The confirmation point of a plateau, or null where the climb could not go (limit, time, a size that cannot run).
+    private static StepPoint? MeasureWithin(Func<int, TimingStats?> measure, ClimbPolicy policy, Stopwatch clock, int size)
+    {
+        if (size > policy.Limit || (policy.TimeLimit is { } limit && clock.Elapsed > limit))
+            return null;
+        return measure(size) is { } time ? new StepPoint(size, time) : null;
     }
 
     /// <summary>

@@ -45,8 +45,15 @@ internal static class BenchServeCommand
         var maxBatch = new Option<int>("--max-batch") { Description = "In-process server: most sequences per step", DefaultValueFactory = _ => 16 };
         var mmap = new Option<bool>("--mmap") { Description = "In-process server: serve weights from the mapped file instead of resident memory" };
         var kvType = CommonOptions.KvType();
+        var compareTuned = new Option<bool>("--compare-tuned")
+        {
+            Description = "In-process server: run the workload with the untuned defaults (--max-batch, a 256-token budget, default kernels) and with the device's " +
+                          "tuning profile (measured first when there is none), in alternating rounds, and compare (docs/tuner.md)",
+        };
+        var rounds = new Option<int>("--rounds") { Description = "With --compare-tuned: rounds, each running both sides once", DefaultValueFactory = _ => 1 };
+        var fullTune = new Option<bool>("--full-tune") { Description = "With --compare-tuned and no profile yet: tune in full mode instead of fast mode" };
         foreach (var o in new Option[] { clients, requests, promptTokens, maxTokens, rate, host, port, tokenFile, seed, warmup, json, model, device, threads, maxBatch, mmap, kvType,
-                     tiers, tpot, probe, minLogProb, maxEntropy })
+                     tiers, tpot, probe, minLogProb, maxEntropy, compareTuned, rounds, fullTune })
             command.Options.Add(o);
 
         command.SetAction(async (parse, cancel) =>
@@ -60,6 +67,31 @@ internal static class BenchServeCommand
             int batch = parse.GetValue(maxBatch);
             if (batch is < 1 or > 1024) return CliErrors.Fail($"--max-batch {batch} out of range [1, 1024]");
             int n = parse.GetValue(clients);
+            if (parse.GetValue(compareTuned))
+            {
+                if (parse.GetValue(port) is not null) return CliErrors.Fail("--compare-tuned starts its own servers: it cannot be used with --port");
+                if (parse.GetValue(tiers) is not null) return CliErrors.Fail("--compare-tuned compares one model: it cannot be used with --tiers");
+                if (parse.GetValue(rounds) is < 1 or > 20) return CliErrors.Fail($"--rounds {parse.GetValue(rounds)} out of range [1, 20]");
+                List<(string? Name, string? Path)> one;
+                try
+                {
+                    one = TierOptions.ParseModels(parse.GetValue(model));
+                }
+                catch (ArgumentException e)
+                {
+                    return CliErrors.Fail(e.Message);
+                }
+                if (one.Count != 1 || one[0].Name is not null) return CliErrors.Fail("--compare-tuned compares one model: give one --model FILE");
+                var workload = new ServeBenchOptions
+                {
+                    Host = "127.0.0.1", Port = 0, Token = token, Clients = n, Requests = parse.GetValue(requests), PromptTokens = parse.GetValue(promptTokens),
+                    MaxTokens = parse.GetValue(maxTokens), Rate = parse.GetValue(rate), Seed = parse.GetValue(seed), WarmupRequests = parse.GetValue(warmup) ?? Math.Max(n, 4),
+                };
+                var comparison = new ServeTunedComparison(ModelOption.Resolve(one[0].Path), parse.GetValue(device), parse.GetValue(threads),
+                    parse.GetValue(CommonOptions.Plugins), parse.GetValue(mmap), CommonOptions.KvCacheType(parse, kvType), batch, new SchedulerOptions().MaxBatchTokens,
+                    parse.GetValue(fullTune), parse.GetValue(rounds), workload);
+                return await BenchServeTuned.RunAsync(CommonOptions.Registry(parse), comparison, parse.GetValue(json), cancel);
+            }
 
             ServingHost? server = null;
             string address = parse.GetValue(host)!;
@@ -139,7 +171,7 @@ internal static class BenchServeCommand
                     try
                     {
                         report = await ProgressBar.RunAsync(mode is null ? "requests" : $"requests ({mode})", ProgressUnit.Items,
-                            bar => ServeBenchmark.RunAsync(options, new RequestProgress(bar), cancel));
+                            bar => ServeBenchmark.RunAsync(options, new RequestProgressBar(bar), cancel));
                     }
                     catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or IOException or Protocol.Rpc.RpcException)
                     {
@@ -194,15 +226,15 @@ internal static class BenchServeCommand
         j.WriteEndArray();
         j.WriteEndObject();
     }
+}
 
-    /// <summary>The run's progress on the bar: requests done of all, with running, failed and output tokens/s beside the label.</summary>
-    private sealed class RequestProgress(ProgressBar bar) : IProgress<ServeBenchProgress>
+/// <summary>A serve benchmark's progress on a bar: requests done of all, with running, failed and output tokens/s beside the label.</summary>
+internal sealed class RequestProgressBar(ProgressBar bar) : IProgress<ServeBenchProgress>
+{
+    public void Report(ServeBenchProgress p)
     {
-        public void Report(ServeBenchProgress p)
-        {
-            double seconds = Math.Max(1e-3, p.Elapsed.TotalSeconds);
-            bar.Status($"{p.Done}/{p.Total}, running {p.Running}, failed {p.Failed}, {p.OutputTokens / seconds:0.0} output tok/s");
-            bar.Report((p.Done, p.Total));
-        }
+        double seconds = Math.Max(1e-3, p.Elapsed.TotalSeconds);
+        bar.Status($"{p.Done}/{p.Total}, running {p.Running}, failed {p.Failed}, {p.OutputTokens / seconds:0.0} output tok/s");
+        bar.Report((p.Done, p.Total));
     }
 }

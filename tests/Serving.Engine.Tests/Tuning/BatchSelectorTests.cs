@@ -16,10 +16,31 @@ public sealed class BatchSelectorTests
     public void StopsOnThePlateauAndChoosesTheLastSizeThatStillPaid()
     {
         var result = BatchSelector.Climb(Roofline, Policy());
-        // 1→2→4 double tokens/s, 4→8 gives +25 %, 8→16 gives +0 %: plateau, keep 8.
+        // 1→2→4 double tokens/s, 4→8 gives +25 %, 8→16 gives +0 % and 32 confirms it: plateau, keep 8.
         Assert.Equal(8, result.Chosen);
         Assert.StartsWith("plateau: batch 16 gives +0.0 %", result.Reason);
+        Assert.EndsWith("confirmed by batch 32 (+0.0 % over 8)", result.Reason);
+        Assert.Equal([1, 2, 4, 8, 16, 32], result.Curve.Select(p => p.Batch));
+    }
+
+    [Fact]
+    public void OneNoisyMeasurementDoesNotEndTheClimb()
+    {
+        // The knee is at B = 20 (10 ms, then 0.5 ms per row), but batch 8 was measured during a burst of other load.
+        var result = BatchSelector.Climb(b => b == 8 ? Ms(40) : Ms(Math.Max(10, 0.5 * b)), Policy());
+        // 4→8 looks like −50 %; 16 (10 ms) pays +300 % over 4, so the climb goes on: 16→32 +25 %, 32→64 +0 %, 128 +0 %.
+        Assert.Equal(32, result.Chosen);
+        Assert.Equal([1, 2, 4, 8, 16, 32, 64, 128], result.Curve.Select(p => p.Batch));
+        Assert.StartsWith("plateau: batch 64 gives +0.0 %", result.Reason);
+    }
+
+    [Fact]
+    public void ConfirmationBeyondTheLimitKeepsThePlateau()
+    {
+        var result = BatchSelector.Climb(Roofline, Policy(limit: 16));
+        Assert.Equal(8, result.Chosen);
         Assert.Equal([1, 2, 4, 8, 16], result.Curve.Select(p => p.Batch));
+        Assert.Equal("plateau: batch 16 gives +0.0 % tokens/s over 8 (< 10 %)", result.Reason);
     }
 
     [Fact]
