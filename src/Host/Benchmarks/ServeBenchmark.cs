@@ -88,8 +88,12 @@ internal sealed record LatencySummary(int Count, double Mean, double Median, dou
 /// <param name="PrefixCacheHitTokens">Prompt tokens served from the prefix cache.</param>
 /// <param name="Preemptions">Sequences preempted for lack of KV blocks.</param>
 /// <param name="RefusedOverloaded">Requests the scheduler refused as overloaded.</param>
+/// <param name="ResidentBytes">The server process's resident set at the end of the run (0 where not reported).</param>
+/// <param name="PeakResidentBytes">Its peak resident set since it started (VmHWM on Linux).</param>
+/// <param name="WeightBytes">Bytes of the weights it serves, every tier.</param>
+/// <param name="KvCacheBytes">Bytes of its KV caches as allocated, every tier.</param>
 internal sealed record ServerRunMetrics(long Steps, double MeanBatchSequences, double MeanBatchTokens, long PrefixCacheHitTokens,
-    long Preemptions, long RefusedOverloaded);
+    long Preemptions, long RefusedOverloaded, long ResidentBytes = 0, long PeakResidentBytes = 0, long WeightBytes = 0, long KvCacheBytes = 0);
 
 /// <summary>The result of a <c>bench serve</c> run, with vLLM's metric names in <see cref="WriteJson"/>.</summary>
 internal sealed record ServeBenchReport(
@@ -159,6 +163,13 @@ internal sealed record ServeBenchReport(
             Line("Mean batch (sequences / tokens per step):", $"{F(m.MeanBatchSequences)} / {F(m.MeanBatchTokens)}");
             Line("Prefix cache hit tokens:", m.PrefixCacheHitTokens.ToString());
             Line("Preemptions / refused overloaded:", $"{m.Preemptions} / {m.RefusedOverloaded}");
+            if (m.PeakResidentBytes > 0)
+            {
+                static string Mib(long b) => (b / 1048576.0).ToString("0", System.Globalization.CultureInfo.InvariantCulture);
+                Line("Server RSS now / peak (MiB):", $"{Mib(m.ResidentBytes)} / {Mib(m.PeakResidentBytes)}");
+                Line("Weights + KV cache (MiB):", $"{Mib(m.WeightBytes)} + {Mib(m.KvCacheBytes)} = {Mib(m.WeightBytes + m.KvCacheBytes)}, " +
+                     $"peak RSS − both {Mib(m.PeakResidentBytes - m.WeightBytes - m.KvCacheBytes)}");
+            }
         }
         w.WriteLine("=====================================================");
     }
@@ -230,6 +241,10 @@ internal sealed record ServeBenchReport(
             j.WriteNumber("prefix_cache_hit_tokens", m.PrefixCacheHitTokens);
             j.WriteNumber("preemptions", m.Preemptions);
             j.WriteNumber("refused_overloaded", m.RefusedOverloaded);
+            j.WriteNumber("resident_bytes", m.ResidentBytes);
+            j.WriteNumber("peak_resident_bytes", m.PeakResidentBytes);
+            j.WriteNumber("weights_bytes", m.WeightBytes);
+            j.WriteNumber("kv_cache_bytes", m.KvCacheBytes);
             j.WriteEndObject();
         }
         j.WriteEndObject();
@@ -415,7 +430,8 @@ internal static class ServeBenchmark
         double Mean(string key) => steps <= 0 ? double.NaN
             : (Get(after, key) * Get(after, "steps") - Get(before, key) * Get(before, "steps")) / steps;
         return new ServerRunMetrics((long)steps, Mean("mean_batch_sequences"), Mean("mean_batch_tokens"),
-            (long)D("prefix_cache_hit_tokens"), (long)D("preemptions"), (long)D("refused_overloaded"));
+            (long)D("prefix_cache_hit_tokens"), (long)D("preemptions"), (long)D("refused_overloaded"),
+            (long)Get(after, "working_set_bytes"), (long)Get(after, "peak_working_set_bytes"), (long)Get(after, "weights_bytes"), (long)Get(after, "kv_cache_bytes"));
     }
 
     private static ServeBenchReport Summarize(ServeBenchOptions options, string model, string device, double duration,

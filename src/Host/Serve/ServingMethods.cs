@@ -250,10 +250,16 @@ internal sealed class ServingMethods(IReadOnlyList<ServedTier> tiers, TierRouter
             ("auth_failures", rpc.AuthFailures), ("auth_delayed", rpc.AuthDelayed), ("auth_refused", rpc.AuthRefused),
             ("work_bytes", rpc.WorkBytes), ("work_budget_bytes", rpc.WorkBudgetBytes), ("work_peak_bytes", rpc.WorkPeakBytes),
             ("refused_over_budget", rpc.RefusedOverBudget), ("memory_compactions", rpc.Compactions), ("work_collections", rpc.Collections),
-            ("working_set_bytes", process.WorkingSet64), ("managed_heap_bytes", GC.GetTotalMemory(false)),
+            ("working_set_bytes", process.WorkingSet64), ("peak_working_set_bytes", process.PeakWorkingSet64),
+            ("weights_bytes", tiers.Sum(t => t.Model.Model.WeightBytes)), ("kv_cache_bytes", tiers.Sum(t => KvCacheBytes(t.Model.Model))),
+            ("managed_heap_bytes", GC.GetTotalMemory(false)),
             ("gc_committed_bytes", gc.TotalCommittedBytes), ("handles", process.HandleCount), .. EnergyFields(m),
             (RpcFields.Tiers, TierMetrics(perTier))]);
     }
+
+    /// <summary>The bytes of <paramref name="model"/>'s KV cache as allocated (every block, used or not).</summary>
+    private static long KvCacheBytes(Engine.Models.LlamaModel model) =>
+        (long)model.KvBlockCount * model.KvBlockSize * model.Config.KvBytesPerToken(model.KvCacheType);
 
     /// <summary>The tiers' counters added up (means weighted by steps): what a one-tier server reported before tiers.</summary>
     private static SchedulerMetrics Sum(List<SchedulerMetrics> all)

@@ -53,6 +53,12 @@ public sealed class BenchServeTunedTests(TinyModelFixture fixture) : IDisposable
         {
             Assert.Equal(6, run.GetProperty("result").GetProperty("completed").GetInt32());
             Assert.True(run.GetProperty("result").GetProperty("output_throughput").GetDouble() > 0);
+            // The server's memory beside what it must hold (issue 11): RSS peak ≥ now > 0, weights and KV reported.
+            var server = run.GetProperty("result").GetProperty("server");
+            Assert.True(server.GetProperty("weights_bytes").GetInt64() > 0);
+            Assert.True(server.GetProperty("kv_cache_bytes").GetInt64() > 0);
+            Assert.True(server.GetProperty("peak_resident_bytes").GetInt64() >= server.GetProperty("resident_bytes").GetInt64());
+            Assert.True(server.GetProperty("resident_bytes").GetInt64() > 0);
         }
     }
 
