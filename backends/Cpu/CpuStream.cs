@@ -63,7 +63,7 @@ internal sealed unsafe class CpuStream : ComputeStream
         var job = new MatMulJob
         {
             X = (float*)Ptr(x), W = w.Pointer, Y = py, RowBytes = w.RowBytes, T = x.Rows, K = x.Cols, N = w.Rows,
-            Kernel = Variants.KernelOf(variant),
+            Kernel = Variants.KernelOf(variant), Serial = Variants.IsSerial(variant),
         };
         MatMulDriver.Run(Pool, entry, &job, scratch);
     }

@@ -6,8 +6,8 @@ namespace Serving.Backends.Cpu.Kernels;
 /// <summary>
 /// The kernel variants of this backend, per (op, type); the first of each list is the default. MatMul has three per
 /// weight type (the driver's <see cref="MatMulKernel"/>) — two for the K-quants, which have no rows4 kernel (at
-/// decode their cost is unpacking the weights, which sharing x loads does not reduce) — bit-identical to each
-/// other; every other op has one per type. Every variant applies to every shape and is batch-invariant (the contract's
+/// decode their cost is unpacking the weights, which sharing x loads does not reduce) — plus the default kernel on one
+/// thread (<c>…_serial</c>), all bit-identical to each other; every other op has one per type. Every variant applies to every shape and is batch-invariant (the contract's
 /// defaults, <see cref="KernelVariant.AppliesTo"/> and <see cref="KernelVariant.BatchInvariant"/>): no CPU kernel splits
 /// a row's reduction across rows or workers. The lists are built once; <see cref="For"/> returns the same instances on
 /// every call (the front end asks per op).
@@ -27,10 +27,25 @@ internal static class Variants
     public static IReadOnlyList<KernelVariant> For(OpKind op, DataType type)
         => Table.TryGetValue((op, type), out KernelVariant[]? list) ? list : [];
 
+    /// <summary>Whether a MatMul variant of this table runs on the calling thread alone (<c>…_serial</c>).</summary>
+    public static bool IsSerial(KernelVariant variant) => variant.Name.EndsWith(SerialSuffix, StringComparison.Ordinal);
+
+    private const string SerialSuffix = "_serial";
+
+    // The default kernel on one thread: the tuner's thread-count choice per (op, shape, batch).
+    private static KernelVariant Serial(KernelVariant first) =>
+        new(first.Name + SerialSuffix, OpKind.MatMul, first.WeightType,
+            $"as {first.Name}, every tile on the calling thread: no workers woken and no join, which pays where an op is too small " +
+            "to be worth waking them or the other cores are busy");
+
     /// <summary>The driver's inner loop for a MatMul variant of this table.</summary>
     public static MatMulKernel KernelOf(KernelVariant variant)
-        => variant.Name.EndsWith("_rows1", StringComparison.Ordinal) ? MatMulKernel.Rows1
-         : variant.Name.EndsWith("_rows4", StringComparison.Ordinal) ? MatMulKernel.Rows4
+        => IsSerial(variant) ? KernelOf(variant.Name[..^SerialSuffix.Length])
+         : KernelOf(variant.Name);
+
+    private static MatMulKernel KernelOf(string name)
+        => name.EndsWith("_rows1", StringComparison.Ordinal) ? MatMulKernel.Rows1
+         : name.EndsWith("_rows4", StringComparison.Ordinal) ? MatMulKernel.Rows4
          : MatMulKernel.Tile;
 
     private static Dictionary<(OpKind, DataType), KernelVariant[]> Build()
@@ -48,6 +63,7 @@ internal static class Variants
                     new($"matmul_{name}_tile4x1", OpKind.MatMul, t, $"each weight super-block unpacked once for 4 x rows, weight rows split over workers ({kHow})"),
                     new($"matmul_{name}_rows1", OpKind.MatMul, t, $"one weight row per x row, the plain loop ({kHow})"),
                 ];
+                table[(OpKind.MatMul, t)] = [.. table[(OpKind.MatMul, t)], Serial(table[(OpKind.MatMul, t)][0])];
                 continue;
             }
             string how = t.IsQuantized()
@@ -65,6 +81,7 @@ internal static class Variants
                 new($"matmul_{name}_rows4", OpKind.MatMul, t, $"4 weight rows per pass share each activation load ({how})"),
                 new($"matmul_{name}_rows1", OpKind.MatMul, t, $"one weight row per pass, the plain loop ({how})"),
             ];
+            table[(OpKind.MatMul, t)] = [.. table[(OpKind.MatMul, t)], Serial(table[(OpKind.MatMul, t)][0])];
         }
         table[(OpKind.RmsNorm, DataType.F32)] = [new("rmsnorm_f32_rows", OpKind.RmsNorm, DataType.F32, "one row per work item, vector sum of squares")];
         table[(OpKind.Rope, DataType.F32)] = [new("rope_f32_rows", OpKind.Rope, DataType.F32, "one row per work item, cos/sin per row shared by all heads")];

@@ -36,6 +36,8 @@ internal unsafe struct MatMulJob
     public int N;
     /// <summary>The variant's inner loop.</summary>
     public MatMulKernel Kernel;
+    /// <summary>Run every tile on the calling thread (a <c>_serial</c> variant): no workers woken, no join.</summary>
+    public bool Serial;
     /// <summary>Quantized x quants [T, K] int8 (quantized weight types only).</summary>
     public sbyte* Xq;
     /// <summary>Quantized x scales [T, K/32] f32.</summary>
@@ -123,7 +125,7 @@ internal static unsafe class MatMulDriver
         job->NTiles = (job->N + RowsPerTile - 1) / RowsPerTile;
         int tiles = job->NTiles * ((job->T + TPerTile - 1) / TPerTile);
         // As elements for the pool's inline test: 0 below the line keeps the loop on this thread.
-        long work = (long)job->T * job->N * job->K < InlineMacs ? 0 : long.MaxValue;
+        long work = job->Serial || (long)job->T * job->N * job->K < InlineMacs ? 0 : long.MaxValue;
         entry.Run(pool, job, scratch, tiles, work);
     }
 
