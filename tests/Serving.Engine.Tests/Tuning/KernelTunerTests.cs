@@ -49,6 +49,28 @@ public sealed class KernelTunerTests
     }
 
     [Fact]
+    public void ABurstOfLoadDuringTheDefaultsTimingDoesNotHandTheChoiceToAnother()
+    {
+        // The default really costs 100 µs per row, the other 120; but the machine was busy (3×) for every call of the
+        // default until the other variant had run 3 times — i.e. through validation and the default's first timing pass.
+        int otherCalls = 0;
+        var plain = new FakeKernel(V("mm_plain"), t => (otherCalls < 3 ? 300.0 : 100.0) * t);
+        var other = new FakeKernel(V("mm_other"), t => { otherCalls++; return 120.0 * t; });
+        var tuning = Tune(new FakeDevice([plain, other]), 4);
+        Assert.Equal("mm_plain", ChosenAt(tuning, 4)); // the confirming pass found the default faster
+        Assert.Equal(400, tuning.Timings.Single(t => t.Variant == "mm_plain").Time.MedianUs, 6);
+        Assert.Equal(480, tuning.Timings.Single(t => t.Variant == "mm_other").Time.MedianUs, 6);
+    }
+
+    [Fact]
+    public void AWinnerThatStaysFasterIsConfirmed()
+    {
+        var faster = new FakeKernel(V("mm_faster"), t => 50.0 * t);
+        var tuning = Tune(new FakeDevice([Plain, faster]), 4);
+        Assert.Equal("mm_faster", ChosenAt(tuning, 4));
+    }
+
+    [Fact]
     public void DefaultIsKeptWhenAnotherIsWithinTheNoiseMargin()
     {
         var close = new FakeKernel(V("mm_close"), t => 99.0 * t); // 1 % faster than the default
